@@ -1,0 +1,176 @@
+"""The feature-extractor module. timm builds every block; effzoo decides which.
+
+``Backbone`` is timm's ``EfficientNetFeatures`` built from an effzoo spec row, with
+the width/depth scaling applied on top of the variant's own coefficients, the
+stages past the deepest requested level left out, and the feature contract
+(``out_channels``, ``strides``) exposed for detectors.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Sequence
+
+import torch
+from timm.layers import get_act_layer
+from timm.models._efficientnet_builder import decode_arch_def, round_channels
+from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
+from torch import nn
+
+from .registry import LEVEL_STRIDES, BackboneSpec
+
+
+def round_fn(spec: BackboneSpec, width_mult: float = 1.0) -> partial:
+    """Channel rounding for a spec at an extra width multiplier (multiples of 8)."""
+    return partial(
+        round_channels,
+        multiplier=spec.width * width_mult,
+        divisor=8,
+        round_limit=spec.round_limit,
+    )
+
+
+def block_args(spec: BackboneSpec, depth_mult: float = 1.0) -> list[list[dict[str, Any]]]:
+    """timm block arguments per stage, depths scaled (rounded up) by ``depth_mult``."""
+    return decode_arch_def(
+        [list(stage) for stage in spec.arch],
+        spec.depth * depth_mult,
+        depth_trunc="ceil",
+        fix_first_last=spec.fix_first_last,
+    )
+
+
+def stages_for_level(stage_args: Sequence[Sequence[dict[str, Any]]], level: int) -> int:
+    """How many stages are needed to produce feature ``level`` (0..4, stride 2..32)."""
+    reduction, needed = 2, 0
+    for i, stage in enumerate(stage_args):
+        reduction *= stage[0]["stride"]
+        if reduction == LEVEL_STRIDES[level]:
+            needed = i + 1
+        elif reduction > LEVEL_STRIDES[level]:
+            break
+    return needed
+
+
+def common_kwargs(
+    spec: BackboneSpec,
+    *,
+    width_mult: float,
+    in_chans: int,
+    drop_path_rate: float,
+    padding: str,
+    bn_eps: float | None,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments shared by timm's EfficientNet and EfficientNetFeatures."""
+    bn_args = {} if bn_eps is None else {"eps": bn_eps}
+    return dict(
+        in_chans=in_chans,
+        stem_size=spec.stem_size,
+        fix_stem=spec.fix_stem,
+        pad_type=padding,
+        act_layer=get_act_layer(spec.act),
+        norm_layer=partial(nn.BatchNorm2d, **bn_args),
+        round_chs_fn=round_fn(spec, width_mult),
+        drop_path_rate=drop_path_rate,
+        device=device,
+    )
+
+
+class Backbone(EfficientNetFeatures):
+    """An EfficientNet as a multi-scale feature extractor.
+
+    ``forward(x)`` returns a list of feature maps, one per entry of ``out_indices``
+    (levels 0..4 at strides 2, 4, 8, 16, 32), shallowest first.
+    """
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        *,
+        out_indices: Sequence[int] = (2, 3, 4),
+        width_mult: float = 1.0,
+        depth_mult: float = 1.0,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+        padding: str | None = None,
+        bn_eps: float | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        padding = spec.padding if padding is None else padding
+        bn_eps = spec.bn_eps if bn_eps is None else bn_eps
+        args = block_args(spec, depth_mult)
+        args = args[: stages_for_level(args, max(out_indices))]
+        super().__init__(
+            args,
+            out_indices=tuple(out_indices),
+            **common_kwargs(
+                spec,
+                width_mult=width_mult,
+                in_chans=in_chans,
+                drop_path_rate=drop_path_rate,
+                padding=padding,
+                bn_eps=bn_eps,
+                device=device,
+            ),
+        )
+        self.spec = spec
+        self.out_indices = tuple(out_indices)
+        self.width_mult = float(width_mult)
+        self.depth_mult = float(depth_mult)
+        self.padding = padding
+        self.bn_eps = bn_eps
+        self.out_channels: list[int] = list(self.feature_info.channels())
+        self.strides: list[int] = list(self.feature_info.reduction())
+        #: preprocessing of the weights (mean, std, input_size, ...); set by create()
+        self.pretrained_cfg: dict[str, Any] = {}
+        #: where the weights came from (None: random init); set by create()
+        self.weights: Any = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"variant={self.spec.name}, width_mult={self.width_mult}, "
+            f"depth_mult={self.depth_mult}, out_indices={self.out_indices}"
+        )
+
+
+class Classifier(EfficientNet):
+    """The full ImageNet classifier of a variant (``create(..., features_only=False)``)."""
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        *,
+        width_mult: float = 1.0,
+        depth_mult: float = 1.0,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+        padding: str | None = None,
+        bn_eps: float | None = None,
+        num_classes: int = 1000,
+        device: torch.device | str | None = None,
+    ) -> None:
+        padding = spec.padding if padding is None else padding
+        bn_eps = spec.bn_eps if bn_eps is None else bn_eps
+        rnd = round_fn(spec, width_mult)
+        super().__init__(
+            block_args(spec, depth_mult),
+            num_classes=num_classes,
+            num_features=rnd(spec.num_features) if spec.round_num_features else spec.num_features,
+            **common_kwargs(
+                spec,
+                width_mult=width_mult,
+                in_chans=in_chans,
+                drop_path_rate=drop_path_rate,
+                padding=padding,
+                bn_eps=bn_eps,
+                device=device,
+            ),
+        )
+        self.spec = spec
+        self.width_mult = float(width_mult)
+        self.depth_mult = float(depth_mult)
+        self.padding = padding
+        self.bn_eps = bn_eps
+        self.pretrained_cfg: dict[str, Any] = {}
+        self.weights: Any = None

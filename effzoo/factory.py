@@ -1,0 +1,176 @@
+"""``create`` and ``model_info``: the public entry points, with argument checks."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from .backbone import Backbone, Classifier
+from .errors import InvalidArgumentError
+from .registry import LEVEL_STRIDES, BackboneSpec, lookup
+
+_CREATE_OPTIONS = (
+    "out_indices",
+    "width_mult",
+    "depth_mult",
+    "in_chans",
+    "pretrained",
+    "drop_path_rate",
+    "features_only",
+)
+
+
+def _check_multiplier(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(
+            f"{name} must be a positive number, got {value!r}; 1.0 keeps the variant's own size"
+        )
+    return float(value)
+
+
+def check_out_indices(out_indices: Any) -> tuple[int, ...]:
+    """Validate feature levels: ints in 0..4, unique, ascending."""
+    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
+        out_indices = (out_indices,)
+    try:
+        idx = tuple(out_indices)
+    except TypeError:
+        idx = None
+    last = len(LEVEL_STRIDES) - 1
+    if not idx or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+        raise InvalidArgumentError(
+            f"out_indices must be a non-empty sequence of level indices 0..{last} "
+            f"(strides {', '.join(map(str, LEVEL_STRIDES))}), got {out_indices!r}; "
+            "(2, 3, 4) gives P3/P4/P5"
+        )
+    bad = [i for i in idx if not 0 <= i <= last]
+    if bad:
+        raise InvalidArgumentError(
+            f"out_indices {bad} out of range: levels are 0..{last} "
+            f"(strides {', '.join(map(str, LEVEL_STRIDES))}); (2, 3, 4) gives P3/P4/P5"
+        )
+    if len(set(idx)) != len(idx):
+        raise InvalidArgumentError(f"out_indices {idx} has duplicates; list each level once")
+    if list(idx) != sorted(idx):
+        raise InvalidArgumentError(
+            f"out_indices {idx} must be ascending (features are returned shallowest first); "
+            f"use {tuple(sorted(idx))}"
+        )
+    return idx
+
+
+def create(
+    name: str | BackboneSpec,
+    *,
+    out_indices: Sequence[int] = (2, 3, 4),
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+    in_chans: int = 3,
+    pretrained: bool | str = False,
+    drop_path_rate: float = 0.0,
+    features_only: bool = True,
+    **unknown: Any,
+) -> Backbone | Classifier:
+    """Build an EfficientNet variant as a feature extractor (or, with
+    ``features_only=False``, as the full ImageNet classifier).
+
+    ``pretrained`` is ``False``, ``True`` (the variant's default weights tag), a tag
+    name, or a path to a ``.safetensors``/``.pth`` file.
+    """
+    if unknown:
+        key = next(iter(unknown))
+        close = difflib.get_close_matches(key, _CREATE_OPTIONS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidArgumentError(
+            f"create() got an unknown option {key!r}.{hint} Options: {', '.join(_CREATE_OPTIONS)}"
+        )
+    spec = lookup(name)
+    width_mult = _check_multiplier("width_mult", width_mult)
+    depth_mult = _check_multiplier("depth_mult", depth_mult)
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise InvalidArgumentError(f"in_chans must be an integer >= 1, got {in_chans!r}")
+    if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)):
+        raise InvalidArgumentError(f"drop_path_rate must be a number in [0, 1), got {drop_path_rate!r}")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise InvalidArgumentError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+    if not isinstance(pretrained, (bool, str)) and not hasattr(pretrained, "__fspath__"):
+        raise InvalidArgumentError(
+            f"pretrained must be False, True, a weights tag or a file path, got {pretrained!r}"
+        )
+    out_indices = check_out_indices(out_indices)
+
+    from . import weights
+
+    source = weights.resolve(spec, pretrained)
+    build = dict(
+        width_mult=width_mult,
+        depth_mult=depth_mult,
+        in_chans=in_chans,
+        drop_path_rate=float(drop_path_rate),
+        padding=source.padding if source else spec.padding,
+        bn_eps=source.bn_eps if source else spec.bn_eps,
+    )
+    model: Backbone | Classifier
+    if features_only:
+        model = Backbone(spec, out_indices=out_indices, **build)
+    else:
+        model = Classifier(spec, num_classes=source.num_classes if source else 1000, **build)
+    model.pretrained_cfg = weights.preprocessing(spec, source, in_chans=in_chans)
+    if source is not None:
+        model.weights = weights.load_into(model, source)
+    return model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``effzoo.model_info`` reports about one variant (width/depth 1.0)."""
+
+    name: str
+    family: str
+    timm_arch: str
+    resolution: int
+    params: int  # the feature extractor at out_indices (2, 3, 4)
+    classifier_params: int  # the full ImageNet classifier
+    paper_params_m: float
+    channels: tuple[int, ...]  # per level P1..P5
+    strides: tuple[int, ...]
+    padding: str
+    aliases: tuple[str, ...]
+    default_tag: str | None = None
+    tags: tuple[str, ...] = field(default=())
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def model_info(name: str | BackboneSpec) -> ModelInfo:
+    """Describe a variant without allocating its weights (built on the meta device)."""
+    spec = lookup(name)
+    feats = Backbone(spec, out_indices=(0, 1, 2, 3, 4), device="meta")
+    p345 = Backbone(spec, device="meta")
+    full = Classifier(spec, device="meta")
+    from . import weights
+
+    tags = weights.tags_for(spec)
+    return ModelInfo(
+        name=spec.name,
+        family=spec.family,
+        timm_arch=spec.timm_arch,
+        resolution=spec.resolution,
+        params=count_params(p345),
+        classifier_params=count_params(full),
+        paper_params_m=spec.paper_params_m,
+        channels=tuple(feats.out_channels),
+        strides=tuple(feats.strides),
+        padding=spec.padding or "symmetric",
+        aliases=spec.aliases,
+        default_tag=tags[0] if tags else None,
+        tags=tuple(tags),
+    )
