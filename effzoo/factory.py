@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
-from .backbone import Backbone, Classifier
+from .backbone import Backbone, Classifier, round_fn
 from .errors import InvalidArgumentError
 from .registry import LEVEL_STRIDES, BackboneSpec, lookup
 
@@ -153,9 +154,17 @@ def count_params(module: torch.nn.Module) -> int:
 def model_info(name: str | BackboneSpec) -> ModelInfo:
     """Describe a variant without allocating its weights (built on the meta device)."""
     spec = lookup(name)
+    return _model_info(spec)
+
+
+@functools.lru_cache(maxsize=None)
+def _model_info(spec: BackboneSpec) -> ModelInfo:
+    # P3-P5 needs every stage, so the all-levels extractor has the same parameters
     feats = Backbone(spec, out_indices=(0, 1, 2, 3, 4), device="meta")
-    p345 = Backbone(spec, device="meta")
-    full = Classifier(spec, device="meta")
+    params = count_params(feats)
+    # the classifier adds timm's head: 1x1 conv (no bias), BN, and the 1000-way linear
+    head = round_fn(spec)(spec.num_features) if spec.round_num_features else spec.num_features
+    classifier_params = params + head * feats.out_channels[-1] + 2 * head + 1000 * head + 1000
     from . import weights
 
     tags = weights.tags_for(spec)
@@ -164,8 +173,8 @@ def model_info(name: str | BackboneSpec) -> ModelInfo:
         family=spec.family,
         timm_arch=spec.timm_arch,
         resolution=spec.resolution,
-        params=count_params(p345),
-        classifier_params=count_params(full),
+        params=params,
+        classifier_params=classifier_params,
         paper_params_m=spec.paper_params_m,
         channels=tuple(feats.out_channels),
         strides=tuple(feats.strides),

@@ -1,0 +1,308 @@
+"""Inference fast path: fold batch norms, fuse activations and squeeze-excite.
+
+``fuse_model(model)`` rewrites an eval-mode effzoo backbone in place. Every timm
+block (``ConvBnAct``, ``DepthwiseSeparableConv``, ``InvertedResidual``,
+``EdgeResidual``) becomes a fused block with the same arithmetic:
+
+* batch norms are folded into the convolution before them (weight and bias);
+* a convolution, its activation and a residual add run as one oneDNN primitive
+  (``mkldnn._convolution_pointwise``) when the input is a float32 CPU tensor and
+  no gradient is needed; otherwise plain ``F.conv2d`` + activation, so autograd,
+  tracing, ``torch.compile`` and ONNX export see ordinary ops;
+* at batch 1 the squeeze-excite gate scales the *weights* of the projection
+  convolution (``W @ (g * x) == (W * g) @ x``) instead of the feature map, which
+  removes one pass over the largest tensor of every block;
+* TF "same" padding is computed per input size; when it is symmetric it becomes
+  the convolution's own padding, otherwise (``end == begin + 1``) the kernel gets
+  one leading zero row/column and the convolution a symmetric padding of
+  ``end``: the same taps as an explicit pad, without copying the input.
+
+The result equals the unfused model within float tolerance (reassociation only).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import BatchNormAct2d
+from timm.models._efficientnet_blocks import (
+    ConvBnAct,
+    DepthwiseSeparableConv,
+    EdgeResidual,
+    InvertedResidual,
+    SqueezeExcite,
+)
+from torch import nn
+
+from .errors import ExportError
+
+#: activation module type -> (oneDNN post-op name, scalars)
+_ONEDNN_ACTS: dict[type, tuple[str, list[Any]]] = {
+    nn.Identity: ("none", []),
+    nn.SiLU: ("swish", []),
+    nn.ReLU: ("relu", []),
+    nn.ReLU6: ("hardtanh", [0.0, 6.0]),
+    nn.Sigmoid: ("sigmoid", []),
+    nn.Hardswish: ("hardswish", []),
+}
+
+
+def _plain_act(module: nn.Module) -> nn.Module:
+    """The activation as a non-inplace module (fused inputs may be views)."""
+    if isinstance(module, (nn.SiLU, nn.ReLU, nn.ReLU6, nn.Hardswish)):
+        return type(module)(inplace=False)
+    return module
+
+
+def _exporting() -> bool:
+    return bool(
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TF "same" padding (begin, end) of one spatial dimension."""
+    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def fold_bn(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and bias of ``bn(conv(x))`` as one convolution (eval-mode statistics)."""
+    var = bn.running_var.to(torch.float64)
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(torch.float64)
+    shift = -bn.running_mean.to(torch.float64) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.to(torch.float64)
+    if bias is not None:
+        shift = shift + bias.to(torch.float64) * scale
+    w = weight.to(torch.float64) * scale.view(-1, *([1] * (weight.dim() - 1)))
+    return w.to(weight.dtype), shift.to(weight.dtype)
+
+
+class FusedConv(nn.Module):
+    """Convolution with folded batch norm, activation, optional residual and SE scale."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.Module | None, act: nn.Module | None) -> None:
+        super().__init__()
+        if isinstance(bn, BatchNormAct2d) and act is None:
+            act = bn.act
+        if bn is not None:
+            w, b = fold_bn(conv.weight.detach(), conv.bias, bn)
+        else:
+            w = conv.weight.detach().clone()
+            b = (
+                conv.bias.detach().clone()
+                if conv.bias is not None
+                else torch.zeros(conv.out_channels, dtype=w.dtype, device=w.device)
+            )
+        self.weight = nn.Parameter(w, requires_grad=False)
+        self.bias = nn.Parameter(b, requires_grad=False)
+        self.stride = tuple(conv.stride)
+        self.dilation = tuple(conv.dilation)
+        self.groups = conv.groups
+        # timm's Conv2dSame keeps padding 0 and pads in forward from the input size
+        self.same = type(conv).__name__.startswith("Conv2dSame")
+        self.padding = tuple(conv.padding) if not self.same else (0, 0)
+        act = act if act is not None else nn.Identity()
+        self.act = _plain_act(act)
+        self.onednn = _ONEDNN_ACTS.get(type(act))
+        self._even_kernels: dict[tuple[bool, bool], torch.Tensor] = {}
+
+    def extra_repr(self) -> str:
+        o, i, kh, kw = self.weight.shape
+        return (
+            f"{i * self.groups}, {o}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+            f"groups={self.groups}, same={self.same}, act={type(self.act).__name__}"
+        )
+
+    def _geometry(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, list[int], bool]:
+        """Kernel and symmetric padding that reproduce TF "same" for this input size."""
+        if not self.same:
+            return w, list(self.padding), False
+        pads, grow = [], []
+        for size, k, s, d in zip(x.shape[-2:], w.shape[-2:], self.stride, self.dilation):
+            begin, end = same_pad(int(size), int(k), s, d)
+            if begin != end and d != 1:
+                return w, [], True  # needs an explicit pad
+            pads.append(end)
+            grow.append(begin != end)
+        if any(grow):
+            w = F.pad(w, (int(grow[1]), 0, int(grow[0]), 0))
+        return w, pads, False
+
+    def _explicit_pad(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.weight.shape[-2:]
+        ph = same_pad(x.shape[-2], kh, self.stride[0], self.dilation[0])
+        pw = same_pad(x.shape[-1], kw, self.stride[1], self.dilation[1])
+        return F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``act(conv(x * scale)) + residual``; ``scale`` is (B, C_in), B == 1 folds it."""
+        w = self.weight
+        fast = (
+            self.onednn is not None
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and not _exporting()
+        )
+        if scale is not None:
+            if fast and x.shape[0] == 1 and self.groups == 1:
+                w = w * scale.view(1, -1, 1, 1).to(w.dtype)
+            else:
+                x = x * scale.view(scale.shape[0], -1, 1, 1)
+        w, pad, explicit = self._geometry(x, w)
+        if explicit:
+            x, pad = self._explicit_pad(x), [0, 0]
+        if fast and (residual is None or self.onednn[0] == "none"):
+            attr, scalars = self.onednn  # type: ignore[misc]
+            args = (pad, list(self.stride), list(self.dilation), self.groups)
+            if residual is None:
+                return torch.ops.mkldnn._convolution_pointwise(
+                    x, w, self.bias, *args, attr, scalars, ""
+                )
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, residual, w, self.bias, *args, "add", None, None, [], None
+            )
+        y = self.act(F.conv2d(x, w, self.bias, self.stride, pad, self.dilation, self.groups))
+        return y if residual is None else y + residual
+
+
+class FusedSE(nn.Module):
+    """Squeeze-excite gate as two small linear layers on the pooled features."""
+
+    def __init__(self, se: SqueezeExcite) -> None:
+        super().__init__()
+        dd = {"device": se.conv_reduce.weight.device, "dtype": se.conv_reduce.weight.dtype}
+        self.reduce = nn.Linear(se.conv_reduce.in_channels, se.conv_reduce.out_channels, **dd)
+        self.expand = nn.Linear(se.conv_expand.in_channels, se.conv_expand.out_channels, **dd)
+        with torch.no_grad():
+            self.reduce.weight.copy_(se.conv_reduce.weight.flatten(1))
+            self.reduce.bias.copy_(se.conv_reduce.bias)
+            self.expand.weight.copy_(se.conv_expand.weight.flatten(1))
+            self.expand.bias.copy_(se.conv_expand.bias)
+        self.act = _plain_act(se.act1)
+        self.gate = se.gate
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate, (B, C)."""
+        g = x.mean((2, 3))
+        return self.gate(self.expand(self.act(self.reduce(g))))
+
+
+def _se(module: nn.Module) -> FusedSE | None:
+    if isinstance(module, nn.Identity):
+        return None
+    if not isinstance(module, SqueezeExcite):
+        raise ExportError(f"cannot fuse squeeze-excite module {type(module).__name__}")
+    return FusedSE(module)
+
+
+def _check_plain(block: nn.Module) -> None:
+    aa = getattr(block, "aa", None)
+    if aa is not None and not isinstance(aa, nn.Identity):
+        raise ExportError(f"cannot fuse {type(block).__name__} with anti-aliasing")
+    if getattr(block, "conv_s2d", None) is not None:
+        raise ExportError(f"cannot fuse {type(block).__name__} with space-to-depth")
+
+
+class FusedBlock(nn.Module):
+    """Any EfficientNet block after fusion: [expand] -> [depthwise] -> [SE] -> project."""
+
+    def __init__(
+        self,
+        convs: list[FusedConv],
+        se: FusedSE | None,
+        has_skip: bool,
+        se_before_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(convs)
+        self.se = se
+        self.has_skip = has_skip
+        self.se_before_last = se_before_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        for conv in self.convs[:-1]:
+            x = conv(x)
+        last = self.convs[-1]
+        gate = self.se(x) if self.se is not None else None
+        residual = shortcut if self.has_skip else None
+        if last.onednn is not None and last.onednn[0] == "none":
+            return last(x, residual=residual, scale=gate)
+        # activation after the last conv (ConvBnAct): add the shortcut after it
+        y = last(x, scale=gate)
+        return y if residual is None else y + residual
+
+
+def fuse_block(block: nn.Module) -> FusedBlock:
+    """Fold one timm EfficientNet block."""
+    _check_plain(block)
+    if isinstance(block, InvertedResidual):
+        convs = [
+            FusedConv(block.conv_pw, block.bn1, None),
+            FusedConv(block.conv_dw, block.bn2, None),
+            FusedConv(block.conv_pwl, block.bn3, None),
+        ]
+    elif isinstance(block, DepthwiseSeparableConv):
+        convs = [
+            FusedConv(block.conv_dw, block.bn1, None),
+            FusedConv(block.conv_pw, block.bn2, None),
+        ]
+    elif isinstance(block, EdgeResidual):
+        convs = [
+            FusedConv(block.conv_exp, block.bn1, None),
+            FusedConv(block.conv_pwl, block.bn2, None),
+        ]
+    elif isinstance(block, ConvBnAct):
+        return FusedBlock([FusedConv(block.conv, block.bn1, None)], None, block.has_skip)
+    else:
+        raise ExportError(f"cannot fuse block type {type(block).__name__}")
+    return FusedBlock(convs, _se(block.se), block.has_skip)
+
+
+def check_fusable(model: nn.Module) -> None:
+    """Raise ``ExportError`` unless every module is in eval mode."""
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        raise ExportError(
+            f"fuse() folds batch-norm running statistics, so it needs an eval-mode model; "
+            f"{training[0]!r} is in training mode. Call model.eval() first."
+        )
+
+
+def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
+    """Fuse an effzoo/timm EfficientNet feature extractor in place and return it."""
+    if getattr(model, "fused", False):
+        return model
+    check_fusable(model)
+    stem = FusedConv(model.conv_stem, model.bn1, None).eval()
+    model.conv_stem = stem
+    model.bn1 = nn.Identity()
+    for stage in model.blocks:
+        for i, block in enumerate(stage):
+            stage[i] = fuse_block(block).eval()
+    if channels_last is None:
+        channels_last = True
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.fused = True
+    model.channels_last = channels_last
+    return model

@@ -1,0 +1,141 @@
+"""Weight selection: start a width/depth-scaled model from its full-size weights.
+
+Xu et al., "Initializing Models with Larger Ones" (ICLR 2024):
+
+* **layer selection**: a stage of the target keeps the *first* blocks of the same
+  stage of the source (``blocks.s.b`` from ``blocks.s.b``);
+* **element selection**: every dimension that shrinks from ``S`` to ``T`` channels
+  takes the same evenly spaced (uniform) subset ``floor(i * S / T)``. Because the
+  subset depends only on ``(S, T)``, a stage's residual stream (each block's input and
+  output, its BN and the next block's input) uses the same channels everywhere, so
+  residual sums still add matching channels.
+
+At width and depth 1.0 every tensor is taken as is (the identity). A target larger
+than the source in any dimension, or with more blocks in a stage, is an error:
+nothing is ever left randomly initialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from .convert import stage_depths
+from .errors import WeightsMismatchError
+
+_COUNTER = "num_batches_tracked"
+
+
+def select_indices(source: int, target: int) -> torch.Tensor:
+    """The uniform subset of ``target`` indices out of ``source`` (identity if equal)."""
+    if target > source:
+        raise WeightsMismatchError(f"cannot select {target} channels out of {source}")
+    return torch.arange(target) * source // target
+
+
+def select(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Shrink every dimension of ``tensor`` to ``shape`` with ``select_indices``."""
+    out = tensor
+    for dim, (s, t) in enumerate(zip(tensor.shape, shape)):
+        if s != t:
+            out = out.index_select(dim, select_indices(s, t))
+    return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What weight selection did: how many tensors were sliced, which blocks were kept."""
+
+    tensors: int
+    sliced: int
+    target_depths: tuple[int, ...]
+    source_depths: tuple[int, ...]
+
+    @property
+    def identity(self) -> bool:
+        return self.sliced == 0 and all(
+            t == s for t, s in zip(self.target_depths, self.source_depths)
+        )
+
+    def __str__(self) -> str:
+        if self.identity:
+            return f"all {self.tensors} tensors as is"
+        return (
+            f"weight selection: {self.sliced}/{self.tensors} tensors sliced, blocks per stage "
+            f"{','.join(map(str, self.target_depths))} of "
+            f"{','.join(map(str, self.source_depths))}"
+        )
+
+
+def _limit(items: list[str], n: int = 6) -> str:
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def inherit(
+    source: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    *,
+    allowed: frozenset[str] = frozenset(),
+) -> tuple[dict[str, torch.Tensor], Selection]:
+    """Fill every tensor of ``target`` (a state dict or shapes) from ``source``.
+
+    Both are timm-keyed. ``allowed`` names source keys that the target may leave out
+    (the head and classifier of a feature extractor, stages past its deepest level);
+    any other source key the target lacks is unexpected. Raises
+    ``WeightsMismatchError`` naming missing, unexpected and too-large keys.
+    """
+    unexpected = sorted(set(source) - set(target) - allowed)
+    missing = sorted(k for k in target if k not in source and not k.endswith(_COUNTER))
+    src_depths, tgt_depths = stage_depths(source), stage_depths(target)
+    deeper = [
+        f"stage {s}: {t} blocks > {src_depths[s] if s < len(src_depths) else 0}"
+        for s, t in enumerate(tgt_depths)
+        if t > (src_depths[s] if s < len(src_depths) else 0)
+    ]
+    if deeper:
+        raise WeightsMismatchError(
+            f"the target is deeper than its weights ({'; '.join(deeper)}): inheritance only "
+            "selects blocks, it never adds random ones; use depth_mult <= 1.0 with these "
+            "weights, or pretrained=False"
+        )
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {_limit(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_limit(unexpected)}")
+        raise WeightsMismatchError(
+            f"the weights do not fit the model: {'; '.join(parts)}. Check that the file is "
+            "this variant's (effzoo info NAME lists its tags)"
+        )
+    larger = [
+        f"{k} {tuple(v.shape)} > {tuple(source[k].shape)}"
+        for k, v in target.items()
+        if k in source
+        and (
+            v.dim() != source[k].dim()
+            or any(t > s for t, s in zip(v.shape, source[k].shape))
+        )
+    ]
+    if larger:
+        raise WeightsMismatchError(
+            f"the target is wider than its weights: {_limit(larger, 4)}; inheritance only "
+            "selects channels, it never adds random ones; use width_mult <= 1.0 with these "
+            "weights, or pretrained=False"
+        )
+    out: dict[str, torch.Tensor] = {}
+    sliced = 0
+    for k, v in target.items():
+        if k not in source:  # a BN counter the file does not carry: keep the model's
+            out[k] = v
+            continue
+        src = source[k]
+        if tuple(src.shape) != tuple(v.shape):
+            src = select(src, tuple(v.shape))
+            sliced += 1
+        out[k] = src
+    counted = sum(1 for k in target if not k.endswith(_COUNTER))
+    used = tuple(src_depths[: len(tgt_depths)])
+    return out, Selection(counted, sliced, tuple(tgt_depths), used)

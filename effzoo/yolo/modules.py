@@ -1,0 +1,126 @@
+"""The layers an effzoo yaml row becomes inside an Ultralytics model.
+
+A row that outputs levels P1..P5 (or any ascending subset) occupies one layer index
+per level. Each layer is a plain tensor-in, tensor-out module, so every index is
+addressable from the head, ``freeze=N`` freezes whole stages, and Ultralytics'
+forward, EMA, DDP, export and pickling treat them like any other layer:
+
+- ``BackboneStem`` (first index) normalizes the 0..1 input with the weights'
+  mean/std, runs the stem and the stages up to the first output level;
+- ``BackboneStages`` (each further index) runs the stages up to the next level.
+
+Pickled checkpoints reference these classes, so unpickling one imports
+``effzoo.yolo`` and with it registers the yaml rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..backbone import Backbone
+
+
+def stage_ends(backbone: Backbone) -> list[int]:
+    """For each output level of ``backbone``, how many of its stages produce it."""
+    ends = []
+    for name in backbone.feature_info.module_name():
+        head, _, idx = name.partition(".")
+        ends.append(int(idx) + 1 if head == "blocks" else 0)
+    return ends
+
+
+def _channel_stats(values: Sequence[float], in_chans: int) -> torch.Tensor:
+    vals = [float(v) for v in values]
+    if len(vals) != in_chans:  # e.g. a grayscale model on RGB statistics
+        vals = [sum(vals) / len(vals)] * in_chans
+    return torch.tensor(vals, dtype=torch.float32).view(1, in_chans, 1, 1)
+
+
+class BackboneStem(nn.Module):
+    """Input normalization, stem and the stages up to the first output level."""
+
+    def __init__(self, backbone: Backbone, n_stages: int, *, level: int, row: str = "") -> None:
+        super().__init__()
+        in_chans = backbone.conv_stem.in_channels
+        cfg = backbone.pretrained_cfg or {}
+        self.register_buffer("mean", _channel_stats(cfg.get("mean", (0.0,)), in_chans))
+        self.register_buffer("std", _channel_stats(cfg.get("std", (1.0,)), in_chans))
+        backbone.blocks = backbone.blocks[:n_stages]
+        self.backbone = backbone
+        self.level = level  # P-level of this layer's output (1..5)
+        self.row = row  # the yaml row it was built from, for messages
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bb = self.backbone
+        x = (x - self.mean) / self.std
+        return bb.blocks(bb.bn1(bb.conv_stem(x)))
+
+    def extra_repr(self) -> str:
+        return f"P{self.level}, stages 0..{len(self.backbone.blocks) - 1}"
+
+
+class BackboneStages(nn.Module):
+    """The backbone stages between the previous output level and this one."""
+
+    def __init__(self, stages: Sequence[nn.Module], *, first: int, level: int) -> None:
+        super().__init__()
+        self.stages = nn.Sequential(*stages)
+        self.first = first  # index of the first stage in the whole backbone
+        self.level = level
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(x)
+
+    def extra_repr(self) -> str:
+        last = self.first + len(self.stages) - 1
+        span = f"stage {self.first}" if last == self.first else f"stages {self.first}..{last}"
+        return f"P{self.level}, {span}"
+
+
+def split_backbone(backbone: Backbone, *, row: str = "") -> list[nn.Module]:
+    """Cut a Backbone into one layer per output level (its ``out_indices``)."""
+    ends = stage_ends(backbone)
+    levels = [i + 1 for i in backbone.out_indices]
+    stages = list(backbone.blocks)
+    layers: list[nn.Module] = [BackboneStem(backbone, ends[0], level=levels[0], row=row)]
+    for start, end, level in zip(ends, ends[1:], levels[1:]):
+        layers.append(BackboneStages(stages[start:end], first=start, level=level))
+    return layers
+
+
+def fold_backbones(model: nn.Module) -> int:
+    """Fold BatchNorm into the convolutions of every effzoo backbone in ``model``.
+
+    Uses ``Backbone.fuse()`` when effzoo provides it: the stages the layers share
+    out are put back together for the call, then handed out again. Returns the
+    number of backbones folded (0 when ``Backbone.fuse`` is unavailable).
+    """
+    layers = list(model.modules())
+    folded = 0
+    for k, layer in enumerate(layers):
+        if not isinstance(layer, BackboneStem) or not hasattr(layer.backbone, "fuse"):
+            continue
+        followers: list[BackboneStages] = []
+        expected = len(layer.backbone.blocks)
+        for nxt in layers[k + 1 :]:
+            if isinstance(nxt, BackboneStages) and nxt.first == expected:
+                followers.append(nxt)
+                expected += len(nxt.stages)
+            elif isinstance(nxt, (BackboneStem, BackboneStages)):
+                break
+        bb = layer.backbone
+        counts = [len(bb.blocks)] + [len(f.stages) for f in followers]
+        bb.blocks = nn.Sequential(*bb.blocks, *(s for f in followers for s in f.stages))
+        bb.eval()
+        bb.fuse()
+        stages = list(bb.blocks)
+        bb.blocks = nn.Sequential(*stages[: counts[0]])
+        start = counts[0]
+        for f, n in zip(followers, counts[1:]):
+            f.stages = nn.Sequential(*stages[start : start + n])
+            start += n
+        folded += 1
+    return folded

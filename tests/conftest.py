@@ -1,0 +1,21 @@
+"""Session-wide isolation: no test touches the user's caches or settings."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+_ROOT = tempfile.mkdtemp(prefix="effzoo-tests-")
+# Set before huggingface_hub / ultralytics are imported by any test module.
+os.environ.setdefault("HF_HOME", os.path.join(_ROOT, "hf_home"))
+os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(_ROOT, "ultralytics"))
+os.environ.setdefault("EFFZOO_TEST_ROOT", _ROOT)
+os.environ.pop("EFFZOO_WEIGHTS", None)
+
+
+@pytest.fixture(scope="session")
+def test_root() -> str:
+    """A temporary directory shared by the whole test session."""
+    return _ROOT

@@ -1,0 +1,54 @@
+"""The effzoo command line: list and info, exit codes, stdout vs stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import effzoo
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "effzoo.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+
+
+def test_list_prints_a_table_of_every_variant():
+    out = run("list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:5] == ["name", "params(P3-P5)", "P3", "P4", "P5"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert sorted(rows) == effzoo.list_models()
+    assert rows["efficientnet_v2_s"][2:5] == ["64", "160", "256"]
+    assert rows["efficientnet_b0"][1] == "3.60M" and rows["efficientnet_b0"][5] == "224"
+
+
+def test_list_pattern_and_info():
+    out = run("list", "*v2_b*")
+    assert [ln.split()[0] for ln in out.stdout.splitlines()[1:]] == [
+        f"efficientnet_v2_b{i}" for i in range(4)
+    ]
+    info = run("info", "efficientnet-b0")
+    assert info.returncode == 0, info.stderr
+    assert "efficientnet_b0" in info.stdout
+    assert "P3/8: 40ch, P4/16: 112ch, P5/32: 320ch" in info.stdout
+    assert "5.29M classifier (paper 5.3M)" in info.stdout
+
+
+def test_errors_go_to_stderr_with_nonzero_exit():
+    out = run("info", "efficientnet-b9")
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert "unknown model 'efficientnet-b9'" in out.stderr and "efficientnet_b8" in out.stderr
+    assert run("list", "resnet*").returncode == 1
+    bad = run("frobnicate")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    assert run().returncode == 2
+    assert run("--help").returncode == 0
