@@ -17,7 +17,9 @@ from timm.models._efficientnet_builder import decode_arch_def, round_channels
 from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 from torch import nn
 
+from .errors import ExportError, InvalidArgumentError
 from .registry import LEVEL_STRIDES, BackboneSpec
+from .training import checkpoint_stage
 
 
 def round_fn(spec: BackboneSpec, width_mult: float = 1.0) -> partial:
@@ -132,6 +134,99 @@ class Backbone(EfficientNetFeatures):
             f"variant={self.spec.name}, width_mult={self.width_mult}, "
             f"depth_mult={self.depth_mult}, out_indices={self.out_indices}"
         )
+
+    # -- fine-tuning and inference switches (defaults; set per instance by the methods) --
+    #: stem + this many stages are frozen (-1: nothing); see ``freeze``
+    frozen_stages: int = -1
+    #: batch norms stay in eval mode (running statistics) while training
+    norm_eval: bool = False
+    #: ``fuse()`` has run: batch norms folded, inference only
+    fused: bool = False
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps for ``out_indices``, shallowest first.
+
+        With ``set_grad_checkpointing(True)`` each stage is recomputed in backward
+        instead of keeping its activations (batch-norm statistics updated once).
+        """
+        if self.feature_hooks is not None:
+            return super().forward(x)
+        x = self.bn1(self.conv_stem(x))
+        features = [x] if 0 in self._stage_out_idx else []
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
+        for i, stage in enumerate(self.blocks):
+            x = checkpoint_stage(stage, x) if ckpt else stage(x)
+            if i + 1 in self._stage_out_idx:
+                features.append(x)
+        return features
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage in backward instead of storing its activations."""
+        if enable and self.fused:
+            raise ExportError("a fused backbone is inference-only; checkpointing needs the unfused one")
+        self.grad_checkpointing = bool(enable)
+
+    def fuse(self, *, channels_last: bool | None = None) -> Backbone:
+        """Fold batch norms and fuse activations in place for inference; returns ``self``.
+
+        The model must be in eval mode (``ExportError`` otherwise). ``channels_last``
+        (default: on) also switches the weights, the input and the outputs to the
+        channels-last memory format; the values are the same either way. See
+        ``effzoo.fuse`` for what is fused and docs/performance.md for the gains.
+        """
+        from .fuse import fuse_model
+
+        fuse_model(self, channels_last=channels_last)
+        return self
+
+    def freeze(self, stages: int | None = None) -> Backbone:
+        """Freeze the stem and the first ``stages`` stages (all of them for ``None``).
+
+        Frozen parameters stop requiring gradients and their batch norms stay in
+        eval mode even under ``train()``. ``freeze(0)`` freezes the stem only;
+        ``unfreeze()`` undoes it. Returns ``self``.
+        """
+        n = len(self.blocks)
+        if stages is None:
+            stages = n
+        if isinstance(stages, bool) or not isinstance(stages, int) or not -1 <= stages <= n:
+            raise InvalidArgumentError(
+                f"freeze(stages) takes an int in -1..{n} (stem + that many of the {n} stages) "
+                f"or None for the whole backbone, got {stages!r}"
+            )
+        self.frozen_stages = stages
+        for i, module in enumerate(self._stem_and_stages()):
+            module.requires_grad_(i > stages)
+        return self.train(self.training)
+
+    def unfreeze(self) -> Backbone:
+        """Make every parameter trainable again; returns ``self``."""
+        return self.freeze(-1)
+
+    def set_norm_eval(self, enable: bool = True) -> Backbone:
+        """Keep every batch norm in eval mode (frozen statistics) while training.
+
+        Their affine weights still train unless frozen. Usual for fine-tuning
+        with small batches. Returns ``self``.
+        """
+        self.norm_eval = bool(enable)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        if mode:
+            for i, module in enumerate(self._stem_and_stages()):
+                if i <= self.frozen_stages:
+                    module.eval()
+            if self.norm_eval:
+                for m in self.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
+        return self
+
+    def _stem_and_stages(self) -> list[nn.Module]:
+        """[stem (conv_stem + bn1), stage 0, stage 1, ...]"""
+        return [nn.ModuleList([self.conv_stem, self.bn1]), *self.blocks]
 
 
 class Classifier(EfficientNet):

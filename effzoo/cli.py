@@ -74,8 +74,12 @@ def info_main(argv: Sequence[str]) -> int:
     print(f"  params:      {_fmt_params(info.params)} (P3-P5 extractor), ", end="")
     print(f"{_fmt_params(info.classifier_params)} classifier (paper {info.paper_params_m}M)")
     print(f"  padding:     {info.padding}")
-    print("  levels:      " + ", ".join(f"P{i + 1}/{s}: {c}ch" for i, (c, s) in
-                                      enumerate(zip(info.channels, info.strides))))
+    print(
+        "  levels:      "
+        + ", ".join(
+            f"P{i + 1}/{s}: {c}ch" for i, (c, s) in enumerate(zip(info.channels, info.strides))
+        )
+    )
     if info.tags:
         print(f"  weights:     {', '.join(info.tags)} (default {info.default_tag})")
         from . import weights
@@ -92,8 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="EfficientNet V1/V2 backbones for detectors.",
         epilog="Run `effzoo COMMAND -h` for a command's options.",
     )
-    parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND",
-                        help="; ".join(f"{k}: {v[2]}" for k, v in COMMANDS.items()))
+    parser.add_argument(
+        "command",
+        choices=list(COMMANDS),
+        metavar="COMMAND",
+        help="; ".join(f"{k}: {v[2]}" for k, v in COMMANDS.items()),
+    )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help(sys.stdout if argv else sys.stderr)
         return 0 if argv else 2

@@ -16,8 +16,8 @@ with the keys of a reference timm model, checking every shape on the way.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Literal, TypeVar
 
 import torch
 
@@ -47,10 +47,14 @@ _TORCHVISION_TOP = {"features": 0, "classifier": 1}
 #: each layout's classifier (Linear) keys -> timm's
 _CLASSIFIER = {
     "timm": {"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"},
-    "torchvision": {"classifier.1.weight": "classifier.weight", "classifier.1.bias": "classifier.bias"},
+    "torchvision": {
+        "classifier.1.weight": "classifier.weight",
+        "classifier.1.bias": "classifier.bias",
+    },
     "lukemelas": {"_fc.weight": "classifier.weight", "_fc.bias": "classifier.bias"},
 }
 _COUNTER = "num_batches_tracked"
+_T = TypeVar("_T")
 
 
 def unwrap(obj: object) -> dict[str, torch.Tensor]:
@@ -69,8 +73,14 @@ def unwrap(obj: object) -> dict[str, torch.Tensor]:
     sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise WeightsMismatchError(
-            "the checkpoint holds no tensors; save weights with torch.save(model.state_dict(), path)"
+            "the checkpoint holds no tensors; save weights with "
+            "torch.save(model.state_dict(), path)"
         )
+    return unwrap_keys(sd)
+
+
+def unwrap_keys(sd: dict[str, _T]) -> dict[str, _T]:
+    """Strip a prefix (``module.``, ...) that every key carries."""
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in sd):
             sd = {k[len(prefix) :]: v for k, v in sd.items()}
@@ -150,7 +160,9 @@ def to_timm(
         out[r] = sd[s]
         modules[_module(s)] = _module(r)
     if len(src) != len(ref):
-        longer, which = (src[len(ref) :], "unexpected") if len(src) > len(ref) else (ref[len(src) :], "missing")
+        longer, which = (
+            (src[len(ref) :], "unexpected") if len(src) > len(ref) else (ref[len(src) :], "missing")
+        )
         raise WeightsMismatchError(
             f"{layout} state dict has {len(src)} tensors where the variant has {len(ref)}: "
             f"{which} {', '.join(longer[:6])}{' ...' if len(longer) > 6 else ''}"
@@ -163,17 +175,10 @@ def to_timm(
     return out
 
 
-def classifier_classes(sd: Mapping[str, torch.Tensor], layout: Layout) -> int | None:
-    """Number of classes of the checkpoint's classifier, or None without one."""
-    w = next((sd[k] for k in _CLASSIFIER[layout] if k.endswith("weight") and k in sd), None)
-    return int(w.shape[0]) if w is not None else None
-
-
-def stem_in_chans(sd: Mapping[str, torch.Tensor], layout: Layout) -> int:
-    key = {"timm": "conv_stem.weight", "torchvision": "features.0.0.weight"}.get(
-        layout, "_conv_stem.weight"
-    )
-    return int(sd[key].shape[1])
+def classifier_classes(shapes: Mapping[str, Sequence[int]], layout: Layout) -> int | None:
+    """Number of classes of the checkpoint's classifier (from key -> shape), or None."""
+    w = next((shapes[k] for k in _CLASSIFIER[layout] if k.endswith("weight") and k in shapes), None)
+    return int(w[0]) if w is not None else None
 
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -22,6 +23,7 @@ _CREATE_OPTIONS = (
     "pretrained",
     "drop_path_rate",
     "features_only",
+    "weights_tag",
 )
 
 
@@ -76,13 +78,19 @@ def create(
     pretrained: bool | str = False,
     drop_path_rate: float = 0.0,
     features_only: bool = True,
+    weights_tag: str | None = None,
     **unknown: Any,
 ) -> Backbone | Classifier:
     """Build an EfficientNet variant as a feature extractor (or, with
     ``features_only=False``, as the full ImageNet classifier).
 
     ``pretrained`` is ``False``, ``True`` (the variant's default weights tag), a tag
-    name, or a path to a ``.safetensors``/``.pth`` file.
+    name (``"ns_jft_in1k"`` or ``"tf_efficientnet_b7.ns_jft_in1k"``), or a path to a
+    ``.safetensors``/``.pth`` file (timm, torchvision or lukemelas layout);
+    ``weights_tag`` says which tag such a file holds when its metadata and name do not.
+    A width/depth-scaled model starts from the full-size weights by weight selection.
+    ``model.weights`` records what was loaded, ``model.pretrained_cfg`` the
+    preprocessing (mean, std, input_size, ...) the weights expect.
     """
     if unknown:
         key = next(iter(unknown))
@@ -97,7 +105,9 @@ def create(
     if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
         raise InvalidArgumentError(f"in_chans must be an integer >= 1, got {in_chans!r}")
     if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)):
-        raise InvalidArgumentError(f"drop_path_rate must be a number in [0, 1), got {drop_path_rate!r}")
+        raise InvalidArgumentError(
+            f"drop_path_rate must be a number in [0, 1), got {drop_path_rate!r}"
+        )
     if not 0.0 <= drop_path_rate < 1.0:
         raise InvalidArgumentError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
     if not isinstance(pretrained, (bool, str)) and not hasattr(pretrained, "__fspath__"):
@@ -108,7 +118,7 @@ def create(
 
     from . import weights
 
-    source = weights.resolve(spec, pretrained)
+    source = weights.resolve(spec, pretrained, weights_tag=weights_tag)
     build = dict(
         width_mult=width_mult,
         depth_mult=depth_mult,
@@ -116,6 +126,8 @@ def create(
         drop_path_rate=float(drop_path_rate),
         padding=source.padding if source else spec.padding,
         bn_eps=source.bn_eps if source else spec.bn_eps,
+        # pretrained: build without allocating/initialising, load_into assigns the weights
+        device="meta" if source is not None else None,
     )
     model: Backbone | Classifier
     if features_only:
@@ -157,7 +169,7 @@ def model_info(name: str | BackboneSpec) -> ModelInfo:
     return _model_info(spec)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model_info(spec: BackboneSpec) -> ModelInfo:
     # P3-P5 needs every stage, so the all-levels extractor has the same parameters
     feats = Backbone(spec, out_indices=(0, 1, 2, 3, 4), device="meta")

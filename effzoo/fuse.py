@@ -141,10 +141,15 @@ class FusedConv(nn.Module):
         return w, pads, False
 
     def _explicit_pad(self, x: torch.Tensor) -> torch.Tensor:
-        kh, kw = self.weight.shape[-2:]
-        ph = same_pad(x.shape[-2], kh, self.stride[0], self.dilation[0])
-        pw = same_pad(x.shape[-1], kw, self.stride[1], self.dilation[1])
-        return F.pad(x, (pw[0], pw[1], ph[0], ph[1]))
+        """``F.pad`` by size arithmetic that stays symbolic under tracing and export."""
+        pads: list[Any] = []
+        for dim in (-1, -2):
+            k, s, d = self.weight.shape[dim], self.stride[dim], self.dilation[dim]
+            size = x.shape[dim]
+            total = ((size + s - 1) // s - 1) * s + (k - 1) * d + 1 - size
+            total = total.clamp(min=0) if isinstance(total, torch.Tensor) else torch.sym_max(total, 0)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x, pads)
 
     def forward(
         self,
@@ -166,7 +171,10 @@ class FusedConv(nn.Module):
                 w = w * scale.view(1, -1, 1, 1).to(w.dtype)
             else:
                 x = x * scale.view(scale.shape[0], -1, 1, 1)
-        w, pad, explicit = self._geometry(x, w)
+        if self.same and _exporting():
+            w, pad, explicit = w, [0, 0], True
+        else:
+            w, pad, explicit = self._geometry(x, w)
         if explicit:
             x, pad = self._explicit_pad(x), [0, 0]
         if fast and (residual is None or self.onednn[0] == "none"):

@@ -114,10 +114,7 @@ def inherit(
         f"{k} {tuple(v.shape)} > {tuple(source[k].shape)}"
         for k, v in target.items()
         if k in source
-        and (
-            v.dim() != source[k].dim()
-            or any(t > s for t, s in zip(v.shape, source[k].shape))
-        )
+        and (v.dim() != source[k].dim() or any(t > s for t, s in zip(v.shape, source[k].shape)))
     ]
     if larger:
         raise WeightsMismatchError(

@@ -1,7 +1,7 @@
 """Generate docs/models.md from the registry (never typed by hand).
 
-    python scripts/gen_model_table.py          # rewrite docs/models.md
-    python scripts/gen_model_table.py --check  # exit 1 if it is out of date
+python scripts/gen_model_table.py          # rewrite docs/models.md
+python scripts/gen_model_table.py --check  # exit 1 if it is out of date
 """
 
 from __future__ import annotations

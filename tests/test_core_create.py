@@ -42,7 +42,9 @@ def test_equals_timm_features_only(name):
     torch.manual_seed(0)
     ours = effzoo.create(name).eval()
     randomize_bn(ours)
-    ref = timm.create_model(spec.timm_arch, features_only=True, out_indices=(2, 3, 4), device="meta")
+    ref = timm.create_model(
+        spec.timm_arch, features_only=True, out_indices=(2, 3, 4), device="meta"
+    )
     ref.load_state_dict(ours.state_dict(), strict=True, assign=True)
     ref.eval()
     assert ours.out_channels == ref.feature_info.channels()
@@ -83,7 +85,11 @@ def paper_round(c: float) -> int:
 
 @pytest.mark.parametrize(
     ("name", "w", "d"),
-    [("efficientnet-b0", 0.25, 0.5), ("efficientnet_v2_s", 0.25, 0.5), ("efficientnet_b3", 1.5, 1.3)],
+    [
+        ("efficientnet-b0", 0.25, 0.5),
+        ("efficientnet_v2_s", 0.25, 0.5),
+        ("efficientnet_b3", 1.5, 1.3),
+    ],
 )
 def test_width_depth_scaling_follows_the_papers_rounding(name, w, d):
     spec = effzoo.lookup(name)
@@ -116,7 +122,9 @@ def test_no_blocks_past_the_deepest_level():
     outs = shallow(torch.randn(1, 3, 64, 64))
     assert [o.shape[-1] for o in outs] == [16, 8]
     # shared blocks keep timm's keys, so the shallow model loads from the full one
-    shallow.load_state_dict({k: v for k, v in full.state_dict().items() if k in shallow.state_dict()})
+    shallow.load_state_dict(
+        {k: v for k, v in full.state_dict().items() if k in shallow.state_dict()}
+    )
 
 
 def test_all_levels_and_single_level():

@@ -69,7 +69,9 @@ def test_spec_rows_are_data():
 
 
 def test_import_effzoo_does_not_import_ultralytics():
-    code = "import sys, effzoo; effzoo.create('efficientnet_b0'); print('ultralytics' in sys.modules)"
+    code = (
+        "import sys, effzoo; effzoo.create('efficientnet_b0'); print('ultralytics' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

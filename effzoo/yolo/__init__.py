@@ -7,8 +7,8 @@ Ultralytics; importing it registers the rows (see ``register``).
 from __future__ import annotations
 
 from .cfg import cfg_path, list_cfgs, model_yaml
+from .hooks import register, registered
 from .modules import BackboneStages, BackboneStem, fold_backbones
-from .register import register, registered
 from .rows import MODULE_NAMES, PretrainedUnavailableWarning, RowSpec, parse_row
 
 register()

@@ -101,7 +101,9 @@ def _levels(where: str, value: Any) -> tuple[int, ...]:
 def _pretrained(where: str, value: Any) -> bool | str:
     if isinstance(value, (bool, str)) and value != "":
         return value
-    raise _fail(where, f"pretrained must be true, false, a weights tag or a file path; got {value!r}")
+    raise _fail(
+        where, f"pretrained must be true, false, a weights tag or a file path; got {value!r}"
+    )
 
 
 def parse_row(
@@ -120,7 +122,7 @@ def parse_row(
     if repeats != 1:
         raise _fail(where, f"an effzoo row cannot repeat: its 'repeats' must be 1, got {repeats!r}")
     if not isinstance(args, (list, tuple)) or not args:
-        raise _fail(where, f"args must be a list starting with the variant, e.g. [efficientnet_b0]")
+        raise _fail(where, "args must be a list starting with the variant, e.g. [efficientnet_b0]")
     args = list(args)
     options: dict[str, Any] = {}
     if isinstance(args[-1], Mapping):
@@ -195,16 +197,16 @@ def build_layers(spec: RowSpec, *, in_chans: int = 3) -> list[nn.Module]:
             f"it starts from random init ({silence}).",
         )
         pretrained = False
+    if pretrained is True and (spec.variant, "unavailable") in _WARNED:
+        pretrained = False  # failed once in this process: do not wait on the network again
     try:
         backbone = create(spec.variant, pretrained=pretrained, **kwargs)
     except (WeightsUnavailableError, WeightsNotFoundError) as e:
         if spec.pretrained is not True:  # an explicit tag or file: the user asked for it
             raise _fail(spec.where, str(e), type(e)) from None
         _warn_once(
-            (spec.variant, "offline"),
-            f"{spec.where}: no pretrained weights for {spec.variant} are available ({e}). "
-            f"It starts from random init. To fix, run `effzoo download {spec.variant}` "
-            f"once while online (or point HF_ENDPOINT at a mirror), or {silence}.",
+            (spec.variant, "unavailable"),
+            f"{spec.where}: {e}\nUntil then the backbone starts from random init ({silence}).",
         )
         backbone = create(spec.variant, pretrained=False, **kwargs)
     except EffzooError as e:

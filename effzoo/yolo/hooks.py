@@ -8,6 +8,9 @@
   then swapped for the backbone layers and the model table is printed as built.
 - ``BaseModel.fuse``: folds the effzoo backbones (``Backbone.fuse``) before
   Ultralytics folds its own Conv/BN pairs.
+- ``check_yaml`` as ``yaml_model_load`` sees it: a bare file name that is not on
+  disk but is one of effzoo's shipped model yamls resolves to it, so
+  ``YOLO("yolo11n-effv2s.yaml")`` works from any directory (scale ``n``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError
@@ -115,7 +119,10 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         for i, layer in enumerate(layers):
             layer.i, layer.f, layer.type = i, -1, _type_name(layer)
             layer.np = sum(p.numel() for p in layer.parameters())
-            model[i] = layer
+            # Eval until the model is put in train mode: older Ultralytics probes the
+            # strides with a forward pass in train mode, which would pull the pretrained
+            # batch-norm statistics towards those of an all-zero image.
+            model[i] = layer.eval()
         return model, save
 
     setattr(parse_model, _MARK, True)
@@ -132,10 +139,27 @@ def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
     return fuse
 
 
+def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
+    from .cfg import CFG_DIR
+
+    @functools.wraps(original)
+    def check_yaml(file: Any, *args: Any, **kwargs: Any) -> Any:
+        path = Path(str(file))
+        shipped = CFG_DIR / path.name
+        if len(path.parts) == 1 and not path.exists() and shipped.is_file():
+            return str(shipped)
+        return original(file, *args, **kwargs)
+
+    setattr(check_yaml, _MARK, True)
+    return check_yaml
+
+
 def register() -> None:
     """Make effzoo rows usable in Ultralytics yamls (idempotent)."""
     from ultralytics.nn import tasks
 
+    if not getattr(tasks.check_yaml, _MARK, False):
+        tasks.check_yaml = _wrap_check_yaml(tasks.check_yaml)
     if not getattr(tasks.parse_model, _MARK, False):
         tasks.parse_model = _wrap_parse_model(tasks.parse_model)
     if not getattr(tasks.BaseModel.fuse, _MARK, False):

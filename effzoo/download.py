@@ -1,0 +1,84 @@
+"""``effzoo download``: prefetch weights for machines without network.
+
+    effzoo download efficientnet_v2_s efficientnet_b0.ra_in1k      # into the HF cache
+    effzoo download efficientnet_lite0 --to /media/usb/weights     # self-describing copies
+    effzoo download efficientnet_b7 --all-tags
+
+``NAME`` is a variant or alias (its default tag), ``NAME.TAG`` a tag of it (short or
+full timm name). Without ``--to`` the files go to the Hugging Face cache (HF_HOME):
+copy that cache to the offline machine. With ``--to DIR`` each tag is written as
+``DIR/<arch>.<tag>.safetensors`` with its tag, repo, revision and hashes in the
+safetensors header; on the offline machine set ``EFFZOO_WEIGHTS=DIR`` (or pass the
+file as ``pretrained=``). Progress goes to stderr, the written paths to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import fetch
+from .errors import EffzooError
+from .registry import lookup
+from .weights import TagInfo, tag_info, tags_for
+
+
+def parse_item(item: str) -> list[TagInfo]:
+    """``NAME`` or ``NAME.TAG`` -> the tag(s) it names."""
+    name, _, tag = item.partition(".")
+    spec = lookup(name)
+    return [tag_info(spec, tag or tags_for(spec)[0])]
+
+
+def fetch_one(info: TagInfo, to: Path | None) -> Path:
+    got = fetch.from_hub(info)
+    if to is None:
+        return got.path
+    dst = to / f"{info.name}.safetensors"
+    meta = {
+        fetch.META_TAG: info.name,
+        fetch.META_REPO: got.repo or info.repo,
+        fetch.META_REVISION: got.revision or info.revision,
+        fetch.META_SHA256: got.sha256,
+    }
+    fetch.write_store_copy(got.path, dst, meta)
+    return dst
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="effzoo download",
+        description="Prefetch pretrained weights (Hugging Face Hub) for offline use.",
+        epilog="Offline: copy the HF cache, or use --to DIR and set EFFZOO_WEIGHTS=DIR.",
+    )
+    p.add_argument("items", nargs="+", metavar="NAME[.TAG]", help="variant, or variant.tag")
+    p.add_argument("--to", type=Path, metavar="DIR", help="write <arch>.<tag>.safetensors here")
+    p.add_argument("--all-tags", action="store_true", help="every tag of each named variant")
+    args = p.parse_args(argv)
+    todo: list[TagInfo] = []
+    for item in args.items:
+        try:
+            if args.all_tags:
+                spec = lookup(item.partition(".")[0])
+                todo += [tag_info(spec, t) for t in tags_for(spec)]
+            else:
+                todo += parse_item(item)
+        except EffzooError as e:
+            print(f"effzoo download: error: {e}", file=sys.stderr)
+            return 2
+    todo = list(dict.fromkeys(todo))
+    failed = 0
+    for i, info in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {info.name} <- {info.repo}", file=sys.stderr, flush=True)
+        try:
+            path = fetch_one(info, args.to)
+        except EffzooError as e:
+            failed += 1
+            print(f"effzoo download: {info.name}: error: {e}", file=sys.stderr)
+            continue
+        print(path, flush=True)
+    if failed:
+        print(f"effzoo download: {failed} of {len(todo)} failed", file=sys.stderr)
+    return 1 if failed else 0

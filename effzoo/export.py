@@ -1,0 +1,149 @@
+"""ONNX export with dynamic height and width, and an ONNX Runtime session helper.
+
+TF "same" padding depends on the input size. timm's ``Conv2dSame`` computes it
+with ``x.size()`` arithmetic that stays symbolic under both exporters (the
+TorchScript tracer sees the sizes as tensors; the dynamo exporter as SymInts),
+and a fused model's ``FusedConv`` does the same while exporting, so one graph
+(``Shape -> ... -> Pad -> Conv``) serves every input size. ``verify`` runs the
+exported graph in ONNX Runtime at sizes other than the traced one, odd ones
+included, and compares with PyTorch.
+
+``onnx``/``onnxruntime`` are optional: ``pip install onnx onnxruntime``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import ExportError
+
+#: sizes ``verify`` checks besides the exported one (odd ones exercise "same" padding)
+VERIFY_SIZES: tuple[tuple[int, int], ...] = ((96, 128), (97, 75))
+
+
+def output_names(model: nn.Module) -> list[str]:
+    """``p3``, ``p4``, ``p5``... (P = level index + 1) for a backbone; ``out0``... otherwise."""
+    idx = getattr(model, "out_indices", None)
+    if idx is None:
+        return ["out0"]
+    return [f"p{i + 1}" for i in idx]
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    input_size: tuple[int, int] = (640, 640),
+    batch_size: int = 1,
+    dynamic: bool = True,
+    dynamic_batch: bool = False,
+    opset: int = 17,
+    dynamo: bool = False,
+    verify: bool = True,
+    atol: float = 1e-4,
+) -> Path:
+    """Export ``model`` (an effzoo backbone, fused or not) to ONNX at ``path``.
+
+    ``dynamic`` makes height and width symbolic (``dynamic_batch`` the batch too).
+    The model is copied and put in eval mode; the original is left untouched.
+    ``dynamo=True`` uses the torch.export-based exporter (much slower to export,
+    same graph semantics). With ``verify`` the graph is run in ONNX Runtime and
+    compared with PyTorch (``ExportError`` past ``atol``, relative to the output
+    scale).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(model).eval().float().cpu()
+    in_chans = _in_chans(model)
+    x = torch.randn(batch_size, in_chans, *input_size)
+    names = output_names(model)
+    kwargs: dict[str, Any] = dict(input_names=["images"], output_names=names, opset_version=opset)
+    axes = {**({2: "height", 3: "width"} if dynamic else {}), **({0: "batch"} if dynamic_batch else {})}
+    if dynamo:
+        dims = {k: torch.export.Dim(v, min=1 if k == 0 else 16) for k, v in axes.items()}
+        kwargs["dynamic_shapes"] = ({k: dims[k] for k in axes},) if axes else None
+        kwargs["dynamo"] = True
+    else:
+        kwargs["dynamic_axes"] = {"images": axes, **{n: axes for n in names}} if axes else None
+        kwargs["dynamo"] = False
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (x,), str(path), **kwargs)
+        except Exception as e:  # the exporters raise many unrelated types
+            raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {e}") from e
+    if verify:
+        sizes = [tuple(input_size)] + ([s for s in VERIFY_SIZES if s != tuple(input_size)]
+                                       if dynamic else [])
+        err = compare_onnx(model, path, sizes=sizes, batch_size=batch_size)
+        if err > atol:
+            raise ExportError(
+                f"ONNX Runtime output of {path.name} differs from PyTorch by {err:.2e} "
+                f"(relative to the output scale; tolerance {atol:g})"
+            )
+    return path
+
+
+def _in_chans(model: nn.Module) -> int:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+        w = getattr(m, "weight", None)
+        if isinstance(w, torch.Tensor) and w.dim() == 4:
+            return int(w.shape[1]) * int(getattr(m, "groups", 1))
+    raise ExportError(f"cannot tell the input channels of {type(model).__name__}")
+
+
+def session(path: str | os.PathLike[str], *, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session with full graph optimization and ``threads`` threads."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ExportError("ONNX Runtime is not installed: pip install onnxruntime") from e
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def compare_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    sizes: Sequence[tuple[int, int]],
+    batch_size: int = 1,
+    seed: int = 0,
+) -> float:
+    """Largest |ONNX Runtime - PyTorch| over ``sizes``, relative to each output's max |value|."""
+    sess = session(path)
+    model = model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for h, w in sizes:
+        x = torch.randn(batch_size, _in_chans(model), h, w, generator=gen)
+        with torch.no_grad():
+            ref = model(x)
+        ref = list(ref) if isinstance(ref, (list, tuple)) else [ref]
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        if len(got) != len(ref):
+            raise ExportError(f"ONNX graph has {len(got)} outputs, the model {len(ref)}")
+        for r, g in zip(ref, got):
+            if tuple(g.shape) != tuple(r.shape):
+                raise ExportError(
+                    f"at input {h}x{w} ONNX Runtime gives shape {tuple(g.shape)}, "
+                    f"PyTorch {tuple(r.shape)}: the graph was specialised to the export size"
+                )
+            scale = max(float(r.abs().max()), 1e-6)
+            worst = max(worst, float((torch.from_numpy(g) - r).abs().max()) / scale)
+    return worst

@@ -1,0 +1,221 @@
+"""A loopback stand-in for the Hugging Face Hub, and helpers to run effzoo against it.
+
+It answers ``HEAD``/``GET /<org>/<repo>/resolve/<revision>/<file>`` the way
+huggingface_hub 2.x needs (read from its ``file_download``): ``X-Repo-Commit`` (the
+commit the revision resolves to), ``ETag`` (the sha256 of the file, as for LFS files),
+``Content-Length``, and byte ranges for resumed downloads; a missing repo or file gets
+404 with ``X-Error-Code`` like the Hub. Files are served from disk. Per file a mode
+simulates faults: ``"corrupt"`` (a byte flipped, same length and ETag), ``"truncate"``
+(the body stops short of the size the HEAD announced); ``GET /_control/<mode>/<org>/<repo>``
+switches a repo's mode from another process. ``delay`` slows each chunk, so two
+clients overlap. A file can be announced before it exists (``expect``, then
+``publish``): requests for it wait, so a test can serve while it still writes files.
+Every request's method, path and User-Agent are logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+ROOT = Path(__file__).resolve().parents[1]
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Served:
+    path: Path
+    sha256: str = ""
+    size: int = 0
+    commit: str = ""
+    mode: str = "ok"
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def publish(self, repo: str) -> None:
+        """Hash the file now on disk and let requests for it through."""
+        self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        self.commit = hashlib.sha1(f"{repo}:{self.sha256}".encode()).hexdigest()
+        self.size = self.path.stat().st_size
+        self.ready.set()
+
+
+@dataclass
+class HubStandIn:
+    """A threaded HTTP server on 127.0.0.1; ``url`` is what HF_ENDPOINT should be."""
+
+    files: dict[tuple[str, str], Served] = field(default_factory=dict)
+    log: list[tuple[str, str, str]] = field(default_factory=list)
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def add(self, repo: str, path: Path, filename: str = "model.safetensors") -> Served:
+        """Serve a file that is on disk now."""
+        served = self.expect(repo, path, filename)
+        served.publish(repo)
+        return served
+
+    def expect(self, repo: str, path: Path, filename: str = "model.safetensors") -> Served:
+        """Announce a file still being written: requests for it wait for ``publish``."""
+        served = Served(path)
+        self.files[(repo, filename)] = served
+        return served
+
+    def set_mode(self, repo: str, mode: str) -> None:
+        for (r, _), served in self.files.items():
+            if r == repo:
+                served.mode = mode
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _find(self) -> tuple[Served | None, str]:
+            path = unquote(self.path.split("?")[0]).lstrip("/")
+            parts = path.split("/")
+            if len(parts) < 5 or parts[2] != "resolve":
+                return None, "RepoNotFound"
+            repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
+            served = hub.files.get((repo, filename))
+            if served is None:
+                known = any(r == repo for r, _ in hub.files)
+                return None, "EntryNotFound" if known else "RepoNotFound"
+            served.ready.wait(timeout=600)
+            return served, ""
+
+        def _headers(self, served: Served, status: int, length: int, extra: dict) -> None:
+            self.send_response(status)
+            self.send_header("X-Repo-Commit", served.commit)
+            self.send_header("ETag", f'"{served.sha256}"')
+            self.send_header("Content-Length", str(length))
+            self.send_header("Accept-Ranges", "bytes")
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+
+        def _not_found(self, code: str) -> None:
+            body = json.dumps({"error": code}).encode()
+            self.send_response(404)
+            self.send_header("X-Error-Code", code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            hub.log.append(("HEAD", self.path, self.headers.get("User-Agent", "")))
+            served, code = self._find()
+            if served is None:
+                return self._not_found(code)
+            self._headers(served, 200, served.size, {})
+
+        def do_GET(self) -> None:
+            hub.log.append(("GET", self.path, self.headers.get("User-Agent", "")))
+            if self.path.startswith("/_control/"):
+                _, _, mode, repo = self.path.split("/", 3)
+                hub.set_mode(unquote(repo), mode)
+                return self._reply_ok()
+            served, code = self._find()
+            if served is None:
+                return self._not_found(code)
+            start, status, extra = 0, 200, {}
+            rng = self.headers.get("Range", "")
+            if rng.startswith("bytes="):
+                start = int(rng[6:].split("-")[0] or 0)
+                status = 206
+                extra["Content-Range"] = f"bytes {start}-{served.size - 1}/{served.size}"
+            end = served.size
+            if served.mode == "truncate":
+                end = max(start, served.size // 2)
+                extra.pop("Content-Range", None)
+            self._headers(served, status, end - start, extra)
+            with open(served.path, "rb") as f:
+                f.seek(start)
+                pos = start
+                while pos < end:
+                    chunk = f.read(min(_CHUNK, end - pos))
+                    if served.mode == "corrupt" and pos <= served.size // 2 < pos + len(chunk):
+                        i = served.size // 2 - pos
+                        chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
+                    try:
+                        self.wfile.write(chunk)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return
+                    pos += len(chunk)
+                    if hub.delay:
+                        time.sleep(hub.delay)
+
+        def _reply_ok(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    return Handler
+
+
+def closed_port() -> str:
+    """An endpoint on a loopback port nobody listens on (connection refused at once)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def hub_env(endpoint: str, hf_home: Path, **extra: str) -> dict[str, str]:
+    """An environment for a child process that talks only to ``endpoint``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "EFFZOO_"))}
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_HOME=str(hf_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def run_child(code: str, env: dict[str, str], timeout: float = 300) -> dict:
+    """Run ``code`` in a fresh interpreter; it must print one JSON line last."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def start_child(code: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip

@@ -1,0 +1,213 @@
+"""effzoo rows in Ultralytics yamls: parsing, channels, layers, errors (no training)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+import yolo_helpers
+
+import effzoo
+from effzoo.errors import InvalidArgumentError, UnknownModelError
+
+ultralytics = pytest.importorskip("ultralytics")
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load  # noqa: E402
+from ultralytics.utils import YAML  # noqa: E402
+
+import effzoo.yolo  # noqa: E402
+from effzoo.yolo import rows  # noqa: E402
+from effzoo.yolo.cfg import model_yaml  # noqa: E402
+from effzoo.yolo.modules import BackboneStages, BackboneStem, split_backbone  # noqa: E402
+
+
+def _model_dict(variant: str, **kw) -> dict:
+    d = YAML.load(yolo_helpers.CFG_DIR / "yolo11-effb0.yaml")
+    d["backbone"][0][3] = [variant, {"pretrained": False, **kw}]
+    d["yaml_file"] = "test.yaml"
+    return d
+
+
+def _build(d: dict) -> DetectionModel:
+    return DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+
+
+def test_registration_is_idempotent_and_in_place():
+    assert effzoo.yolo.registered()
+    from ultralytics.nn import tasks
+
+    first = tasks.parse_model
+    effzoo.yolo.register()
+    assert tasks.parse_model is first
+
+
+@pytest.mark.parametrize(
+    "variant", ["efficientnet_b0", "efficientnet_lite0", "efficientnet_v2_b0"]
+)  # the canonical row for each family (v1, lite, v2)
+def test_canonical_row_builds_with_registry_channels(variant):
+    model = _build(_model_dict(variant))
+    ref = effzoo.create(variant, out_indices=(0, 1, 2, 3, 4))
+    layers = list(model.model)[:5]
+    assert isinstance(layers[0], BackboneStem)
+    assert all(isinstance(m, BackboneStages) for m in layers[1:])
+    model.eval()
+    x = torch.rand(1, 3, 64, 64)
+    feats, y = [], x
+    for layer in layers:
+        y = layer(y)
+        feats.append(y)
+    assert [f.shape[1] for f in feats] == ref.out_channels
+    assert [64 // f.shape[-1] for f in feats] == [2, 4, 8, 16, 32]
+    assert model.model[5].cv1.conv.in_channels == ref.out_channels[-1]  # SPPF reads P5
+    out = model(x)
+    assert out[0].shape[:2] == (1, 4 + 3)
+
+
+def test_split_layers_equal_the_backbone_on_normalized_input():
+    bb = effzoo.create("efficientnet_b0", out_indices=(1, 2, 4), width_mult=0.5).eval()
+    layers = split_backbone(copy.deepcopy(bb))
+    mean = torch.tensor(bb.pretrained_cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(bb.pretrained_cfg["std"]).view(1, 3, 1, 1)
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        ref = bb((x - mean) / std)
+        y, got = x, []
+        for layer in layers:
+            y = layer.eval()(y)
+            got.append(y)
+    assert [layer.level for layer in layers] == [2, 3, 5]
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_levels_option_occupies_one_index_per_level():
+    d = _model_dict("efficientnet_b0", levels=[3, 4, 5])
+    # re-index the head: P3 is layer 0, P4 layer 1, P5 layer 2 (SPPF at 3, C2PSA at 4)
+    shift = {3: 1, 2: 0, 9: 7, 6: 4, 12: 10, 15: 13, 18: 16}
+    for row in d["head"]:
+        f = row[0]
+        row[0] = [shift.get(i, i) if i != -1 else -1 for i in f] if isinstance(f, list) else f
+    model = _build(d)
+    assert [m.level for m in list(model.model)[:3]] == [3, 4, 5]
+    assert model.eval()(torch.rand(1, 3, 64, 64))[0].shape[1] == 7
+
+
+def test_scale_keyword_follows_the_yaml_scale():
+    d = _model_dict("efficientnet_b0", width="scale", depth="scale")
+    d["scale"] = "s"  # scales s: [0.50, 0.50, 1024]
+    spec = effzoo.yolo.hooks.find_rows(d)
+    assert (spec.width, spec.depth) == (0.5, 0.5)
+
+
+def test_normalization_uses_the_weights_statistics():
+    model = _build(_model_dict("efficientnet_lite0"))  # TF-ported: mean = std = 0.5
+    stem = model.model[0]
+    assert stem.mean.flatten().tolist() == [0.5, 0.5, 0.5]
+    assert stem.std.flatten().tolist() == [0.5, 0.5, 0.5]
+    model = _build(_model_dict("efficientnet_b0"))
+    torch.testing.assert_close(model.model[0].mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+
+
+def test_pretrained_default_loads_the_offline_lite0_weights():
+    d = _model_dict("efficientnet_lite0")
+    d["backbone"][0][3] = ["efficientnet_lite0"]  # pretrained by default
+    model = _build(d)
+    stem = model.model[0]
+    ref = effzoo.create("efficientnet_lite0", pretrained=True)
+    assert stem.backbone.weights is not None
+    torch.testing.assert_close(stem.backbone.conv_stem.weight, ref.conv_stem.weight)
+    torch.testing.assert_close(
+        model.model[4].stages[-1][0].conv_pw.weight, ref.blocks[6][0].conv_pw.weight
+    )
+
+
+def test_unavailable_weights_warn_once_and_start_random(monkeypatch):
+    monkeypatch.setattr(rows, "_WARNED", set())
+    d = _model_dict("efficientnet_b0")
+    d["backbone"][0][3] = ["efficientnet_b0"]  # pretrained by default; offline, nothing cached
+    with pytest.warns(rows.PretrainedUnavailableWarning, match="random init") as caught:
+        model = _build(d)
+    assert model.model[0].backbone.weights is None
+    assert any("backbone row 0" in str(w.message) for w in caught)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", rows.PretrainedUnavailableWarning)
+        _build(d)  # the second build stays quiet
+
+
+@pytest.mark.parametrize(
+    "args, error, text",
+    [
+        (["efficientnet-b9", 0.25, 0.5], UnknownModelError, "Did you mean"),
+        (["efficientnet-b0", -0.25, 0.5], InvalidArgumentError, "width must be a positive"),
+        (["efficientnet-b0", 0.25, "deep"], InvalidArgumentError, "depth must be a positive"),
+        (["efficientnet_v2_s", {"levels": [3, 6]}], InvalidArgumentError, "P-levels 1..5"),
+        (["efficientnet_v2_s", {"levels": [4, 3]}], InvalidArgumentError, "ascending"),
+        (["efficientnet_v2_s", {"widht": 1.0}], InvalidArgumentError, "unknown option"),
+        (["efficientnet_v2_s", 1, 1, True, [1], 7], InvalidArgumentError, "too many args"),
+        ([3], InvalidArgumentError, "variant name"),
+    ],
+)
+def test_bad_rows_fail_at_build_naming_the_row(args, error, text):
+    d = YAML.load(yolo_helpers.recipe_path("yolo11-EfficientNetV1.yaml"))
+    d["backbone"][0][3] = args
+    d["yaml_file"] = "my-model.yaml"
+    with pytest.raises(error, match=text) as info:
+        _build(d)
+    assert "my-model.yaml, backbone row 0" in str(info.value)
+    assert "efficient" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "edit, text",
+    [
+        (lambda d: d["backbone"][0].__setitem__(1, 2), "cannot repeat"),
+        (lambda d: d["backbone"][0].__setitem__(0, 3), "'from' must be -1"),
+        (lambda d: d["head"].insert(0, [-1, 1, "efficient", ["efficientnet-b0"]]), "first row"),
+    ],
+)
+def test_misplaced_rows_fail_at_build(edit, text):
+    d = YAML.load(yolo_helpers.recipe_path("yolo11-EfficientNetV1.yaml"))
+    d["yaml_file"] = "x.yaml"
+    edit(d)
+    with pytest.raises(InvalidArgumentError, match=text):
+        _build(d)
+
+
+def test_shipped_yaml_resolves_by_name_with_its_scale():
+    d = yaml_model_load("yolo11s-effv2s.yaml")
+    assert d["scale"] == "s"
+    assert d["backbone"][0][2:] == ["EfficientNet", ["efficientnet_v2_s"]]
+
+
+def test_shipped_files_are_what_effzoo_yaml_writes():
+    from effzoo.yolo.cfg import SHIPPED
+
+    for name, variant, task in SHIPPED:
+        assert (yolo_helpers.CFG_DIR / name).read_text() == model_yaml(variant, task=task), name
+
+
+def test_effzoo_yaml_cli_writes_a_buildable_file(tmp_path, capsys):
+    from effzoo.cli import main
+
+    out = tmp_path / "m.yaml"
+    assert main(["yaml", "efficientnet-b1", "--task", "segment", "--scratch", "-o", str(out)]) == 0
+    d = YAML.load(out)
+    assert d["backbone"][0] == [-1, 1, "EfficientNet", ["efficientnet_b1", {"pretrained": False}]]
+    assert d["head"][-1][2] == "Segment"
+    assert main(["yaml", "efficientnet-b99"]) == 1
+    assert "Did you mean" in capsys.readouterr().err
+
+
+def test_fuse_folds_the_backbone_when_effzoo_can():
+    if not hasattr(effzoo.Backbone, "fuse"):
+        pytest.skip("Backbone.fuse() is not in effzoo yet; Ultralytics' own fuse still runs")
+    model = _build(_model_dict("efficientnet_b0")).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)[0]
+        model.fuse(verbose=False)
+        after = model(x)[0]
+    backbone = [m for layer in list(model.model)[:5] for m in layer.modules()]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,65 @@
+"""Shared helpers for the YOLO adapter tests (tests/test_yolo_*.py).
+
+Importing this module sets Ultralytics' offline flag before Ultralytics is
+imported; tests/conftest.py already points YOLO_CONFIG_DIR and HF_HOME at a
+temporary directory, so nothing touches $HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG_DIR = ROOT / "effzoo" / "yolo" / "cfg"
+RECIPES = ("yolo11-EfficientNetV1.yaml", "yolo11-EfficientNetV2.yaml")
+
+#: small training settings shared by every test that trains
+TRAIN = dict(epochs=1, imgsz=64, batch=4, workers=0, device="cpu", plots=False, amp=False)
+
+
+def session_root() -> Path:
+    """The session's temporary root (set by tests/conftest.py)."""
+    return Path(os.environ.get("EFFZOO_TEST_ROOT", "/tmp"))
+
+
+def tiny_dataset(name: str = "shapes64") -> Path:
+    """8 train + 4 val images at 64 px; written once per session."""
+    from effzoo.yolo.data import make_shapes_dataset
+
+    root = session_root() / name
+    data = root / "data.yaml"
+    if not data.is_file():
+        make_shapes_dataset(root, n_train=8, n_val=4, imgsz=64, seed=1)
+    return data
+
+
+def run_fresh(code: str, *, timeout: float = 240, env: dict[str, str] | None = None) -> str:
+    """Run ``code`` in a fresh Python process (same venv and env); return its stdout.
+
+    The code does not import effzoo unless it says so: a checkpoint must bring it in.
+    """
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=str(session_root()),
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"fresh process failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def recipe_path(name: str) -> Path:
+    return CFG_DIR / name
