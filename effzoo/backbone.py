@@ -8,8 +8,9 @@ stages past the deepest requested level left out, and the feature contract
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from timm.layers import get_act_layer
@@ -163,7 +164,9 @@ class Backbone(EfficientNetFeatures):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage in backward instead of storing its activations."""
         if enable and self.fused:
-            raise ExportError("a fused backbone is inference-only; checkpointing needs the unfused one")
+            raise ExportError(
+                "a fused backbone is inference-only; checkpointing needs the unfused one"
+            )
         self.grad_checkpointing = bool(enable)
 
     def fuse(self, *, channels_last: bool | None = None) -> Backbone:

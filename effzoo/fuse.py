@@ -116,7 +116,8 @@ class FusedConv(nn.Module):
         act = act if act is not None else nn.Identity()
         self.act = _plain_act(act)
         self.onednn = _ONEDNN_ACTS.get(type(act))
-        self._even_kernels: dict[tuple[bool, bool], torch.Tensor] = {}
+        #: the stem of a channels-last model converts its input
+        self.to_channels_last = False
 
     def extra_repr(self) -> str:
         o, i, kh, kw = self.weight.shape
@@ -125,20 +126,32 @@ class FusedConv(nn.Module):
             f"groups={self.groups}, same={self.same}, act={type(self.act).__name__}"
         )
 
-    def _geometry(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, list[int], bool]:
-        """Kernel and symmetric padding that reproduce TF "same" for this input size."""
+    def fast(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` takes the oneDNN path (float32 CPU inference, not tracing)."""
+        return (
+            self.onednn is not None
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and not _exporting()
+        )
+
+    def dim_geometry(self, size: int, dim: int) -> tuple[bool, int] | None:
+        """(grow the kernel by a leading zero, symmetric padding) reproducing the
+        padding of spatial ``dim`` (0: height, 1: width) at input ``size``; None
+        when only an explicit pad can."""
         if not self.same:
-            return w, list(self.padding), False
-        pads, grow = [], []
-        for size, k, s, d in zip(x.shape[-2:], w.shape[-2:], self.stride, self.dilation):
-            begin, end = same_pad(int(size), int(k), s, d)
-            if begin != end and d != 1:
-                return w, [], True  # needs an explicit pad
-            pads.append(end)
-            grow.append(begin != end)
-        if any(grow):
-            w = F.pad(w, (int(grow[1]), 0, int(grow[0]), 0))
-        return w, pads, False
+            return False, self.padding[dim]
+        k = int(self.weight.shape[2 + dim])
+        begin, end = same_pad(int(size), k, self.stride[dim], self.dilation[dim])
+        if begin == end:
+            return False, end
+        return (True, end) if self.dilation[dim] == 1 else None
+
+    @staticmethod
+    def grow(w: torch.Tensor, grow_h: bool, grow_w: bool) -> torch.Tensor:
+        """The kernel with a leading zero row and/or column."""
+        return F.pad(w, (int(grow_w), 0, int(grow_h), 0)) if grow_h or grow_w else w
 
     def _explicit_pad(self, x: torch.Tensor) -> torch.Tensor:
         """``F.pad`` by size arithmetic that stays symbolic under tracing and export."""
@@ -147,37 +160,22 @@ class FusedConv(nn.Module):
             k, s, d = self.weight.shape[dim], self.stride[dim], self.dilation[dim]
             size = x.shape[dim]
             total = ((size + s - 1) // s - 1) * s + (k - 1) * d + 1 - size
-            total = total.clamp(min=0) if isinstance(total, torch.Tensor) else torch.sym_max(total, 0)
+            total = (
+                total.clamp(min=0) if isinstance(total, torch.Tensor) else torch.sym_max(total, 0)
+            )
             pads += [total // 2, total - total // 2]
         return F.pad(x, pads)
 
-    def forward(
+    def run(
         self,
         x: torch.Tensor,
+        w: torch.Tensor,
+        pad: list[int],
         residual: torch.Tensor | None = None,
-        scale: torch.Tensor | None = None,
+        fast: bool = False,
     ) -> torch.Tensor:
-        """``act(conv(x * scale)) + residual``; ``scale`` is (B, C_in), B == 1 folds it."""
-        w = self.weight
-        fast = (
-            self.onednn is not None
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and not torch.is_grad_enabled()
-            and not _exporting()
-        )
-        if scale is not None:
-            if fast and x.shape[0] == 1 and self.groups == 1:
-                w = w * scale.view(1, -1, 1, 1).to(w.dtype)
-            else:
-                x = x * scale.view(scale.shape[0], -1, 1, 1)
-        if self.same and _exporting():
-            w, pad, explicit = w, [0, 0], True
-        else:
-            w, pad, explicit = self._geometry(x, w)
-        if explicit:
-            x, pad = self._explicit_pad(x), [0, 0]
-        if fast and (residual is None or self.onednn[0] == "none"):
+        """``act(conv(x; w, pad)) + residual`` in one oneDNN call when ``fast``."""
+        if fast and (residual is None or self.onednn[0] == "none"):  # type: ignore[index]
             attr, scalars = self.onednn  # type: ignore[misc]
             args = (pad, list(self.stride), list(self.dilation), self.groups)
             if residual is None:
@@ -189,6 +187,30 @@ class FusedConv(nn.Module):
             )
         y = self.act(F.conv2d(x, w, self.bias, self.stride, pad, self.dilation, self.groups))
         return y if residual is None else y + residual
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``act(conv(x * scale)) + residual``; ``scale`` is (B, C_in), B == 1 folds it."""
+        if self.to_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        w = self.weight
+        fast = self.fast(x)
+        if scale is not None:
+            if fast and x.shape[0] == 1 and self.groups == 1:
+                w = w * scale.view(1, -1, 1, 1).to(w.dtype)
+            else:
+                x = x * scale.view(scale.shape[0], -1, 1, 1)
+        geo = None
+        if not (self.same and _exporting()):
+            geo = [self.dim_geometry(int(x.shape[2 + i]), i) for i in (0, 1)]
+        if geo is None or None in geo:
+            return self.run(self._explicit_pad(x), w, [0, 0], residual, fast)
+        (grow_h, pad_h), (grow_w, pad_w) = geo  # type: ignore[misc]
+        return self.run(x, self.grow(w, grow_h, grow_w), [pad_h, pad_w], residual, fast)
 
 
 class FusedSE(nn.Module):
@@ -230,27 +252,45 @@ def _check_plain(block: nn.Module) -> None:
         raise ExportError(f"cannot fuse {type(block).__name__} with space-to-depth")
 
 
-class FusedBlock(nn.Module):
-    """Any EfficientNet block after fusion: [expand] -> [depthwise] -> [SE] -> project."""
+#: an expanded tensor larger than this many bytes is computed in row tiles
+TILE_MIN_BYTES = 16 << 20
+#: bytes of one tile of the expanded tensor (about an L2 cache)
+TILE_BYTES = 4 << 20
 
-    def __init__(
-        self,
-        convs: list[FusedConv],
-        se: FusedSE | None,
-        has_skip: bool,
-        se_before_last: bool = True,
-    ) -> None:
+
+class FusedBlock(nn.Module):
+    """Any EfficientNet block after fusion: [expand] -> [depthwise] -> [SE] -> project.
+
+    In an inverted residual whose expanded tensor would be large (the early,
+    high-resolution stages), the 1x1 expansion and the depthwise convolution run
+    tile by tile over output rows: each tile of the expanded tensor is made
+    (with the rows the depthwise kernel needs around it), consumed while still
+    in cache, and dropped. The full expanded tensor is never allocated; every
+    output value is computed with exactly the same taps.
+    """
+
+    def __init__(self, convs: list[FusedConv], se: FusedSE | None, has_skip: bool) -> None:
         super().__init__()
         self.convs = nn.ModuleList(convs)
         self.se = se
         self.has_skip = has_skip
-        self.se_before_last = se_before_last
+        pw = convs[0]
+        self.tileable = (
+            len(convs) == 3
+            and tuple(pw.weight.shape[-2:]) == (1, 1)
+            and pw.stride == (1, 1)
+            and convs[1].groups == convs[1].weight.shape[0] > 1
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        for conv in self.convs[:-1]:
+        convs = list(self.convs)
+        y = self._expand_depthwise_tiled(x) if self.tileable else None
+        if y is not None:
+            x, convs = y, convs[2:]
+        for conv in convs[:-1]:
             x = conv(x)
-        last = self.convs[-1]
+        last = convs[-1]
         gate = self.se(x) if self.se is not None else None
         residual = shortcut if self.has_skip else None
         if last.onednn is not None and last.onednn[0] == "none":
@@ -258,6 +298,34 @@ class FusedBlock(nn.Module):
         # activation after the last conv (ConvBnAct): add the shortcut after it
         y = last(x, scale=gate)
         return y if residual is None else y + residual
+
+    def _expand_depthwise_tiled(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Depthwise(expand(x)) in row tiles, or None where tiling does not apply."""
+        pw, dw = self.convs[0], self.convs[1]
+        b, _, h, w = x.shape
+        row_bytes = b * pw.weight.shape[0] * w * x.element_size()
+        if row_bytes * h < TILE_MIN_BYTES or not (pw.fast(x) and dw.fast(x)):
+            return None
+        k, s, d = int(dw.weight.shape[2]), dw.stride[0], dw.dilation[0]
+        width = dw.dim_geometry(w, 1)
+        if width is None:
+            return None
+        if dw.same:
+            top_pad, bottom_pad = same_pad(h, k, s, d)
+        else:
+            top_pad = bottom_pad = dw.padding[0]
+        h_out = (h + top_pad + bottom_pad - d * (k - 1) - 1) // s + 1
+        kernel = dw.grow(dw.weight, False, width[0])
+        rows = max(1, TILE_BYTES // (row_bytes * s))
+        tiles = []
+        for o0 in range(0, h_out, rows):
+            o1 = min(h_out, o0 + rows)
+            i0, i1 = o0 * s - top_pad, (o1 - 1) * s - top_pad + d * (k - 1) + 1
+            m = pw(x[:, :, max(i0, 0) : min(i1, h)])
+            if i0 < 0 or i1 > h:
+                m = F.pad(m, (0, 0, max(0, -i0), max(0, i1 - h)))
+            tiles.append(dw.run(m, kernel, [0, width[1]], fast=True))
+        return torch.cat(tiles, dim=2)
 
 
 def fuse_block(block: nn.Module) -> FusedBlock:
@@ -311,6 +379,7 @@ def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Mod
         channels_last = True
     if channels_last:
         model.to(memory_format=torch.channels_last)
+        stem.to_channels_last = True
     model.fused = True
     model.channels_last = channels_last
     return model

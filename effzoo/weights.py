@@ -456,7 +456,10 @@ def _local(source: WeightsSource) -> fetch.Fetched:
     cache = _HF_CACHE_DIR.search(str(path.parent))
     repo = meta.get(fetch.META_REPO) or (f"{cache.group(1)}/{cache.group(2)}" if cache else None)
     revision = meta.get(fetch.META_REVISION) or (cache.group(3) if cache else None)
-    digest = meta.get(fetch.META_SHA256) or fetch.sha256_file(path)
+    if cache and not meta:  # a file inside a Hugging Face cache: its blob is named by sha256
+        digest = fetch.check_blob(path)
+    else:
+        digest = meta.get(fetch.META_SHA256) or fetch.sha256_file(path)
     return fetch.Fetched(path, "file", repo, revision, digest)
 
 

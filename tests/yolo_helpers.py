@@ -47,7 +47,7 @@ def run_fresh(code: str, *, timeout: float = 240, env: dict[str, str] | None = N
 
     The code does not import effzoo unless it says so: a checkpoint must bring it in.
     """
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": pythonpath(), **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
@@ -59,6 +59,17 @@ def run_fresh(code: str, *, timeout: float = 240, env: dict[str, str] | None = N
     if proc.returncode != 0:
         pytest.fail(f"fresh process failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
+
+
+def pythonpath() -> str:
+    """The repository first, then whatever PYTHONPATH already says (e.g. another Ultralytics)."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def load_yaml(path: str | Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
 
 def recipe_path(name: str) -> Path:

@@ -27,11 +27,11 @@ from typing import Any
 
 DEFAULTS = dict(
     variant="efficientnet_lite0",
-    epochs=30,
+    epochs=20,
     imgsz=160,
     train_images=96,
     val_images=32,
-    batch=16,
+    batch=8,
 )
 
 

@@ -8,6 +8,9 @@
   then swapped for the backbone layers and the model table is printed as built.
 - ``BaseModel.fuse``: folds the effzoo backbones (``Backbone.fuse``) before
   Ultralytics folds its own Conv/BN pairs.
+- ``generate_ddp_file``: the script Ultralytics writes for its multi-GPU workers
+  imports ``effzoo.yolo`` first, so a worker that builds the model from the yaml
+  (older Ultralytics) or unpickles it (newer) has the rows registered.
 - ``check_yaml`` as ``yaml_model_load`` sees it: a bare file name that is not on
   disk but is one of effzoo's shipped model yamls resolves to it, so
   ``YOLO("yolo11n-effv2s.yaml")`` works from any directory (scale ``n``).
@@ -154,10 +157,32 @@ def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
     return check_yaml
 
 
+def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def generate_ddp_file(*args: Any, **kwargs: Any) -> Any:
+        file = original(*args, **kwargs)
+        path = Path(file)
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        main = next((i for i, ln in enumerate(lines) if ln.startswith("if __name__")), None)
+        if main is None or any("import effzoo.yolo" in ln for ln in lines):
+            return file
+        at = main + 1  # after the worker has set sys.path, if it does
+        at = next((i + 1 for i, ln in enumerate(lines) if "sys.path = " in ln and i > main), at)
+        lines.insert(at, "    import effzoo.yolo  # registers effzoo's yaml rows\n")
+        path.write_text("".join(lines), encoding="utf-8")
+        return file
+
+    setattr(generate_ddp_file, _MARK, True)
+    return generate_ddp_file
+
+
 def register() -> None:
     """Make effzoo rows usable in Ultralytics yamls (idempotent)."""
     from ultralytics.nn import tasks
+    from ultralytics.utils import dist
 
+    if not getattr(dist.generate_ddp_file, _MARK, False):
+        dist.generate_ddp_file = _wrap_generate_ddp_file(dist.generate_ddp_file)
     if not getattr(tasks.check_yaml, _MARK, False):
         tasks.check_yaml = _wrap_check_yaml(tasks.check_yaml)
     if not getattr(tasks.parse_model, _MARK, False):

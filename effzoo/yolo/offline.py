@@ -59,9 +59,13 @@ def use_local_fonts() -> None:
 
 def quiet_ultralytics() -> None:
     """Local fonts, and no usage events from this process (settings are not changed)."""
-    use_local_fonts()
-    from ultralytics.utils import events
+    import importlib
 
-    tracker = getattr(events, "events", None)
-    if tracker is not None and hasattr(tracker, "enabled"):
-        tracker.enabled = False
+    use_local_fonts()
+    for where in ("ultralytics.utils.events", "ultralytics.hub.utils"):  # newer, older
+        try:
+            tracker = getattr(importlib.import_module(where), "events", None)
+        except ImportError:
+            continue
+        if tracker is not None and hasattr(tracker, "enabled"):
+            tracker.enabled = False

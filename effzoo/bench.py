@@ -1,0 +1,410 @@
+"""``effzoo bench``: side-by-side backbone latency against the peers, in one process.
+
+For each variant it builds effzoo (eager and fused), timm ``features_only``
+(NCHW and channels-last), torchvision's feature extractor and Ultralytics'
+``TorchVision`` module where torchvision has the variant, and ONNX Runtime on the
+exported effzoo graph; then times them interleaved (every round runs every
+candidate, in a shuffled order) and prints medians and ratios. Ratios are
+paired: the median over rounds of the ratio within a round, so a load spike
+from another process affects both sides of a ratio alike. ``--yolo`` adds
+YOLO11n-EfficientNet ``predict`` against stock YOLO11n (see ``effzoo.bench_yolo``).
+
+All weights are random (nothing is downloaded); latency does not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .registry import BackboneSpec, lookup
+
+DEFAULT_VARIANTS = ("efficientnet_b0", "efficientnet_b3", "efficientnet_v2_s", "efficientnet_v2_m")
+BASELINE = "timm"
+ORT = "onnxruntime"
+
+
+@dataclass
+class Candidate:
+    """One way to run a backbone: ``run()`` does a full forward on a bound input."""
+
+    name: str
+    run: Callable[[], Any]
+    note: str = ""
+    setup_s: float = 0.0
+
+
+@dataclass
+class Result:
+    """Timings of one candidate: per-round lists of per-call milliseconds."""
+
+    variant: str
+    name: str
+    rounds: list[list[float]] = field(default_factory=list)
+    note: str = ""
+    setup_s: float = 0.0
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(t for r in self.rounds for t in r)
+
+    @property
+    def iqr_ms(self) -> float:
+        q = statistics.quantiles([t for r in self.rounds for t in r], n=4)
+        return q[2] - q[0]
+
+    def paired_ratio(self, other: Result) -> float:
+        """Median over rounds of ``other / self`` (> 1: self is faster than other)."""
+        ratios = [
+            statistics.median(o) / statistics.median(s) for s, o in zip(self.rounds, other.rounds)
+        ]
+        return statistics.median(ratios)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(OSError):
+        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    for mod in ("timm", "torchvision", "onnxruntime", "ultralytics"):
+        with contextlib.suppress(Exception):
+            info[mod] = __import__(mod).__version__
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _torchvision_name(spec: BackboneSpec) -> str | None:
+    """torchvision builder of the same architecture, if it has one."""
+    suffix = spec.name.removeprefix("efficientnet_")
+    if spec.family == "v1" and suffix in {f"b{i}" for i in range(8)}:
+        return spec.name
+    if spec.family == "v2" and suffix in ("v2_s", "v2_m", "v2_l"):
+        return spec.name
+    return None
+
+
+def _level_children(features: nn.Sequential, levels: Sequence[int]) -> list[int]:
+    """Index of the last child of torchvision's ``features`` at each level's stride
+    (the final 1x1 head convolution excluded)."""
+    x = torch.zeros(1, 3, 64, 64)
+    last: dict[int, int] = {}
+    with torch.no_grad():
+        for i, child in enumerate(list(features)[:-1]):
+            x = child(x)
+            last[64 // x.shape[-1]] = i
+    return [last[2 ** (lvl + 1)] for lvl in levels]
+
+
+def _call(model: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], Any]:
+    def run() -> Any:
+        return model(x)
+
+    return run
+
+
+def candidates(
+    variant: str,
+    *,
+    size: int = 640,
+    batch: int = 1,
+    threads: int = 2,
+    peers: Sequence[str] = (
+        "effzoo",
+        "fused",
+        "timm",
+        "timm_cl",
+        "torchvision",
+        "ultralytics",
+        ORT,
+    ),
+    device: str = "cpu",
+    workdir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Candidate]:
+    """Build every requested way of running ``variant`` on one random input."""
+    import effzoo
+
+    spec = lookup(variant)
+    out_indices = (2, 3, 4)
+    x = torch.randn(batch, 3, size, size, device=device)
+    cands: list[Candidate] = []
+
+    def add(name: str, build: Callable[[], Callable[[], Any]], note: str = "") -> None:
+        if name not in peers:
+            return
+        t = time.perf_counter()
+        try:
+            run = build()
+            with torch.inference_mode():
+                run()  # first call: lazy init, oneDNN primitive creation
+        except Exception as e:  # a peer that cannot run here is reported, not fatal
+            log(f"  {variant}: skipping {name}: {type(e).__name__}: {e}")
+            return
+        cands.append(Candidate(name, run, note, time.perf_counter() - t))
+        log(f"  {variant}: {name} ready ({cands[-1].setup_s:.1f}s)")
+
+    def amp(model: nn.Module) -> Callable[[torch.Tensor], Any]:
+        if device != "cuda":
+            return model
+
+        def run(inp: torch.Tensor) -> Any:
+            with torch.autocast("cuda", dtype=torch.float16):
+                return model(inp)
+
+        return run
+
+    def effzoo_eager() -> Callable[[], Any]:
+        return _call(amp(effzoo.create(spec.name, out_indices=out_indices).eval().to(device)), x)
+
+    def effzoo_fused() -> Callable[[], Any]:
+        model = effzoo.create(spec.name, out_indices=out_indices).eval().to(device)
+        return _call(amp(model.fuse()), x)
+
+    def timm_model() -> nn.Module:
+        import timm
+
+        return timm.create_model(spec.timm_arch, features_only=True, out_indices=out_indices)
+
+    def timm_eager() -> Callable[[], Any]:
+        return _call(amp(timm_model().eval().to(device)), x)
+
+    def timm_cl() -> Callable[[], Any]:
+        model = amp(timm_model().eval().to(device).to(memory_format=torch.channels_last))
+        return lambda: model(x.contiguous(memory_format=torch.channels_last))
+
+    tv_name = _torchvision_name(spec)
+
+    def torchvision_fx() -> Callable[[], Any]:
+        import torchvision
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        net = torchvision.models.get_model(tv_name, weights=None)
+        idx = _level_children(net.features, out_indices)
+        nodes = {f"features.{i}": f"p{lvl + 1}" for i, lvl in zip(idx, out_indices)}
+        return _call(amp(create_feature_extractor(net, nodes).eval().to(device)), x)
+
+    def ultralytics_tv() -> Callable[[], Any]:
+        import torchvision
+        from ultralytics.nn.modules import TorchVision
+
+        idx = _level_children(
+            torchvision.models.get_model(tv_name, weights=None).features, out_indices
+        )
+        # truncate=3: drop classifier, pooling and the 1x1 head conv; split: every stage's output
+        module = amp(
+            TorchVision(tv_name, weights=None, unwrap=True, truncate=3, split=True)
+            .eval()
+            .to(device)
+        )
+        return lambda: [module(x)[i + 1] for i in idx]  # [input, features[0], ...]
+
+    def onnxruntime() -> Callable[[], Any]:
+        from .export import export_onnx, session
+
+        path = Path(workdir or tempfile.mkdtemp(prefix="effzoo-bench-")) / f"{spec.name}.onnx"
+        model = effzoo.create(spec.name, out_indices=out_indices).eval()
+        export_onnx(model, path, input_size=(size, size), batch_size=batch, verify=False)
+        sess = session(path, threads=threads)
+        feed = {sess.get_inputs()[0].name: x.cpu().numpy()}
+        return lambda: sess.run(None, feed)
+
+    add("effzoo", effzoo_eager, "effzoo eager (timm blocks)")
+    add("fused", effzoo_fused, "effzoo .fuse()")
+    add(BASELINE, timm_eager, f"timm {spec.timm_arch} features_only")
+    add("timm_cl", timm_cl, "timm features_only, channels_last")
+    if tv_name:
+        add("torchvision", torchvision_fx, f"torchvision {tv_name} feature extractor")
+        add("ultralytics", ultralytics_tv, f"ultralytics TorchVision({tv_name}) split")
+    if device == "cpu":
+        add(ORT, onnxruntime, "ONNX Runtime CPU, effzoo export")
+    if "compiled" in peers:
+        add("compiled", lambda: _compiled(effzoo, spec.name, x), "torch.compile(fused=False)")
+    return cands
+
+
+def _compiled(effzoo: Any, name: str, x: torch.Tensor) -> Callable[[], Any]:
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    model = torch.compile(effzoo.create(name).eval().to(memory_format=torch.channels_last))
+    xc = x.contiguous(memory_format=torch.channels_last)
+    return lambda: model(xc)
+
+
+def interleave(
+    cands: Sequence[Candidate],
+    *,
+    rounds: int = 7,
+    per_round: int = 3,
+    warmup: int = 2,
+    sync: Callable[[], None] = lambda: None,
+    seed: int = 0,
+) -> dict[str, list[list[float]]]:
+    """Per-call milliseconds, ``rounds`` x ``per_round`` for each candidate, interleaved."""
+    rng = random.Random(seed)
+    times: dict[str, list[list[float]]] = {c.name: [] for c in cands}
+    order = list(cands)
+    with torch.inference_mode():
+        for c in cands:
+            for _ in range(warmup):
+                c.run()
+            sync()
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for c in order:
+                calls = []
+                for _ in range(per_round):
+                    t = time.perf_counter()
+                    c.run()
+                    sync()
+                    calls.append((time.perf_counter() - t) * 1e3)
+                times[c.name].append(calls)
+    return times
+
+
+def table(results: Sequence[Result], baseline: str = BASELINE) -> str:
+    """Plain-text table: median, IQR, speed-up over ``baseline``, ratio to ONNX Runtime."""
+    lines = [
+        f"{'variant':<20} {'runner':<16} {'median ms':>10} {'IQR':>7} "
+        f"{'x ' + baseline:>9} {'/ ORT':>6}  note"
+    ]
+    by_variant: dict[str, dict[str, Result]] = {}
+    for r in results:
+        by_variant.setdefault(r.variant, {})[r.name] = r
+    for variant, rows in by_variant.items():
+        base, ort = rows.get(baseline), rows.get(ORT)
+        for r in rows.values():
+            speed = f"{r.paired_ratio(base):.2f}" if base else "-"
+            vs_ort = f"{1 / r.paired_ratio(ort):.2f}" if ort else "-"
+            lines.append(
+                f"{variant:<20} {r.name:<16} {r.median_ms:>10.1f} {r.iqr_ms:>7.1f} "
+                f"{speed:>9} {vs_ort:>6}  {r.note}"
+            )
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="effzoo bench",
+        description="Backbone latency side by side (effzoo eager/fused, timm, torchvision, "
+        "Ultralytics TorchVision, ONNX Runtime), interleaved in one process.",
+    )
+    p.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS), help="variant names")
+    p.add_argument("--size", type=int, default=640, help="square input size (default 640)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    p.add_argument("--per-round", type=int, default=3, help="timed calls per candidate per round")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument(
+        "--peers",
+        default="effzoo,fused,timm,timm_cl,torchvision,ultralytics,onnxruntime",
+        help="comma list; add 'compiled' for torch.compile (slow to build)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="cuda: fp16 autocast (AMP), ONNX Runtime skipped",
+    )
+    p.add_argument(
+        "--yolo",
+        action="store_true",
+        help="also YOLO11n-EfficientNet predict vs stock YOLO11n (needs ultralytics)",
+    )
+    p.add_argument("--json", type=Path, help="write results and machine description here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("effzoo bench: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    before = machine()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="effzoo-bench-") as work:
+        for variant in args.variants:
+            name = lookup(variant).name
+            cands = candidates(
+                name,
+                size=args.size,
+                batch=args.batch,
+                threads=args.threads,
+                peers=peers,
+                device=args.device,
+                workdir=work,
+                log=log,
+            )
+            log(f"timing {name}: {len(cands)} runners x {args.rounds} rounds")
+            times = interleave(
+                cands, rounds=args.rounds, per_round=args.per_round, warmup=args.warmup, sync=sync
+            )
+            results += [Result(name, c.name, times[c.name], c.note, c.setup_s) for c in cands]
+            print(table([r for r in results if r.variant == name]), flush=True)
+    if args.yolo:
+        from .bench_yolo import yolo_results
+
+        results += yolo_results(
+            size=args.size,
+            rounds=args.rounds,
+            per_round=args.per_round,
+            warmup=args.warmup,
+            device=args.device,
+            log=log,
+        )
+        yolo = [r for r in results if r.variant.startswith("yolo")]
+        print(table(yolo, baseline="yolo11n"), flush=True)
+    after = machine()
+    print(
+        f"\nmachine: {before['cpu']}, {before['logical_cpus']} logical CPUs, "
+        f"{args.threads} threads, load {before.get('loadavg')} -> {after.get('loadavg')}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "machine": before,
+            "loadavg_after": after.get("loadavg"),
+            "results": [
+                {**asdict(r), "median_ms": r.median_ms, "iqr_ms": r.iqr_ms} for r in results
+            ],
+        }
+        args.json.write_text(json.dumps(payload, indent=1))
+        log(f"wrote {args.json}")
+    return 0

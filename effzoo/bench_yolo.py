@@ -1,0 +1,98 @@
+"""End-to-end ``YOLO.predict`` latency: YOLO11n with an effzoo backbone vs stock YOLO11n.
+
+Both models are built from yamls with random weights (nothing is downloaded):
+stock ``yolo11n.yaml`` from Ultralytics, and effzoo's shipped
+``yolo11-eff*.yaml`` at scale n. ``predict`` runs Ultralytics' own pipeline
+(letterbox, inference, NMS) on one 640x480 image; Ultralytics fuses the model on
+its first call, which for the effzoo rows means ``Backbone.fuse()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .bench import Candidate, Result, interleave
+from .registry import lookup
+
+#: variants with a shipped detect yaml that the end-to-end comparison uses by default
+DEFAULT_YOLO_VARIANTS = ("efficientnet_b0", "efficientnet_v2_s")
+
+
+def _image(size: int) -> np.ndarray:
+    """A deterministic photo-like uint8 BGR image (4:3), no download."""
+    h, w = size * 3 // 4, size
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    img = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) * 127 // (h + w))], -1)
+    img = img + rng.integers(0, 40, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def yolo_candidates(
+    *,
+    variants: Sequence[str] = DEFAULT_YOLO_VARIANTS,
+    size: int = 640,
+    device: str = "cpu",
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Candidate]:
+    """``predict`` callables for stock YOLO11n and YOLO11n-<variant>, already warmed up."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    import effzoo.yolo  # noqa: F401  (registers the EfficientNet rows)
+    from effzoo.yolo.cfg import cfg_path, short_name
+
+    img = _image(size)
+    models: list[tuple[str, str, Any]] = [
+        ("yolo11n", "stock Ultralytics yolo11n.yaml", "yolo11n.yaml")
+    ]
+    for variant in variants:
+        name = f"yolo11n-{short_name(variant)}"
+        path = cfg_path(f"yolo11-{short_name(variant)}.yaml")
+        models.append((name, f"effzoo {lookup(variant).name} backbone, scale n", str(path)))
+    cands = []
+    for name, note, cfg in models:
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            model = YOLO(cfg, task="detect")
+            kwargs = dict(imgsz=size, device=device, verbose=False, half=device == "cuda")
+            model.predict(img, **kwargs)  # builds the predictor, fuses the model
+
+        def run(model: Any = model, kwargs: dict[str, Any] = kwargs) -> Any:
+            return model.predict(img, **kwargs)
+
+        cands.append(Candidate(name, run, note, time.perf_counter() - t))
+        log(f"  yolo: {name} ready ({cands[-1].setup_s:.1f}s)")
+    return cands
+
+
+def yolo_results(
+    *,
+    size: int = 640,
+    rounds: int = 7,
+    per_round: int = 3,
+    warmup: int = 2,
+    device: str = "cpu",
+    variants: Sequence[str] = DEFAULT_YOLO_VARIANTS,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Result]:
+    """Interleaved ``predict`` timings; empty (with a message) without Ultralytics."""
+    try:
+        cands = yolo_candidates(variants=variants, size=size, device=device, log=log)
+    except ImportError as e:
+        log(f"yolo: skipped ({e}); pip install 'effzoo[yolo]'")
+        return []
+    sync: Callable[[], None] = lambda: None  # noqa: E731
+    if device == "cuda":
+        import torch
+
+        sync = torch.cuda.synchronize
+    times = interleave(cands, rounds=rounds, per_round=per_round, warmup=warmup, sync=sync)
+    return [Result(f"yolo@{size}", c.name, times[c.name], c.note, c.setup_s) for c in cands]

@@ -1,0 +1,72 @@
+"""``effzoo demo`` and its generated dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yolo_helpers
+
+pytest.importorskip("ultralytics")
+pytest.importorskip("skimage")
+
+from effzoo.yolo.data import CLASSES, make_shapes_dataset
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_dataset_is_deterministic_yolo_format(tmp_path):
+    a = make_shapes_dataset(tmp_path / "a", n_train=3, n_val=2, imgsz=64, seed=3)
+    b = make_shapes_dataset(tmp_path / "b", n_train=3, n_val=2, imgsz=64, seed=3)
+    fa = {k: v for k, v in _files(a.parent).items() if k != "data.yaml"}
+    assert fa == {k: v for k, v in _files(b.parent).items() if k != "data.yaml"}
+    assert len([k for k in fa if k.endswith(".png")]) == 5
+    for k, v in fa.items():
+        if k.endswith(".txt"):
+            for line in v.decode().split("\n")[:-1]:
+                cls, *box = line.split()
+                assert 0 <= int(cls) < len(CLASSES)
+                assert all(0 <= float(x) <= 1 for x in box)
+    assert "names:" in a.read_text() and "triangle" in a.read_text()
+    c = make_shapes_dataset(tmp_path / "c", n_train=3, n_val=2, imgsz=64, seed=4)
+    assert _files(c.parent)["images/train/train_0000.png"] != fa["images/train/train_0000.png"]
+
+
+def _no_network_prefix() -> list[str]:
+    """``unshare -n`` (an empty network namespace) where this machine allows it."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
+        return [unshare, "-n"]
+    return []
+
+
+@pytest.mark.slow
+def test_demo_runs_offline_end_to_end(tmp_path):
+    config = tmp_path / "ultralytics-config"
+    env = {**os.environ, "PYTHONPATH": yolo_helpers.pythonpath(), "YOLO_CONFIG_DIR": str(config)}
+    env.pop("YOLO_OFFLINE", None)  # the demo sets what it needs itself
+    prefix = _no_network_prefix()
+    small = "--epochs 1 --imgsz 64 --train-images 8 --val-images 4 --batch 4".split()
+    cmd = [sys.executable, "-m", "effzoo.cli", "demo", *small, "--out", str(tmp_path / "d")]
+    proc = subprocess.run(
+        prefix + cmd, capture_output=True, text=True, timeout=400, env=env, cwd=str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "d"
+    summary = json.loads((out / "runs" / "pretrained" / "summary.json").read_text())
+    assert "tf_efficientnet_lite0" in summary["weights"]  # the ImageNet start, offline
+    assert Path(summary["prediction"]).is_file()
+    for plot in ("results.png", "labels.jpg", "val_batch0_pred.jpg", "confusion_matrix.png"):
+        assert (out / "runs" / "pretrained" / plot).is_file(), plot
+    assert summary["prediction"] in proc.stdout and "effzoo demo --scratch" in proc.stdout
+    assert "[effzoo demo] [4/4]" in proc.stderr  # progress is shown
+    assert not list(config.rglob("*.ttf")), "Ultralytics downloaded a font"
