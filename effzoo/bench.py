@@ -260,6 +260,22 @@ def _compiled(effzoo: Any, name: str, x: torch.Tensor) -> Callable[[], Any]:
     return lambda: model(xc)
 
 
+def model_cost(variant: str, size: int = 640) -> dict[str, float]:
+    """Parameters (millions) and GFLOPs (multiply-add = 2) of the P3-P5 extractor at ``size``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import effzoo
+
+    model = effzoo.create(variant).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    return {
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "gflops": counter.get_total_flops() / 1e9,
+    }
+
+
 def interleave(
     cands: Sequence[Candidate],
     *,
@@ -341,6 +357,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also YOLO11n-EfficientNet predict vs stock YOLO11n (needs ultralytics)",
     )
+    p.add_argument(
+        "--tune-malloc",
+        action="store_true",
+        help="effzoo.cpu.tune_allocator() first: glibc keeps large blocks (helps every runner)",
+    )
     p.add_argument("--json", type=Path, help="write results and machine description here")
     return p
 
@@ -350,6 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("effzoo bench: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
+    if args.tune_malloc:
+        from .cpu import tune_allocator
+
+        if not tune_allocator():
+            print("effzoo bench: --tune-malloc needs glibc; ignored", file=sys.stderr)
     torch.set_num_threads(args.threads)
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
@@ -358,6 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     before = machine()
     results: list[Result] = []
+    costs: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="effzoo-bench-") as work:
         for variant in args.variants:
             name = lookup(variant).name
@@ -376,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cands, rounds=args.rounds, per_round=args.per_round, warmup=args.warmup, sync=sync
             )
             results += [Result(name, c.name, times[c.name], c.note, c.setup_s) for c in cands]
+            costs[name] = model_cost(name, args.size)
             print(table([r for r in results if r.variant == name]), flush=True)
     if args.yolo:
         from .bench_yolo import yolo_results
@@ -401,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": before,
             "loadavg_after": after.get("loadavg"),
+            "models": costs,
             "results": [
                 {**asdict(r), "median_ms": r.median_ms, "iqr_ms": r.iqr_ms} for r in results
             ],

@@ -44,6 +44,7 @@ def yolo_candidates(
 ) -> list[Candidate]:
     """``predict`` callables for stock YOLO11n and YOLO11n-<variant>, already warmed up."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random-init rows: do not try the Hub
     from ultralytics import YOLO
 
     import effzoo.yolo  # noqa: F401  (registers the EfficientNet rows)
@@ -62,7 +63,9 @@ def yolo_candidates(
         t = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             model = YOLO(cfg, task="detect")
-            kwargs = dict(imgsz=size, device=device, verbose=False, half=device == "cuda")
+            kwargs: dict[str, Any] = dict(imgsz=size, device=device, verbose=False)
+            if device == "cuda":
+                kwargs["half"] = True
             model.predict(img, **kwargs)  # builds the predictor, fuses the model
 
         def run(model: Any = model, kwargs: dict[str, Any] = kwargs) -> Any:

@@ -13,9 +13,12 @@ block (``ConvBnAct``, ``DepthwiseSeparableConv``, ``InvertedResidual``,
   convolution (``W @ (g * x) == (W * g) @ x``) instead of the feature map, which
   removes one pass over the largest tensor of every block;
 * TF "same" padding is computed per input size; when it is symmetric it becomes
-  the convolution's own padding, otherwise (``end == begin + 1``) the kernel gets
-  one leading zero row/column and the convolution a symmetric padding of
-  ``end``: the same taps as an explicit pad, without copying the input.
+  the convolution's own padding. Otherwise (``end == begin + 1``) a depthwise
+  kernel gets one leading zero row/column and the convolution a symmetric
+  padding of ``end``: the same taps as an explicit pad, without copying the
+  (large) input; a dense convolution pads explicitly (cheaper than a bigger kernel);
+* in an inverted residual with a large expanded tensor, expansion and depthwise
+  convolution run in row tiles (see ``FusedBlock``).
 
 The result equals the unfused model within float tolerance (reassociation only).
 """
@@ -207,7 +210,9 @@ class FusedConv(nn.Module):
         geo = None
         if not (self.same and _exporting()):
             geo = [self.dim_geometry(int(x.shape[2 + i]), i) for i in (0, 1)]
-        if geo is None or None in geo:
+        # a grown kernel costs (k+1)^2/k^2 more work: worth it for a depthwise conv
+        # (saves copying a large input), not for a dense one (measured both ways)
+        if geo is None or None in geo or (self.groups == 1 and (geo[0][0] or geo[1][0])):
             return self.run(self._explicit_pad(x), w, [0, 0], residual, fast)
         (grow_h, pad_h), (grow_w, pad_w) = geo  # type: ignore[misc]
         return self.run(x, self.grow(w, grow_h, grow_w), [pad_h, pad_w], residual, fast)
@@ -297,7 +302,9 @@ class FusedBlock(nn.Module):
             return last(x, residual=residual, scale=gate)
         # activation after the last conv (ConvBnAct): add the shortcut after it
         y = last(x, scale=gate)
-        return y if residual is None else y + residual
+        if residual is None:
+            return y
+        return y.add_(residual) if last.fast(x) else y + residual
 
     def _expand_depthwise_tiled(self, x: torch.Tensor) -> torch.Tensor | None:
         """Depthwise(expand(x)) in row tiles, or None where tiling does not apply."""

@@ -23,6 +23,7 @@ from effzoo.errors import (
     WeightsMismatchError,
     WeightsNotFoundError,
 )
+from effzoo.registry import all_specs
 from effzoo.weights import (
     catalogue,
     describe_tags,
@@ -73,7 +74,7 @@ def test_catalogue_is_timms_pretrained_cfgs():
         )
         tf = info.arch.startswith("tf_")
         assert (info.padding, info.bn_eps) == (("same", 1e-3) if tf else ("", 1e-5))
-    for spec in effzoo.lookup.__globals__["all_specs"]():
+    for spec in all_specs():
         base = spec.timm_arch.removeprefix("tf_")
         for arch in (base, f"tf_{base}"):
             for name in timm.list_pretrained(f"{arch}.*"):

@@ -18,6 +18,12 @@ pytest.importorskip("skimage")
 from effzoo.yolo.data import CLASSES, make_shapes_dataset
 
 
+@pytest.fixture(autouse=True)
+def _hub_offline():
+    with yolo_helpers.hub_offline():
+        yield
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
@@ -52,7 +58,8 @@ def _no_network_prefix() -> list[str]:
 @pytest.mark.slow
 def test_demo_runs_offline_end_to_end(tmp_path):
     config = tmp_path / "ultralytics-config"
-    env = {**os.environ, "PYTHONPATH": yolo_helpers.pythonpath(), "YOLO_CONFIG_DIR": str(config)}
+    env = {**os.environ, **yolo_helpers.HUB_OFFLINE, "YOLO_CONFIG_DIR": str(config)}
+    env["PYTHONPATH"] = yolo_helpers.pythonpath()
     env.pop("YOLO_OFFLINE", None)  # the demo sets what it needs itself
     prefix = _no_network_prefix()
     small = "--epochs 1 --imgsz 64 --train-images 8 --val-images 4 --batch 4".split()

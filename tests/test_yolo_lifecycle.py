@@ -25,6 +25,13 @@ from ultralytics import YOLO
 import effzoo.yolo  # noqa: F401
 from effzoo.yolo.modules import BackboneStem
 
+
+@pytest.fixture(autouse=True)
+def _hub_offline():
+    with yolo_helpers.hub_offline():
+        yield
+
+
 pytestmark = pytest.mark.slow
 
 #: the recipe's files exactly as its users have them
@@ -62,6 +69,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     data = tiny_dataset()
     project = tmp_path_factory.mktemp("runs")
     out: dict[str, Path] = {}
+    with yolo_helpers.hub_offline():
+        return _train_recipes(data, project, out)
+
+
+def _train_recipes(data: Path, project: Path, out: dict[str, Path]) -> dict[str, Path]:
     for name in RECIPES:
         model = YOLO(str(recipe_path(name)))
         assert isinstance(model.model.model[0], BackboneStem)
@@ -235,7 +247,7 @@ def test_effzoo_yolo_cli_resolves_shipped_yamls(tmp_path):
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "PYTHONPATH": yolo_helpers.pythonpath()},
+        env={**os.environ, **yolo_helpers.HUB_OFFLINE, "PYTHONPATH": yolo_helpers.pythonpath()},
         cwd=str(tmp_path),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -21,6 +21,12 @@ from effzoo.yolo.cfg import model_yaml  # noqa: E402
 from effzoo.yolo.modules import BackboneStages, BackboneStem, split_backbone  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _hub_offline():
+    with yolo_helpers.hub_offline():
+        yield
+
+
 def _model_dict(variant: str, **kw) -> dict:
     d = yolo_helpers.load_yaml(yolo_helpers.CFG_DIR / "yolo11-effb0.yaml")
     d["backbone"][0][3] = [variant, {"pretrained": False, **kw}]
@@ -226,3 +232,10 @@ def test_docs_table_lists_every_shipped_file_with_registry_channels():
         spec = effzoo.lookup(args[0])
         bb = Backbone(spec, width_mult=width, depth_mult=depth, device="meta")
         assert line.split("|")[6].strip() == " / ".join(map(str, bb.out_channels)), name
+
+
+def test_import_effzoo_does_not_import_ultralytics():
+    out = yolo_helpers.run_fresh(
+        "import sys, effzoo; effzoo.create('efficientnet_b0'); print('ultralytics' in sys.modules)"
+    )
+    assert out.strip() == "False"

@@ -7,16 +7,21 @@ temporary directory, so nothing touches $HOME.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
+
+#: the Hub stays out of the YOLO tests even where a network exists (effzoo reads it per call)
+HUB_OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG_DIR = ROOT / "effzoo" / "yolo" / "cfg"
@@ -29,6 +34,15 @@ TRAIN = dict(epochs=1, imgsz=64, batch=4, workers=0, device="cpu", plots=False, 
 def session_root() -> Path:
     """The session's temporary root (set by tests/conftest.py)."""
     return Path(os.environ.get("EFFZOO_TEST_ROOT", "/tmp"))
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """HF_HUB_OFFLINE=1 for the duration (for fixtures wider than one test)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in HUB_OFFLINE.items():
+            mp.setenv(key, value)
+        yield
 
 
 def tiny_dataset(name: str = "shapes64") -> Path:
@@ -47,7 +61,7 @@ def run_fresh(code: str, *, timeout: float = 240, env: dict[str, str] | None = N
 
     The code does not import effzoo unless it says so: a checkpoint must bring it in.
     """
-    full_env = {**os.environ, "PYTHONPATH": pythonpath(), **(env or {})}
+    full_env = {**os.environ, **HUB_OFFLINE, "PYTHONPATH": pythonpath(), **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,

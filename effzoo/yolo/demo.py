@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         deterministic=True,
         amp=device != "cpu",
-        cache=True,
+        cache=False,
         plots=True,
         verbose=True,
     )
@@ -150,9 +150,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     image = sorted((out / "data" / "images" / "val").glob("*.png"))[0]
     _say(f"[4/4] predicting {image.name}")
-    result = trained.predict(str(image), imgsz=args.imgsz, device=device, conf=0.25, verbose=False)[
-        0
-    ]
+    results = trained.predict(str(image), imgsz=args.imgsz, device=device, conf=0.25, verbose=False)
+    result = results[0]
     annotated = out / f"prediction-{mode}.jpg"
     result.save(filename=str(annotated))
     found = [

@@ -91,6 +91,14 @@ def _row(variant: str, width: float, depth: float, pretrained: bool) -> str:
     return f"  - [-1, 1, EfficientNet, [{args}]] # 0-4 P1/2, P2/4, P3/8, P4/16, P5/32\n"
 
 
+def _flags(task: str, nc: int, width: float, depth: float, pretrained: bool) -> str:
+    flags = f" --task {task}"
+    flags += f" --nc {nc}" if nc != (1000 if task == "classify" else 80) else ""
+    flags += f" --width {width}" if width != 1.0 else ""
+    flags += f" --depth {depth}" if depth != 1.0 else ""
+    return flags + ("" if pretrained else " --scratch")
+
+
 def model_yaml(
     variant: str,
     *,
@@ -113,7 +121,7 @@ def model_yaml(
     text = (
         f"# YOLO11 {kind} model with an {spec.name} backbone (effzoo).\n"
         f"# Needs `import effzoo.yolo` (or the `effzoo yolo` CLI) before Ultralytics builds it.\n"
-        f"# Written by `effzoo yaml {spec.name} --task {task}`.\n\n"
+        f"# Written by `effzoo yaml {spec.name}{_flags(task, nc, width, depth, pretrained)}`.\n\n"
         f"nc: {nc} # number of classes\n"
     )
     if task == "pose":

@@ -1,0 +1,54 @@
+"""Peak memory of one training step, with and without per-stage gradient checkpointing.
+
+Usage: python benchmarks/memory.py [--size 640] [variants...]
+Peak = the profiler's running sum of CPU tensor allocations during forward +
+backward (gradients of the parameters allocated beforehand, so the peak is the
+activations). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import effzoo
+from effzoo.training import peak_memory
+
+
+def step(model: torch.nn.Module, x: torch.Tensor) -> None:
+    out = model(x)
+    sum(o.float().pow(2).mean() for o in out).backward()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("variants", nargs="*", default=["efficientnet_v2_s", "efficientnet_b3"])
+    p.add_argument("--size", type=int, default=640)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print("| variant | input | peak MiB | peak MiB, checkpointing | reduction | step s / ckpt s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name in args.variants:
+        model = effzoo.create(name).train()
+        x = torch.randn(1, 3, args.size, args.size)
+        step(model, x)  # allocate gradients once
+        peaks, secs = {}, {}
+        for ckpt in (False, True):
+            model.set_grad_checkpointing(ckpt)
+            model.zero_grad(set_to_none=False)
+            t = time.perf_counter()
+            peaks[ckpt] = peak_memory(lambda m=model, x=x: step(m, x)) / 2**20
+            secs[ckpt] = time.perf_counter() - t
+        red = 1 - peaks[True] / peaks[False]
+        print(
+            f"| {name} | {args.size} | {peaks[False]:.0f} | {peaks[True]:.0f} | {red:.0%} "
+            f"| {secs[False]:.1f} / {secs[True]:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
