@@ -225,7 +225,11 @@ def candidates(
             .eval()
             .to(device)
         )
-        return lambda: [module(x)[i + 1] for i in idx]  # [input, features[0], ...]
+        def run() -> list[torch.Tensor]:
+            y = module(x)  # [input, features[0], features[1], ...]
+            return [y[i + 1] for i in idx]
+
+        return run
 
     def onnxruntime() -> Callable[[], Any]:
         from .export import export_onnx, session

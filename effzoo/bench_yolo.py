@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,19 +46,18 @@ def yolo_candidates(
 ) -> list[Candidate]:
     """``predict`` callables for stock YOLO11n and YOLO11n-<variant>, already warmed up."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # random-init rows: do not try the Hub
     from ultralytics import YOLO
 
     import effzoo.yolo  # noqa: F401  (registers the EfficientNet rows)
-    from effzoo.yolo.cfg import cfg_path, short_name
+    from effzoo.yolo.cfg import model_yaml, short_name
 
     img = _image(size)
-    models: list[tuple[str, str, Any]] = [
-        ("yolo11n", "stock Ultralytics yolo11n.yaml", "yolo11n.yaml")
-    ]
+    work = Path(tempfile.mkdtemp(prefix="effzoo-bench-yolo-"))
+    models: list[tuple[str, str, str]] = [("yolo11n", "stock yolo11n.yaml", "yolo11n.yaml")]
     for variant in variants:
         name = f"yolo11n-{short_name(variant)}"
-        path = cfg_path(f"yolo11-{short_name(variant)}.yaml")
+        path = work / f"{name}.yaml"  # "n" in the file name selects scale n
+        path.write_text(model_yaml(variant, pretrained=False))
         models.append((name, f"effzoo {lookup(variant).name} backbone, scale n", str(path)))
     cands = []
     for name, note, cfg in models:

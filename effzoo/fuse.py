@@ -42,6 +42,9 @@ from torch import nn
 
 from .errors import ExportError
 
+#: at batch 1, fold the squeeze-excite gate into the projection weights
+SE_IN_WEIGHTS = True
+
 #: activation module type -> (oneDNN post-op name, scalars)
 _ONEDNN_ACTS: dict[type, tuple[str, list[Any]]] = {
     nn.Identity: ("none", []),
@@ -203,7 +206,7 @@ class FusedConv(nn.Module):
         w = self.weight
         fast = self.fast(x)
         if scale is not None:
-            if fast and x.shape[0] == 1 and self.groups == 1:
+            if fast and SE_IN_WEIGHTS and x.shape[0] == 1 and self.groups == 1:
                 w = w * scale.view(1, -1, 1, 1).to(w.dtype)
             else:
                 x = x * scale.view(scale.shape[0], -1, 1, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,3 +162,22 @@ def test_same_pad_matches_tensorflow_rule(size: int, k: int, s: int) -> None:
     out = -(-size // s)  # TF "same": ceil(size / stride) outputs
     assert (size + begin + end - k) // s + 1 == out
     assert end - begin in (0, 1)
+
+
+def test_ultralytics_fuse_uses_backbone_fuse(tmp_path: Path) -> None:
+    """Ultralytics' own ``model.fuse()`` (called by predict) folds the effzoo backbone."""
+    pytest.importorskip("ultralytics")
+    yolo = pytest.importorskip("effzoo.yolo")
+    from ultralytics.nn.tasks import DetectionModel
+
+    cfg = tmp_path / "yolo11n-efflite0.yaml"
+    cfg.write_text(yolo.model_yaml("efficientnet_lite0", pretrained=False))
+    model = _randomize_bn(DetectionModel(str(cfg), verbose=False)).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)[0]
+        model.fuse(verbose=False)
+        out = model(x)[0]
+    assert any(isinstance(m, fz.FusedConv) for m in model.modules())
+    assert not any(isinstance(m, BatchNormAct2d) for m in model.modules())
+    torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
