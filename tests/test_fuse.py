@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,16 @@ from effzoo.errors import ExportError
 
 # small inputs with odd sizes: TF "same" padding is asymmetric on even sizes only
 SIZES = [(64, 64), (65, 47)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: these tests check values, and on a shared 2-core machine
+    OpenMP barriers between two threads cost more than the parallelism saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -61,7 +72,7 @@ def test_fused_math_is_exact_in_float64(name: str) -> None:
     """Plain-op path in float64: folding and SE rewrites change nothing but rounding."""
     model = _small(name).double()
     fused = copy.deepcopy(model).fuse()
-    x = torch.randn(2, 3, 45, 38, dtype=torch.float64)
+    x = torch.randn(2, 3, 37, 30, dtype=torch.float64)
     with torch.no_grad():
         assert _rel_err(model(x), fused(x)) < 1e-10
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -10,6 +11,16 @@ import torch
 import effzoo
 from effzoo.errors import InvalidArgumentError
 from effzoo.training import peak_memory
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: these tests check values, and on a shared 2-core machine
+    OpenMP barriers between two threads cost more than the parallelism saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -24,10 +35,10 @@ def _bn_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_v2_b0"])
 def test_checkpointing_gives_identical_gradients_and_bn_state(name: str) -> None:
     torch.manual_seed(0)
-    plain = effzoo.create(name, drop_path_rate=0.1).train()
+    plain = effzoo.create(name, width_mult=0.5, depth_mult=0.5, drop_path_rate=0.1).train()
     ckpt = copy.deepcopy(plain)
     ckpt.set_grad_checkpointing(True)
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 48, 48)
     torch.manual_seed(1)  # drop path draws the same random numbers in both
     _step(plain, x)
     torch.manual_seed(1)
@@ -42,7 +53,7 @@ def test_checkpointing_gives_identical_gradients_and_bn_state(name: str) -> None
 
 
 def test_checkpointing_lowers_peak_training_memory() -> None:
-    model = effzoo.create("efficientnet_b0").train()
+    model = effzoo.create("efficientnet_b0", width_mult=0.5).train()
     x = torch.randn(1, 3, 128, 128)
     _step(model, x)  # gradients allocated once, so the peak is the activations
     peaks = {}
@@ -50,7 +61,7 @@ def test_checkpointing_lowers_peak_training_memory() -> None:
         model.set_grad_checkpointing(enabled)
         model.zero_grad(set_to_none=False)
         peaks[enabled] = peak_memory(lambda: _step(model, x))
-    assert peaks[False] > 10 * 2**20  # the measurement sees the activations at all
+    assert peaks[False] > 5 * 2**20  # the measurement sees the activations at all
     assert peaks[True] < 0.6 * peaks[False], peaks
 
 
@@ -78,7 +89,7 @@ def test_freeze_stem_and_stages() -> None:
     assert model.blocks[2][0].bn1.training
     frozen_before = _bn_state(model.blocks[:2])
     trained_before = _bn_state(model.blocks[2:])
-    _step(model, torch.randn(2, 3, 64, 64))
+    _step(model, torch.randn(2, 3, 48, 48))
     assert model.blocks[1][0].conv_pw.weight.grad is None
     assert model.blocks[2][0].conv_pw.weight.grad is not None
     after = _bn_state(model.blocks[:2])
@@ -110,7 +121,7 @@ def test_norm_eval_keeps_statistics_but_trains_affine() -> None:
     assert bns and not any(m.training for m in bns)
     assert model.blocks[0].training  # everything else still trains
     before = _bn_state(model)
-    _step(model, torch.randn(2, 3, 64, 64))
+    _step(model, torch.randn(2, 3, 48, 48))
     after = _bn_state(model)
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert all(m.weight.grad is not None for m in bns)
