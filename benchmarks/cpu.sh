@@ -6,8 +6,8 @@ out=benchmarks/results
 mkdir -p "$out"
 uptime
 effzoo bench efficientnet_b0 efficientnet_b3 efficientnet_v2_s efficientnet_v2_m \
-  --threads 2 --size 640 --rounds 9 --per-round 3 --yolo --json "$out/cpu-2t-640.json" "$@"
+  --threads 2 --size 640 --rounds 7 --per-round 3 --yolo --json "$out/cpu-2t-640.json" "$@"
 effzoo bench efficientnet_b0 efficientnet_b3 efficientnet_v2_s efficientnet_v2_m \
-  --threads 2 --size 640 --rounds 9 --per-round 3 --tune-malloc \
+  --threads 2 --size 640 --rounds 7 --per-round 3 --tune-malloc \
   --json "$out/cpu-2t-640-tuned-malloc.json" "$@"
 python benchmarks/plot.py "$out/cpu-2t-640.json" docs/performance.png

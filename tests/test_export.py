@@ -103,3 +103,22 @@ def test_verify_reports_a_mismatch(tmp_path: Path) -> None:
     model = effzoo.create("efficientnet_lite0", out_indices=(4,)).eval()
     with pytest.raises(ExportError, match="tolerance"):
         export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), dynamic=False, atol=-1.0)
+
+
+def test_bench_command_runs_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`effzoo bench` end to end at a tiny size (no timing is asserted)."""
+    import json
+
+    from effzoo.cli import main
+
+    out = tmp_path / "bench.json"
+    args = ["bench", "efficientnet_lite0", "--size", "64", "--rounds", "2", "--per-round", "1"]
+    args += ["--warmup", "0", "--threads", "1", "--peers", "fused,timm,onnxruntime"]
+    assert main([*args, "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "fused" in table and "onnxruntime" in table
+    data = json.loads(out.read_text())
+    assert {r["name"] for r in data["results"]} == {"fused", "timm", "onnxruntime"}
+    assert all(len(r["rounds"]) == 2 and r["median_ms"] > 0 for r in data["results"])
+    assert data["models"]["efficientnet_lite0"]["gflops"] > 0
+    assert data["machine"]["torch"] == torch.__version__

@@ -192,3 +192,13 @@ def test_ultralytics_fuse_uses_backbone_fuse(tmp_path: Path) -> None:
     assert any(isinstance(m, fz.FusedConv) for m in model.modules())
     assert not any(isinstance(m, BatchNormAct2d) for m in model.modules())
     torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
+
+
+def test_unsupported_block_leaves_model_untouched() -> None:
+    model = effzoo.create("efficientnet_b0").eval()
+    model.blocks[3][1] = torch.nn.Conv2d(80, 80, 1).eval()  # not an EfficientNet block
+    with pytest.raises(ExportError, match="Conv2d"):
+        model.fuse()
+    assert not model.fused
+    assert isinstance(model.bn1, BatchNormAct2d)
+    assert not any(isinstance(m, fz.FusedBlock) for m in model.modules())
