@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 
 import pytest
+import torch
 
 _ROOT = tempfile.mkdtemp(prefix="effzoo-tests-")
 # Set before huggingface_hub / ultralytics are imported by any test module.
@@ -19,3 +21,13 @@ os.environ.pop("EFFZOO_WEIGHTS", None)
 def test_root() -> str:
     """A temporary directory shared by the whole test session."""
     return _ROOT
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: value-checking tests on a shared 2-core machine lose more
+    to OpenMP barriers between two threads than the parallelism saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

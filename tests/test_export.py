@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,7 @@ FAMILIES = ["efficientnet_b0", "efficientnet_lite0", "efficientnet_v2_b0"]
 SIZES = [(64, 64), (97, 75), (66, 129)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: these tests check values, and on a shared 2-core machine
-    OpenMP barriers between two threads cost more than the parallelism saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _ort_outputs(path: Path, x: torch.Tensor) -> list[torch.Tensor]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,15 +11,7 @@ import effzoo
 from effzoo.errors import InvalidArgumentError
 from effzoo.training import peak_memory
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: these tests check values, and on a shared 2-core machine
-    OpenMP barriers between two threads cost more than the parallelism saves."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor) -> None:
