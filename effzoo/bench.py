@@ -189,6 +189,10 @@ def candidates(
         model = effzoo.create(spec.name, out_indices=out_indices).eval().to(device)
         return _call(amp(model.fuse()), x)
 
+    def effzoo_fused_nchw() -> Callable[[], Any]:
+        model = effzoo.create(spec.name, out_indices=out_indices).eval().to(device)
+        return _call(amp(model.fuse(channels_last=False)), x)
+
     def timm_model() -> nn.Module:
         import timm
 
@@ -244,6 +248,7 @@ def candidates(
 
     add("effzoo", effzoo_eager, "effzoo eager (timm blocks)")
     add("fused", effzoo_fused, "effzoo .fuse()")
+    add("fused_nchw", effzoo_fused_nchw, "effzoo .fuse(channels_last=False)")
     add(BASELINE, timm_eager, f"timm {spec.timm_arch} features_only")
     add("timm_cl", timm_cl, "timm features_only, channels_last")
     if tv_name:
@@ -349,7 +354,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peers",
         default="effzoo,fused,timm,timm_cl,torchvision,ultralytics,onnxruntime",
-        help="comma list; add 'compiled' for torch.compile (slow to build)",
+        help="comma list; add 'fused_nchw' (fuse without channels-last) or 'compiled' "
+        "(torch.compile, slow to build)",
     )
     p.add_argument(
         "--device",

@@ -52,3 +52,30 @@ def test_errors_go_to_stderr_with_nonzero_exit():
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
     assert run().returncode == 2
     assert run("--help").returncode == 0
+
+
+def test_python_dash_m_effzoo_is_the_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "effzoo", "list", "*lite0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1].split()[0] == "efficientnet_lite0"
+
+
+def test_a_closed_pipe_ends_quietly():
+    # `effzoo list | head -1`: the reader is gone before the table is written
+    r, w = os.pipe()
+    os.close(r)
+    proc = subprocess.run(
+        [sys.executable, "-m", "effzoo", "list"],
+        stdout=w,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+    )
+    os.close(w)
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 141
