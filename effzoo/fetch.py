@@ -213,10 +213,12 @@ def check_blob(path: Path) -> str:
 
 def _fix_hint(tag: TagInfo) -> str:
     copies = "".join(f"; or pip install {c.package}=={c.version}" for c in tag.offline_copies)
+    # already offline: the advice to go offline would only send the user in a circle
+    go_offline = "" if offline_mode() else "set HF_HUB_OFFLINE=1 to use the cache without network; "
     return (
         f"Fix: run `effzoo download {tag.name}` on a connected machine and copy its "
         "Hugging Face cache here (or use `--to DIR` there and set EFFZOO_WEIGHTS=DIR here); "
-        "set HF_HUB_OFFLINE=1 to use the cache without network; or pass a local file, "
+        f"{go_offline}or pass a local file, "
         f"effzoo.create(..., pretrained='/path/model.safetensors'){copies}"
     )
 

@@ -300,6 +300,8 @@ def test_offline_without_cache_fails_fast_with_the_fix(offline_report: dict, key
     assert repo in r["message"]
     assert "effzoo download" in r["message"] and "HF_HUB_OFFLINE" in r["message"]
     assert "pretrained='/path/model.safetensors'" in r["message"]
+    # going offline is advice only for who is not offline already
+    assert ("set HF_HUB_OFFLINE=1" in r["message"]) == (key == "uncached"), r["message"]
 
 
 def test_offline_lite0_uses_the_pypi_copy(offline_report: dict):
