@@ -1,10 +1,11 @@
 """ONNX export with dynamic height and width, and an ONNX Runtime session helper.
 
-TF "same" padding depends on the input size. timm's ``Conv2dSame`` computes it
-with ``x.size()`` arithmetic that stays symbolic under both exporters (the
-TorchScript tracer sees the sizes as tensors; the dynamo exporter as SymInts),
-and a fused model's ``FusedConv`` does the same while exporting, so one graph
-(``Shape -> ... -> Pad -> Conv``) serves every input size. ``verify`` runs the
+TF "same" padding depends on the input size. The exported copy pads with
+``fuse.pad_same``: integer ``x.size()`` arithmetic that stays symbolic under both
+exporters (the TorchScript tracer sees the sizes as tensors; the dynamo exporter
+as SymInts), in unfused (timm's ``Conv2dSame`` swapped for ``SymbolicConv2dSame``)
+and fused models alike, so one graph (``Shape -> ... -> Pad -> Conv``) serves
+every input size. ``verify`` runs the
 exported graph in ONNX Runtime at sizes other than the traced one, odd ones
 included, and compares with PyTorch.
 
@@ -21,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
 from torch import nn
 
 from .errors import ExportError
+from .fuse import SymbolicConv2dSame
 
 #: sizes ``verify`` checks besides the exported one (odd ones exercise "same" padding)
 VERIFY_SIZES: tuple[tuple[int, int], ...] = ((96, 128), (97, 75))
@@ -45,7 +48,7 @@ def export_onnx(
     batch_size: int = 1,
     dynamic: bool = True,
     dynamic_batch: bool = False,
-    opset: int = 17,
+    opset: int | None = None,
     dynamo: bool = False,
     verify: bool = True,
     atol: float = 1e-4,
@@ -54,24 +57,33 @@ def export_onnx(
 
     ``dynamic`` makes height and width symbolic (``dynamic_batch`` the batch too).
     The model is copied and put in eval mode; the original is left untouched.
-    ``dynamo=True`` uses the torch.export-based exporter (much slower to export,
-    same graph semantics). With ``verify`` the graph is run in ONNX Runtime and
+    ``opset`` defaults to 17 (18 with ``dynamo=True``, the dynamo exporter's own
+    opset). ``dynamo=True`` uses the torch.export-based exporter (slower to
+    export, same graph semantics). With ``verify`` the graph is run in ONNX Runtime and
     compared with PyTorch (``ExportError`` past ``atol``, relative to the output
     scale).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = copy.deepcopy(model).eval().float().cpu()
+    model = _symbolic_same_padding(copy.deepcopy(model).eval().float().cpu())
     in_chans = _in_chans(model)
     x = torch.randn(batch_size, in_chans, *input_size)
     names = output_names(model)
-    kwargs: dict[str, Any] = dict(input_names=["images"], output_names=names, opset_version=opset)
+    kwargs: dict[str, Any] = dict(
+        input_names=["images"], output_names=names, opset_version=opset or (18 if dynamo else 17)
+    )
     axes = {
         **({2: "height", 3: "width"} if dynamic else {}),
         **({0: "batch"} if dynamic_batch else {}),
     }
+    if dynamo and dynamic and min(input_size) < 64:
+        raise ExportError(
+            f"dynamo export with dynamic height and width traces at 64 px or more "
+            f"(got input_size={tuple(input_size)}); pass e.g. input_size=(640, 640)"
+        )
     if dynamo:
-        dims = {k: torch.export.Dim(v, min=1 if k == 0 else 16) for k, v in axes.items()}
+        # from 64 px: past the stride-32 level, no size-1 special case becomes a guard
+        dims = {k: torch.export.Dim(v, min=1 if k == 0 else 64) for k, v in axes.items()}
         kwargs["dynamic_shapes"] = ({k: dims[k] for k in axes},) if axes else None
         kwargs["dynamo"] = True
     else:
@@ -94,6 +106,15 @@ def export_onnx(
                 f"(relative to the output scale; tolerance {atol:g})"
             )
     return path
+
+
+def _symbolic_same_padding(model: nn.Module) -> nn.Module:
+    """Swap timm's same-padded convolutions for ``SymbolicConv2dSame`` (same
+    parameters, same values; size arithmetic the exporters keep symbolic cheaply)."""
+    for m in model.modules():
+        if isinstance(m, (Conv2dSame, Conv2dSameExport)):
+            m.__class__ = SymbolicConv2dSame
+    return model
 
 
 def _in_chans(model: nn.Module) -> int:

@@ -25,7 +25,6 @@ The result equals the unfused model within float tolerance (reassociation only).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -75,14 +74,50 @@ def _exporting() -> bool:
         torch.jit.is_tracing()
         or torch.jit.is_scripting()
         or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
         or torch.onnx.is_in_onnx_export()
     )
 
 
+def same_pad_total(size: Any, kernel: int, stride: int, dilation: int) -> Any:
+    """Total TF "same" padding of one dimension of ``size`` (an int, a traced size
+    tensor or a SymInt), in integer arithmetic only.
+
+    When the kernel reaches at least one stride (every "same" convolution of an
+    EfficientNet) the total is never negative, so no ``max`` is taken: the output
+    size then simplifies to ``ceil(size / stride)`` and the dynamo exporter
+    resolves the shapes in seconds instead of minutes (timm's float ``ceil`` and a
+    ``max`` cost ~20x the export time of a symmetric-padding model)."""
+    reach = (kernel - 1) * dilation + 1
+    total = ((size + stride - 1) // stride - 1) * stride + reach - size
+    if reach >= stride:
+        return total
+    return total.clamp(min=0) if isinstance(total, torch.Tensor) else torch.sym_max(total, 0)
+
+
 def same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """TF "same" padding (begin, end) of one spatial dimension."""
-    total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    total = same_pad_total(size, kernel, stride, dilation)
     return total // 2, total - total // 2
+
+
+def pad_same(x: torch.Tensor, kernel: Any, stride: Any, dilation: Any) -> torch.Tensor:
+    """``x`` padded TF "same" for a ``kernel`` (h, w) convolution; stays symbolic
+    under tracing and export, so one graph serves every input size."""
+    pads: list[Any] = []
+    for dim in (-1, -2):
+        total = same_pad_total(x.shape[dim], kernel[dim], stride[dim], dilation[dim])
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+class SymbolicConv2dSame(Conv2dSame):
+    """timm's ``Conv2dSame`` padded by ``pad_same`` (same values, integer size
+    arithmetic); ``export_onnx`` swaps it in on the copy it exports."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def fold_bn(
@@ -151,7 +186,7 @@ class FusedConv(nn.Module):
             and not _exporting()
         )
 
-    def dim_geometry(self, size: int, dim: int) -> tuple[bool, int] | None:
+    def dim_geometry(self, size: Any, dim: int) -> tuple[bool, int] | None:
         """(grow the kernel by a leading zero, symmetric padding) reproducing the
         padding of spatial ``dim`` (0: height, 1: width) at input ``size``; None
         when only an explicit pad can."""
@@ -169,17 +204,7 @@ class FusedConv(nn.Module):
         return F.pad(w, (int(grow_w), 0, int(grow_h), 0)) if grow_h or grow_w else w
 
     def _explicit_pad(self, x: torch.Tensor) -> torch.Tensor:
-        """``F.pad`` by size arithmetic that stays symbolic under tracing and export."""
-        pads: list[Any] = []
-        for dim in (-1, -2):
-            k, s, d = self.weight.shape[dim], self.stride[dim], self.dilation[dim]
-            size = x.shape[dim]
-            total = ((size + s - 1) // s - 1) * s + (k - 1) * d + 1 - size
-            total = (
-                total.clamp(min=0) if isinstance(total, torch.Tensor) else torch.sym_max(total, 0)
-            )
-            pads += [total // 2, total - total // 2]
-        return F.pad(x, pads)
+        return pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
 
     def run(
         self,
@@ -221,7 +246,7 @@ class FusedConv(nn.Module):
                 x = x * scale.view(scale.shape[0], -1, 1, 1)
         geo = None
         if not (self.same and _exporting()):
-            geo = [self.dim_geometry(int(x.shape[2 + i]), i) for i in (0, 1)]
+            geo = [self.dim_geometry(x.shape[2 + i], i) for i in (0, 1)]
         # a grown kernel costs (k+1)^2/k^2 more work: worth it for a depthwise conv
         # (saves copying a large input), not for a dense one (measured both ways)
         if geo is None or None in geo or (self.groups == 1 and (geo[0][0] or geo[1][0])):
@@ -323,7 +348,8 @@ class FusedBlock(nn.Module):
         pw, dw = self.convs[0], self.convs[1]
         b, _, h, w = x.shape
         row_bytes = b * pw.weight.shape[0] * w * x.element_size()
-        if row_bytes * h < TILE_MIN_BYTES or not (pw.fast(x) and dw.fast(x)):
+        # fast() first: while exporting, no size test may become a guard
+        if not (pw.fast(x) and dw.fast(x)) or row_bytes * h < TILE_MIN_BYTES:
             return None
         k, s, d = int(dw.weight.shape[2]), dw.stride[0], dw.dilation[0]
         width = dw.dim_geometry(w, 1)

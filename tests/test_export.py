@@ -72,6 +72,35 @@ def test_fused_model_exports_and_matches(tmp_path: Path) -> None:
     assert "BatchNormalization" not in names
 
 
+@pytest.mark.parametrize(
+    "name,fused", [("efficientnet_v2_b0", False), ("efficientnet_lite0", True)]
+)
+def test_dynamo_export_keeps_same_padding_symbolic(name: str, fused: bool, tmp_path: Path) -> None:
+    """The torch.export-based exporter gives one graph for every size (it used to
+    take minutes on TF "same" padding, or specialise a fused model to one size)."""
+    pytest.importorskip("onnxscript")
+    model = effzoo.create(name).eval()
+    model = model.fuse() if fused else model
+    # verify=True: ONNX Runtime against PyTorch at 64x64, 96x128 and 97x75
+    path = export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), dynamo=True)
+    proto = onnx.load(str(path))
+    assert proto.opset_import[0].version == 18
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[:2] == [1, 3] and all(isinstance(d, str) for d in dims[2:]), dims
+    x = torch.randn(1, 3, 66, 129)
+    with torch.no_grad():
+        ref = model(x)
+    for r, g in zip(ref, _ort_outputs(path, x)):
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-4 * float(r.abs().max()))
+
+
+def test_dynamo_export_refuses_a_size_below_its_range(tmp_path: Path) -> None:
+    model = effzoo.create("efficientnet_lite0", out_indices=(4,)).eval()
+    with pytest.raises(ExportError, match="64 px or more"):
+        export_onnx(model, tmp_path / "m.onnx", input_size=(32, 48), dynamo=True)
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_export_leaves_the_model_alone(tmp_path: Path) -> None:
     model = effzoo.create("efficientnet_lite0")  # training mode
     export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64))
