@@ -70,11 +70,12 @@ def _plain_act(module: nn.Module) -> nn.Module:
 
 
 def _exporting() -> bool:
+    compiler = torch.compiler  # is_compiling: torch 2.3+, is_exporting: 2.5+
     return bool(
         torch.jit.is_tracing()
         or torch.jit.is_scripting()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
+        or getattr(compiler, "is_compiling", lambda: False)()
+        or getattr(compiler, "is_exporting", lambda: False)()
         or torch.onnx.is_in_onnx_export()
     )
 
