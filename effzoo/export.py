@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
 from torch import nn
 
 from .errors import ExportError
-from .fuse import SymbolicConv2dSame
+from .fuse import pad_same
 
 #: sizes ``verify`` checks besides the exported one (odd ones exercise "same" padding)
 VERIFY_SIZES: tuple[tuple[int, int], ...] = ((96, 128), (97, 75))
@@ -63,6 +64,11 @@ def export_onnx(
     compared with PyTorch (``ExportError`` past ``atol``, relative to the output
     scale).
     """
+    if dynamo and dynamic and min(input_size) < 64:
+        raise ExportError(
+            f"dynamo export with dynamic height and width traces at 64 px or more "
+            f"(got input_size={tuple(input_size)}); pass e.g. input_size=(640, 640)"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = _symbolic_same_padding(copy.deepcopy(model).eval().float().cpu())
@@ -76,11 +82,6 @@ def export_onnx(
         **({2: "height", 3: "width"} if dynamic else {}),
         **({0: "batch"} if dynamic_batch else {}),
     }
-    if dynamo and dynamic and min(input_size) < 64:
-        raise ExportError(
-            f"dynamo export with dynamic height and width traces at 64 px or more "
-            f"(got input_size={tuple(input_size)}); pass e.g. input_size=(640, 640)"
-        )
     if dynamo:
         # from 64 px: past the stride-32 level, no size-1 special case becomes a guard
         dims = {k: torch.export.Dim(v, min=1 if k == 0 else 64) for k, v in axes.items()}
@@ -106,6 +107,15 @@ def export_onnx(
                 f"(relative to the output scale; tolerance {atol:g})"
             )
     return path
+
+
+class SymbolicConv2dSame(Conv2dSame):
+    """timm's ``Conv2dSame`` padded by ``fuse.pad_same`` (same values, integer size
+    arithmetic); swapped in on the copy ``export_onnx`` exports."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 def _symbolic_same_padding(model: nn.Module) -> nn.Module:

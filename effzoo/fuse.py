@@ -112,15 +112,6 @@ def pad_same(x: torch.Tensor, kernel: Any, stride: Any, dilation: Any) -> torch.
     return F.pad(x, pads)
 
 
-class SymbolicConv2dSame(Conv2dSame):
-    """timm's ``Conv2dSame`` padded by ``pad_same`` (same values, integer size
-    arithmetic); ``export_onnx`` swaps it in on the copy it exports."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-
-
 def fold_bn(
     weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d
 ) -> tuple[torch.Tensor, torch.Tensor]:
