@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timing import machine  # benchmarks/timing.py, next to this script
 
 import effzoo
-from effzoo.bench import machine
 
 
 def _sync(device: torch.device) -> None:

@@ -3,18 +3,42 @@
 Usage: python benchmarks/memory.py [--size 640] [variants...]
 Peak = the profiler's running sum of CPU tensor allocations during forward +
 backward (gradients of the parameters allocated beforehand, so the peak is the
-activations). Prints a markdown table.
+activations). Prints a markdown table. ``peak_memory`` is also used by
+tests/test_memory.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 import effzoo
-from effzoo.training import peak_memory
+
+
+def peak_memory(fn: Callable[[], Any]) -> int:
+    """Peak bytes of CPU tensor memory allocated while ``fn()`` runs (op granularity).
+
+    Read from the profiler's allocation records: the running sum of every
+    allocation and free, in the order the ops started. Memory held before the
+    call does not count.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (e for e in prof.events() if e.self_cpu_memory_usage),
+        key=lambda e: e.time_range.start,
+    )
+    current = peak = 0
+    for e in events:
+        current += e.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
 
 
 def step(model: torch.nn.Module, x: torch.Tensor) -> None:

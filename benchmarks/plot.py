@@ -1,4 +1,4 @@
-"""Plot latency against GFLOPs per variant and runner from an ``effzoo bench --json`` file.
+"""Plot latency against GFLOPs per variant and runner from a ``benchmarks/bench.py --json`` file.
 
 Usage: python benchmarks/plot.py RESULTS.json OUT.png   (needs matplotlib)
 """

@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 from . import variants as _variants  # noqa: F401  (registers every variant)
+from ._version import __version__
 from .backbone import Backbone, Classifier
 from .errors import (
     CorruptWeightsError,
     EffzooError,
+    ExportError,
     InvalidArgumentError,
+    UltralyticsContractError,
     UnknownModelError,
     UnknownTagError,
     WeightsMismatchError,
@@ -20,16 +23,16 @@ from .errors import (
 from .factory import ModelInfo, create, model_info
 from .registry import BackboneSpec, list_models, lookup
 
-__version__ = "0.1.0"
-
 __all__ = [
     "Backbone",
     "BackboneSpec",
     "Classifier",
     "CorruptWeightsError",
     "EffzooError",
+    "ExportError",
     "InvalidArgumentError",
     "ModelInfo",
+    "UltralyticsContractError",
     "UnknownModelError",
     "UnknownTagError",
     "WeightsMismatchError",

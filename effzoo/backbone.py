@@ -150,8 +150,6 @@ class Backbone(EfficientNetFeatures):
         With ``set_grad_checkpointing(True)`` each stage is recomputed in backward
         instead of keeping its activations (batch-norm statistics updated once).
         """
-        if self.feature_hooks is not None:
-            return super().forward(x)
         x = self.bn1(self.conv_stem(x))
         features = [x] if 0 in self._stage_out_idx else []
         ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()

@@ -40,3 +40,7 @@ class WeightsMismatchError(EffzooError, ValueError):
 
 class ExportError(EffzooError, RuntimeError):
     """A model that cannot be exported or fused in its current state."""
+
+
+class UltralyticsContractError(EffzooError, RuntimeError):
+    """The installed Ultralytics lacks an internal that ``effzoo.yolo`` relies on."""

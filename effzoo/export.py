@@ -1,7 +1,7 @@
 """ONNX export with dynamic height and width, and an ONNX Runtime session helper.
 
 TF "same" padding depends on the input size. The exported copy pads with
-``fuse.pad_same``: integer ``x.size()`` arithmetic that stays symbolic under both
+``padding.pad_same``: integer ``x.size()`` arithmetic that stays symbolic under both
 exporters (the TorchScript tracer sees the sizes as tensors; the dynamo exporter
 as SymInts), in unfused (timm's ``Conv2dSame`` swapped for ``SymbolicConv2dSame``)
 and fused models alike, so one graph (``Shape -> ... -> Pad -> Conv``) serves
@@ -27,7 +27,7 @@ from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
 from torch import nn
 
 from .errors import ExportError
-from .fuse import pad_same
+from .padding import pad_same
 
 #: sizes ``verify`` checks besides the exported one (odd ones exercise "same" padding)
 VERIFY_SIZES: tuple[tuple[int, int], ...] = ((96, 128), (97, 75))
@@ -110,7 +110,7 @@ def export_onnx(
 
 
 class SymbolicConv2dSame(Conv2dSame):
-    """timm's ``Conv2dSame`` padded by ``fuse.pad_same`` (same values, integer size
+    """timm's ``Conv2dSame`` padded by ``padding.pad_same`` (same values, integer size
     arithmetic); swapped in on the copy ``export_onnx`` exports."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

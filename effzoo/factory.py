@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import difflib
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from . import _checks as checks
+from . import weights
 from .backbone import Backbone, Classifier, round_fn
 from .errors import InvalidArgumentError
-from .registry import LEVEL_STRIDES, BackboneSpec, lookup
+from .registry import BackboneSpec, lookup
 
 _CREATE_OPTIONS = (
     "out_indices",
@@ -25,47 +26,6 @@ _CREATE_OPTIONS = (
     "features_only",
     "weights_tag",
 )
-
-
-def _check_multiplier(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgumentError(
-            f"{name} must be a positive number, got {value!r}; 1.0 keeps the variant's own size"
-        )
-    return float(value)
-
-
-def check_out_indices(out_indices: Any) -> tuple[int, ...]:
-    """Validate feature levels: ints in 0..4, unique, ascending."""
-    if isinstance(out_indices, int) and not isinstance(out_indices, bool):
-        out_indices = (out_indices,)
-    try:
-        idx = tuple(out_indices)
-    except TypeError:
-        idx = None
-    last = len(LEVEL_STRIDES) - 1
-    if not idx or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
-        raise InvalidArgumentError(
-            f"out_indices must be a non-empty sequence of level indices 0..{last} "
-            f"(strides {', '.join(map(str, LEVEL_STRIDES))}), got {out_indices!r}; "
-            "(2, 3, 4) gives P3/P4/P5"
-        )
-    bad = [i for i in idx if not 0 <= i <= last]
-    if bad:
-        raise InvalidArgumentError(
-            f"out_indices {bad} out of range: levels are 0..{last} "
-            f"(strides {', '.join(map(str, LEVEL_STRIDES))}); (2, 3, 4) gives P3/P4/P5"
-        )
-    if len(set(idx)) != len(idx):
-        raise InvalidArgumentError(f"out_indices {idx} has duplicates; list each level once")
-    if list(idx) != sorted(idx):
-        raise InvalidArgumentError(
-            f"out_indices {idx} must be ascending (features are returned shallowest first); "
-            f"use {tuple(sorted(idx))}"
-        )
-    return idx
 
 
 def create(
@@ -100,23 +60,12 @@ def create(
             f"create() got an unknown option {key!r}.{hint} Options: {', '.join(_CREATE_OPTIONS)}"
         )
     spec = lookup(name)
-    width_mult = _check_multiplier("width_mult", width_mult)
-    depth_mult = _check_multiplier("depth_mult", depth_mult)
-    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
-        raise InvalidArgumentError(f"in_chans must be an integer >= 1, got {in_chans!r}")
-    if isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float)):
-        raise InvalidArgumentError(
-            f"drop_path_rate must be a number in [0, 1), got {drop_path_rate!r}"
-        )
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise InvalidArgumentError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
-    if not isinstance(pretrained, (bool, str)) and not hasattr(pretrained, "__fspath__"):
-        raise InvalidArgumentError(
-            f"pretrained must be False, True, a weights tag or a file path, got {pretrained!r}"
-        )
-    out_indices = check_out_indices(out_indices)
-
-    from . import weights
+    width_mult = checks.multiplier("width_mult", width_mult)
+    depth_mult = checks.multiplier("depth_mult", depth_mult)
+    in_chans = checks.positive_int("in_chans", in_chans)
+    drop_path_rate = checks.drop_path_rate(drop_path_rate)
+    pretrained = checks.pretrained(pretrained)
+    out_indices = checks.levels("out_indices", out_indices, first=0)
 
     source = weights.resolve(spec, pretrained, weights_tag=weights_tag)
     build = dict(
@@ -177,8 +126,6 @@ def _model_info(spec: BackboneSpec) -> ModelInfo:
     # the classifier adds timm's head: 1x1 conv (no bias), BN, and the 1000-way linear
     head = round_fn(spec)(spec.num_features) if spec.round_num_features else spec.num_features
     classifier_params = params + head * feats.out_channels[-1] + 2 * head + 1000 * head + 1000
-    from . import weights
-
     tags = weights.tags_for(spec)
     return ModelInfo(
         name=spec.name,

@@ -41,15 +41,16 @@ from timm.models._efficientnet_blocks import (
 from torch import nn
 
 from .errors import ExportError
+from .padding import pad_same, same_pad
 
 #: at batch 1, fold the squeeze-excite gate into the projection weights
 #: (measured: B0 145 vs 152 ms, V2-S 519 vs 566 ms CPU time, 1 thread, 640x640)
 SE_IN_WEIGHTS = True
 
-#: memory format of a fused model per family (``fuse(channels_last=None)``); fused
-#: channels-last vs NCHW at 640x640, 2 threads: B0 85 vs 156 ms, Lite0 73 vs 130,
+#: a fused model runs channels-last unless told otherwise (``fuse(channels_last=None)``);
+#: fused channels-last vs NCHW at 640x640, 2 threads: B0 85 vs 156 ms, Lite0 73 vs 130,
 #: V2-S 292 vs 395, V2-B0 88 vs 130 -- channels-last wins for every family
-CHANNELS_LAST: dict[str, bool] = {"v1": True, "lite": True, "v2": True}
+CHANNELS_LAST_DEFAULT = True
 
 #: activation module type -> (oneDNN post-op name, scalars)
 _ONEDNN_ACTS: dict[type, tuple[str, list[Any]]] = {
@@ -78,38 +79,6 @@ def _exporting() -> bool:
         or getattr(compiler, "is_exporting", lambda: False)()
         or torch.onnx.is_in_onnx_export()
     )
-
-
-def same_pad_total(size: Any, kernel: int, stride: int, dilation: int) -> Any:
-    """Total TF "same" padding of one dimension of ``size`` (an int, a traced size
-    tensor or a SymInt), in integer arithmetic only.
-
-    When the kernel reaches at least one stride (every "same" convolution of an
-    EfficientNet) the total is never negative, so no ``max`` is taken: the output
-    size then simplifies to ``ceil(size / stride)`` and the dynamo exporter
-    resolves the shapes in seconds instead of minutes (timm's float ``ceil`` and a
-    ``max`` cost ~20x the export time of a symmetric-padding model)."""
-    reach = (kernel - 1) * dilation + 1
-    total = ((size + stride - 1) // stride - 1) * stride + reach - size
-    if reach >= stride:
-        return total
-    return total.clamp(min=0) if isinstance(total, torch.Tensor) else torch.sym_max(total, 0)
-
-
-def same_pad(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """TF "same" padding (begin, end) of one spatial dimension."""
-    total = same_pad_total(size, kernel, stride, dilation)
-    return total // 2, total - total // 2
-
-
-def pad_same(x: torch.Tensor, kernel: Any, stride: Any, dilation: Any) -> torch.Tensor:
-    """``x`` padded TF "same" for a ``kernel`` (h, w) convolution; stays symbolic
-    under tracing and export, so one graph serves every input size."""
-    pads: list[Any] = []
-    for dim in (-1, -2):
-        total = same_pad_total(x.shape[dim], kernel[dim], stride[dim], dilation[dim])
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads)
 
 
 def fold_bn(
@@ -168,7 +137,7 @@ class FusedConv(nn.Module):
             f"groups={self.groups}, same={self.same}, act={type(self.act).__name__}"
         )
 
-    def fast(self, x: torch.Tensor) -> bool:
+    def uses_onednn(self, x: torch.Tensor) -> bool:
         """Whether ``x`` takes the oneDNN path (float32 CPU inference, not tracing)."""
         return (
             self.onednn is not None
@@ -204,10 +173,10 @@ class FusedConv(nn.Module):
         w: torch.Tensor,
         pad: list[int],
         residual: torch.Tensor | None = None,
-        fast: bool = False,
+        use_onednn: bool = False,
     ) -> torch.Tensor:
-        """``act(conv(x; w, pad)) + residual`` in one oneDNN call when ``fast``."""
-        if fast and (residual is None or self.onednn[0] == "none"):  # type: ignore[index]
+        """``act(conv(x; w, pad)) + residual`` in one oneDNN call when ``use_onednn``."""
+        if use_onednn and (residual is None or self.onednn[0] == "none"):  # type: ignore[index]
             attr, scalars = self.onednn  # type: ignore[misc]
             args = (pad, list(self.stride), list(self.dilation), self.groups)
             if residual is None:
@@ -230,9 +199,9 @@ class FusedConv(nn.Module):
         if self.to_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         w = self.weight
-        fast = self.fast(x)
+        use_onednn = self.uses_onednn(x)
         if scale is not None:
-            if fast and SE_IN_WEIGHTS and x.shape[0] == 1 and self.groups == 1:
+            if use_onednn and SE_IN_WEIGHTS and x.shape[0] == 1 and self.groups == 1:
                 w = w * scale.view(1, -1, 1, 1).to(w.dtype)
             else:
                 x = x * scale.view(scale.shape[0], -1, 1, 1)
@@ -242,9 +211,9 @@ class FusedConv(nn.Module):
         # a grown kernel costs (k+1)^2/k^2 more work: worth it for a depthwise conv
         # (saves copying a large input), not for a dense one (measured both ways)
         if geo is None or None in geo or (self.groups == 1 and (geo[0][0] or geo[1][0])):
-            return self.run(self._explicit_pad(x), w, [0, 0], residual, fast)
+            return self.run(self._explicit_pad(x), w, [0, 0], residual, use_onednn)
         (grow_h, pad_h), (grow_w, pad_w) = geo  # type: ignore[misc]
-        return self.run(x, self.grow(w, grow_h, grow_w), [pad_h, pad_w], residual, fast)
+        return self.run(x, self.grow(w, grow_h, grow_w), [pad_h, pad_w], residual, use_onednn)
 
 
 class FusedSE(nn.Module):
@@ -333,15 +302,15 @@ class FusedBlock(nn.Module):
         y = last(x, scale=gate)
         if residual is None:
             return y
-        return y.add_(residual) if last.fast(x) else y + residual
+        return y.add_(residual) if last.uses_onednn(x) else y + residual
 
     def _expand_depthwise_tiled(self, x: torch.Tensor) -> torch.Tensor | None:
         """Depthwise(expand(x)) in row tiles, or None where tiling does not apply."""
         pw, dw = self.convs[0], self.convs[1]
         b, _, h, w = x.shape
         row_bytes = b * pw.weight.shape[0] * w * x.element_size()
-        # fast() first: while exporting, no size test may become a guard
-        if not (pw.fast(x) and dw.fast(x)) or row_bytes * h < TILE_MIN_BYTES:
+        # uses_onednn() first: while exporting, no size test may become a guard
+        if not (pw.uses_onednn(x) and dw.uses_onednn(x)) or row_bytes * h < TILE_MIN_BYTES:
             return None
         k, s, d = int(dw.weight.shape[2]), dw.stride[0], dw.dilation[0]
         width = dw.dim_geometry(w, 1)
@@ -361,7 +330,7 @@ class FusedBlock(nn.Module):
             m = pw(x[:, :, max(i0, 0) : min(i1, h)])
             if i0 < 0 or i1 > h:
                 m = F.pad(m, (0, 0, max(0, -i0), max(0, i1 - h)))
-            tiles.append(dw.run(m, kernel, [0, width[1]], fast=True))
+            tiles.append(dw.run(m, kernel, [0, width[1]], use_onednn=True))
         return torch.cat(tiles, dim=2)
 
 
@@ -415,8 +384,7 @@ def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Mod
         for i, block in enumerate(fused):
             stage[i] = block
     if channels_last is None:
-        spec = getattr(model, "spec", None)
-        channels_last = CHANNELS_LAST.get(getattr(spec, "family", ""), True)
+        channels_last = CHANNELS_LAST_DEFAULT
     if channels_last:
         model.to(memory_format=torch.channels_last)
         stem.to_channels_last = True

@@ -44,11 +44,6 @@ class BackboneSpec:
     bn_eps: float | None = None
     aliases: tuple[str, ...] = field(default=())
 
-    @property
-    def levels(self) -> tuple[int, ...]:
-        """The output stride of each feature level this variant can return."""
-        return LEVEL_STRIDES
-
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 _ALIASES: dict[str, str] = {}

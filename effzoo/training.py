@@ -1,4 +1,4 @@
-"""Fine-tuning helpers: checkpointed stages, frozen batch-norm statistics, peak memory.
+"""Fine-tuning helpers: checkpointed stages, frozen batch-norm statistics.
 
 Gradient checkpointing recomputes a stage's forward during backward. A plain
 ``torch.utils.checkpoint`` would run the batch norms of that stage twice in
@@ -11,7 +11,7 @@ ordinary step does, and its gradients are identical.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -44,25 +44,3 @@ def checkpoint_stage(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return contextlib.nullcontext(), frozen_bn_stats(stage)
 
     return checkpoint(stage, x, use_reentrant=False, context_fn=contexts)
-
-
-def peak_memory(fn: Callable[[], Any]) -> int:
-    """Peak bytes of CPU tensor memory allocated while ``fn()`` runs (op granularity).
-
-    Read from the profiler's allocation records: the running sum of every
-    allocation and free, in the order the ops started. Memory held before the
-    call does not count.
-    """
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted(
-        (e for e in prof.events() if e.self_cpu_memory_usage),
-        key=lambda e: e.time_range.start,
-    )
-    current = peak = 0
-    for e in events:
-        current += e.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak

@@ -1,6 +1,6 @@
 """Generate effzoo's weights catalogue from timm's pretrained configs.
 
-    python scripts/gen_catalogue.py          # write effzoo/data/catalogue.json
+    python scripts/gen_catalogue.py          # write effzoo/weights/data/catalogue.json
     python scripts/gen_catalogue.py --check  # exit 1 if the shipped file is stale
 
 Every timm pretrained tag whose architecture is an effzoo variant (``efficientnet_b0``
@@ -30,7 +30,7 @@ from effzoo.backbone import Classifier
 from effzoo.errors import UnknownModelError
 from effzoo.registry import list_models, lookup
 
-OUT = Path(__file__).resolve().parents[1] / "effzoo" / "data" / "catalogue.json"
+OUT = Path(__file__).resolve().parents[1] / "effzoo" / "weights" / "data" / "catalogue.json"
 
 #: the variant's default weights (policy, not data: the best in1k-head weights whose
 #: padding the spec row was written for)

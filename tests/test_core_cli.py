@@ -11,7 +11,7 @@ import effzoo
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "effzoo.cli", *args],
+        [sys.executable, "-m", "effzoo", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,20 +129,41 @@ def test_verify_reports_a_mismatch(tmp_path: Path) -> None:
         export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), dynamic=False, atol=-1.0)
 
 
-def test_bench_command_runs_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """`effzoo bench` end to end at a tiny size (no timing is asserted)."""
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python benchmarks/bench.py ARGS` from the repository root, on this checkout's effzoo."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, str(Path("benchmarks", "bench.py")), *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_bench_command_runs_and_writes_json(tmp_path: Path) -> None:
+    """`python benchmarks/bench.py` end to end at a tiny size (no timing is asserted)."""
     import json
 
-    from effzoo.cli import main
-
     out = tmp_path / "bench.json"
-    args = ["bench", "efficientnet_lite0", "--size", "64", "--rounds", "2", "--per-round", "1"]
+    args = ["efficientnet_lite0", "--size", "64", "--rounds", "2", "--per-round", "1"]
     args += ["--warmup", "0", "--threads", "1", "--peers", "fused,timm,onnxruntime"]
-    assert main([*args, "--json", str(out)]) == 0
-    table = capsys.readouterr().out
+    proc = _bench(*args, "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout
     assert "fused" in table and "onnxruntime" in table
     data = json.loads(out.read_text())
     assert {r["name"] for r in data["results"]} == {"fused", "timm", "onnxruntime"}
     assert all(len(r["rounds"]) == 2 and r["median_ms"] > 0 for r in data["results"])
     assert data["models"]["efficientnet_lite0"]["gflops"] > 0
     assert data["machine"]["torch"] == torch.__version__
+
+
+def test_bench_error_is_one_line_without_traceback() -> None:
+    """An unknown variant: one `benchmarks/bench.py: error: ...` line, exit 1, no timing."""
+    proc = _bench("efficientnet_b0", "no_such_variant", "--rounds", "1", "--threads", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("benchmarks/bench.py: error: "), errors
+    assert "no_such_variant" in errors[0]
+    assert "timing" not in proc.stderr  # names are checked before any runner is built

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 import effzoo
 from effzoo.errors import InvalidArgumentError
-from effzoo.training import peak_memory
+
+
+def _load_benchmarks_memory() -> ModuleType:
+    """benchmarks/memory.py, loaded by path (benchmarks/ holds scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
+    spec = importlib.util.spec_from_file_location("_benchmarks_memory", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+peak_memory = _load_benchmarks_memory().peak_memory
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -13,9 +13,9 @@ from safetensors.torch import save_file
 from timm.models import get_pretrained_cfg
 
 import effzoo
-from effzoo import fetch
 from effzoo.backbone import Classifier
 from effzoo.cli import main as cli
+from effzoo.cli.info import describe_tags
 from effzoo.errors import (
     CorruptWeightsError,
     InvalidArgumentError,
@@ -26,9 +26,10 @@ from effzoo.errors import (
 from effzoo.registry import all_specs
 from effzoo.weights import (
     catalogue,
-    describe_tags,
+    files,
     preprocessing,
     resolve,
+    store,
     tag_info,
     tags_for,
 )
@@ -163,7 +164,7 @@ def test_local_timm_file_loads_exactly(b0_file, caplog: pytest.LogCaptureFixture
     assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
     rec = model.weights
     assert rec.exact and rec.source == "file" and rec.layout == "timm" and rec.repo is None
-    assert rec.sha256 == fetch.sha256_file(path) and rec.tag == "efficientnet_b0.ra_in1k"
+    assert rec.sha256 == files.sha256_file(path) and rec.tag == "efficientnet_b0.ra_in1k"
     assert "\n" not in str(rec) and str(rec) in caplog.text
     with pytest.raises(dataclasses.FrozenInstanceError):
         rec.tag = "x"  # type: ignore[misc]
@@ -203,8 +204,8 @@ def test_tag_from_file_name_argument_and_hf_cache_path(b0_file, tmp_path: Path):
 def test_store_copy_carries_its_tag_and_detects_corruption(b0_file, tmp_path: Path):
     path, _ = b0_file
     dst = tmp_path / "copy.safetensors"
-    meta = {fetch.META_TAG: "tf_efficientnet_b0.ap_in1k", fetch.META_REPO: "timm/x"}
-    fetch.write_store_copy(path, dst, {**meta, fetch.META_SHA256: "f" * 64})
+    meta = {files.META_TAG: "tf_efficientnet_b0.ap_in1k", files.META_REPO: "timm/x"}
+    store.write_store_copy(path, dst, {**meta, files.META_SHA256: "f" * 64})
     rec = effzoo.create("efficientnet_b0", pretrained=dst).weights
     assert rec.tag == "tf_efficientnet_b0.ap_in1k" and rec.repo == "timm/x"
     assert rec.sha256 == "f" * 64

@@ -26,7 +26,8 @@ from hub_server import HubStandIn, closed_port, hub_env, run_child, start_child
 from safetensors.torch import save_file
 
 import effzoo
-from effzoo.weights import catalogue, download_main, tag_info, tags_for
+from effzoo.cli.download import main as download_main
+from effzoo.weights import catalogue, tag_info, tags_for
 
 #: non-default tags served too: TF padding on a non-TF default, a non-TF lite, 21k classes
 EXTRA = [

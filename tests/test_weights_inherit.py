@@ -18,7 +18,7 @@ import torch
 
 import effzoo
 from effzoo.backbone import Classifier
-from effzoo.inherit import Selection, inherit, select_indices
+from effzoo.weights.inherit import Selection, inherit, select_indices
 
 
 def _random_classifier(name: str) -> Classifier:

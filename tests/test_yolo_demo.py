@@ -15,7 +15,7 @@ import yolo_helpers
 pytest.importorskip("ultralytics")
 pytest.importorskip("skimage")
 
-from effzoo.yolo.data import CLASSES, make_shapes_dataset
+from effzoo.yolo.demo.data import CLASSES, make_shapes_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +63,7 @@ def test_demo_runs_offline_end_to_end(tmp_path):
     env.pop("YOLO_OFFLINE", None)  # the demo sets what it needs itself
     prefix = _no_network_prefix()
     small = "--epochs 1 --imgsz 64 --train-images 8 --val-images 4 --batch 4".split()
-    cmd = [sys.executable, "-m", "effzoo.cli", "demo", *small, "--out", str(tmp_path / "d")]
+    cmd = [sys.executable, "-m", "effzoo", "demo", *small, "--out", str(tmp_path / "d")]
     proc = subprocess.run(
         prefix + cmd, capture_output=True, text=True, timeout=400, env=env, cwd=str(tmp_path)
     )

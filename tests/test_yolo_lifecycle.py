@@ -233,7 +233,7 @@ def test_effzoo_yolo_cli_resolves_shipped_yamls(tmp_path):
         [
             sys.executable,
             "-m",
-            "effzoo.cli",
+            "effzoo",
             "yolo",
             "predict",
             "model=yolo11n-effb0.yaml",

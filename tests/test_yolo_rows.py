@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+import yaml
 import yolo_helpers
 
 import effzoo
@@ -17,8 +18,8 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load  # noqa: E402
 
 import effzoo.yolo  # noqa: E402
 from effzoo.yolo import rows  # noqa: E402
-from effzoo.yolo.cfg import model_yaml  # noqa: E402
 from effzoo.yolo.modules import BackboneStages, BackboneStem, split_backbone  # noqa: E402
+from effzoo.yolo.templates import MODELS, cfg_text, model_yaml  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +29,7 @@ def _hub_offline():
 
 
 def _model_dict(variant: str, **kw) -> dict:
-    d = yolo_helpers.load_yaml(yolo_helpers.CFG_DIR / "yolo11-effb0.yaml")
+    d = yaml.safe_load(cfg_text("yolo11-effb0.yaml"))
     d["backbone"][0][3] = [variant, {"pretrained": False, **kw}]
     d["yaml_file"] = "test.yaml"
     return d
@@ -101,7 +102,7 @@ def test_levels_option_occupies_one_index_per_level():
 def test_scale_keyword_follows_the_yaml_scale():
     d = _model_dict("efficientnet_b0", width="scale", depth="scale")
     d["scale"] = "s"  # scales s: [0.50, 0.50, 1024]
-    spec = effzoo.yolo.hooks.find_rows(d)
+    spec = effzoo.yolo.find_row(d)
     assert (spec.width, spec.depth) == (0.5, 0.5)
 
 
@@ -185,11 +186,12 @@ def test_shipped_yaml_resolves_by_name_with_its_scale():
     assert d["backbone"][0][2:] == ["EfficientNet", ["efficientnet_v2_s"]]
 
 
-def test_shipped_files_are_what_effzoo_yaml_writes():
-    from effzoo.yolo.cfg import SHIPPED
-
-    for name, variant, task in SHIPPED:
-        assert (yolo_helpers.CFG_DIR / name).read_text() == model_yaml(variant, task=task), name
+def test_model_names_are_what_effzoo_yaml_writes():
+    for name, model in MODELS.items():
+        if model.row[2] != "EfficientNet":  # the recipe's rows: tests/test_yolo_templates.py
+            continue
+        written = yaml.safe_load(model_yaml(model.row[3][0], task=model.task))
+        assert yaml.safe_load(cfg_text(name)) == written, name
 
 
 def test_effzoo_yaml_cli_writes_a_buildable_file(tmp_path, capsys):
@@ -204,9 +206,7 @@ def test_effzoo_yaml_cli_writes_a_buildable_file(tmp_path, capsys):
     assert "Did you mean" in capsys.readouterr().err
 
 
-def test_fuse_folds_the_backbone_when_effzoo_can():
-    if not hasattr(effzoo.Backbone, "fuse"):
-        pytest.skip("Backbone.fuse() is not in effzoo yet; Ultralytics' own fuse still runs")
+def test_fuse_folds_the_backbone():
     model = _build(_model_dict("efficientnet_b0")).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -220,22 +220,14 @@ def test_fuse_folds_the_backbone_when_effzoo_can():
 
 def test_docs_table_lists_every_shipped_file_with_registry_channels():
     from effzoo.backbone import Backbone
-    from effzoo.yolo.cfg import RECIPE_FILES, SHIPPED
 
     doc = (yolo_helpers.ROOT / "docs" / "yolo.md").read_text()
-    table = doc[doc.index("<!-- begin: shipped model table") : doc.index("<!-- end: shipped")]
+    table = doc[doc.index("<!-- begin: model name table") : doc.index("<!-- end: model name table")]
     rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
-    assert sorted(rows) == sorted([n for n, _, _ in SHIPPED] + list(RECIPE_FILES))
+    assert sorted(rows) == sorted(MODELS)
     for name, line in rows.items():
-        args = yolo_helpers.load_yaml(yolo_helpers.CFG_DIR / name)["backbone"][0][3]
-        width, depth = (args[1], args[2]) if name in RECIPE_FILES else (1.0, 1.0)
+        args = MODELS[name].row[3]
+        width, depth = (args[1], args[2]) if len(args) == 3 else (1.0, 1.0)
         spec = effzoo.lookup(args[0])
         bb = Backbone(spec, width_mult=width, depth_mult=depth, device="meta")
         assert line.split("|")[6].strip() == " / ".join(map(str, bb.out_channels)), name
-
-
-def test_import_effzoo_does_not_import_ultralytics():
-    out = yolo_helpers.run_fresh(
-        "import sys, effzoo; effzoo.create('efficientnet_b0'); print('ultralytics' in sys.modules)"
-    )
-    assert out.strip() == "False"

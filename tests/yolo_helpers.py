@@ -24,7 +24,8 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 HUB_OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG_DIR = ROOT / "effzoo" / "yolo" / "cfg"
+#: test data: the recipe's two files verbatim, the yamls effzoo 0.1 shipped, a 0.1 checkpoint
+DATA_DIR = ROOT / "tests" / "data"
 RECIPES = ("yolo11-EfficientNetV1.yaml", "yolo11-EfficientNetV2.yaml")
 
 #: small training settings shared by every test that trains
@@ -47,7 +48,7 @@ def hub_offline() -> Iterator[None]:
 
 def tiny_dataset(name: str = "shapes64") -> Path:
     """8 train + 4 val images at 64 px; written once per session."""
-    from effzoo.yolo.data import make_shapes_dataset
+    from effzoo.yolo.demo.data import make_shapes_dataset
 
     root = session_root() / name
     data = root / "data.yaml"
@@ -87,4 +88,4 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def recipe_path(name: str) -> Path:
-    return CFG_DIR / name
+    return DATA_DIR / name

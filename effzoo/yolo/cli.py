@@ -1,28 +1,65 @@
-"""``effzoo yolo ARGS...``: the Ultralytics CLI with effzoo registered.
-
-Arguments are Ultralytics' own (``effzoo yolo train model=yolo11n-effv2s.yaml
-data=coco8.yaml``). effzoo's shipped model yamls resolve by file name.
-"""
+"""``effzoo yaml`` (write a model yaml) and ``effzoo yolo`` (the Ultralytics CLI with
+effzoo registered)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from .patches import register
+from .templates import TASKS, list_cfgs, model_yaml
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``ultralytics.cfg.entrypoint`` on ``argv`` with effzoo registered."""
+def yaml_main(argv: Sequence[str] | None = None) -> int:
+    """``effzoo yaml VARIANT [--task detect] [-o FILE]``."""
+    p = argparse.ArgumentParser(
+        prog="effzoo yaml",
+        description="Write a YOLO11 model yaml with an effzoo backbone, made from the "
+        "installed Ultralytics' own YOLO11 file.",
+        epilog="Train it with: effzoo yolo train model=FILE data=...",
+    )
+    p.add_argument("variant", help="backbone variant or alias, e.g. efficientnet_v2_s")
+    p.add_argument("--task", choices=TASKS, default="detect")
+    p.add_argument("--nc", type=int, default=None, help="number of classes (default 80)")
+    p.add_argument("--width", type=float, default=1.0, help="extra backbone width multiplier")
+    p.add_argument("--depth", type=float, default=1.0, help="extra backbone depth multiplier")
+    p.add_argument("--scratch", action="store_true", help="random init (pretrained: false)")
+    p.add_argument("-o", "--output", help="file to write; '-' for stdout (default: stdout)")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    text = model_yaml(
+        args.variant,
+        task=args.task,
+        nc=args.nc,
+        width=args.width,
+        depth=args.depth,
+        pretrained=not args.scratch,
+    )
+    if not args.output or args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def yolo_main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ultralytics.cfg.entrypoint`` on ``argv`` with effzoo registered.
+
+    Arguments are Ultralytics' own (``effzoo yolo train model=yolo11n-effv2s.yaml
+    data=coco8.yaml``); effzoo's model names resolve by name.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     from ultralytics.cfg import entrypoint
 
-    import effzoo.yolo  # noqa: F401  (registers the rows)
-
+    register()
     if not argv or argv[0] in ("-h", "--help"):
-        from .cfg import list_cfgs
-
         print("usage: effzoo yolo MODE [ARGS...]  (the Ultralytics CLI with effzoo registered)")
         print("  e.g. effzoo yolo train model=yolo11n-effv2s.yaml data=coco8.yaml epochs=10")
-        print("shipped model yamls: " + ", ".join(list_cfgs()))
+        print("effzoo model names: " + ", ".join(list_cfgs()))
         print("Ultralytics' own help follows.\n")
         argv = ["help"]
     # Ultralytics reads sys.argv (the same list object it saved at import time).

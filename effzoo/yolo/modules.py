@@ -9,8 +9,10 @@ forward, EMA, DDP, export and pickling treat them like any other layer:
   mean/std, runs the stem and the stages up to the first output level;
 - ``BackboneStages`` (each further index) runs the stages up to the next level.
 
-Pickled checkpoints reference these classes, so unpickling one imports
-``effzoo.yolo`` and with it registers the yaml rows.
+Pickled checkpoints reference these classes by their import path
+(``effzoo.yolo.modules.BackboneStem``/``BackboneStages``, ``effzoo.backbone.Backbone``,
+``effzoo.registry.BackboneSpec``, ``effzoo.weights.WeightsRecord``): keep those paths.
+Unpickling one imports ``effzoo.yolo`` and with it registers the yaml rows.
 """
 
 from __future__ import annotations
@@ -94,14 +96,13 @@ def split_backbone(backbone: Backbone, *, row: str = "") -> list[nn.Module]:
 def fold_backbones(model: nn.Module) -> int:
     """Fold BatchNorm into the convolutions of every effzoo backbone in ``model``.
 
-    Uses ``Backbone.fuse()`` when effzoo provides it: the stages the layers share
-    out are put back together for the call, then handed out again. Returns the
-    number of backbones folded (0 when ``Backbone.fuse`` is unavailable).
+    Uses ``Backbone.fuse()``: the stages the layers share out are put back together
+    for the call, then handed out again. Returns the number of backbones folded.
     """
     layers = list(model.modules())
     folded = 0
     for k, layer in enumerate(layers):
-        if not isinstance(layer, BackboneStem) or not hasattr(layer.backbone, "fuse"):
+        if not isinstance(layer, BackboneStem):
             continue
         followers: list[BackboneStages] = []
         expected = len(layer.backbone.blocks)

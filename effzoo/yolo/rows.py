@@ -16,7 +16,6 @@ unchanged. Output channels come from the registry, never from the yaml.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,12 +23,9 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import (
-    EffzooError,
-    InvalidArgumentError,
-    WeightsNotFoundError,
-    WeightsUnavailableError,
-)
+from .. import _checks as checks
+from ..errors import EffzooError, WeightsNotFoundError, WeightsUnavailableError
+from ..factory import create
 from ..registry import lookup
 from .modules import split_backbone
 
@@ -67,43 +63,9 @@ def is_effzoo_row(row: Any) -> bool:
     return isinstance(row, (list, tuple)) and len(row) == 4 and row[2] in MODULE_NAMES
 
 
-def _fail(where: str, message: str, error: type[EffzooError] = InvalidArgumentError) -> EffzooError:
-    return error(f"{where}: {message}")
-
-
 def _multiplier(where: str, key: str, value: Any, scale_value: float) -> float:
-    if value == "scale":
-        return float(scale_value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
-        raise _fail(
-            where,
-            f"{key} must be a positive number (or 'scale' to follow the yaml's scales), "
-            f"got {value!r}; 1.0 keeps the variant's own size",
-        )
-    return float(value)
-
-
-def _levels(where: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    ok = isinstance(value, (list, tuple)) and value
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    if not ok or not all(1 <= v <= 5 for v in value):
-        raise _fail(
-            where, f"levels must be P-levels 1..5 (strides 2..32), e.g. [3, 4, 5]; got {value!r}"
-        )
-    if list(value) != sorted(set(value)):
-        raise _fail(where, f"levels must be ascending without repeats, e.g. {sorted(set(value))}")
-    return tuple(value)
-
-
-def _pretrained(where: str, value: Any) -> bool | str:
-    if isinstance(value, (bool, str)) and value != "":
-        return value
-    raise _fail(
-        where, f"pretrained must be true, false, a weights tag or a file path; got {value!r}"
-    )
+    """A width/depth value of a row: a positive number, or ``scale`` (the yaml's scale)."""
+    return float(scale_value) if value == "scale" else checks.multiplier(key, value, where=where)
 
 
 def parse_row(
@@ -116,47 +78,50 @@ def parse_row(
     """Check one effzoo row and return its spec; errors name ``where``."""
     frm, repeats, module, args = row
     if module not in MODULE_NAMES:
-        raise _fail(where, f"{module!r} is not an effzoo module ({', '.join(MODULE_NAMES)})")
+        checks.fail(f"{module!r} is not an effzoo module ({', '.join(MODULE_NAMES)})", where=where)
     if frm != -1:
-        raise _fail(where, f"an effzoo row reads the image: its 'from' must be -1, got {frm!r}")
+        checks.fail(
+            f"an effzoo row reads the image: its 'from' must be -1, got {frm!r}", where=where
+        )
     if repeats != 1:
-        raise _fail(where, f"an effzoo row cannot repeat: its 'repeats' must be 1, got {repeats!r}")
+        checks.fail(
+            f"an effzoo row cannot repeat: its 'repeats' must be 1, got {repeats!r}", where=where
+        )
     if not isinstance(args, (list, tuple)) or not args:
-        raise _fail(where, "args must be a list starting with the variant, e.g. [efficientnet_b0]")
+        checks.fail(
+            "args must be a list starting with the variant, e.g. [efficientnet_b0]", where=where
+        )
     args = list(args)
     options: dict[str, Any] = {}
     if isinstance(args[-1], Mapping):
         options = dict(args.pop())
         unknown = sorted(set(options) - set(KEYS))
         if unknown:
-            raise _fail(where, f"unknown option(s) {unknown}; options are {', '.join(KEYS)}")
+            checks.fail(f"unknown option(s) {unknown}; options are {', '.join(KEYS)}", where=where)
     variant, *positional = args
     if len(positional) > len(KEYS) - 1:
-        raise _fail(
-            where,
+        checks.fail(
             f"too many args ({len(args)}): [variant, width, depth, pretrained, levels] "
             "and an optional mapping of options",
+            where=where,
         )
     for key, value in zip(KEYS, positional):
         if key in options:
-            raise _fail(where, f"{key} is given twice (positionally and as an option)")
+            checks.fail(f"{key} is given twice (positionally and as an option)", where=where)
         options[key] = value
     if not isinstance(variant, str):
-        raise _fail(where, f"the first arg must be a variant name, got {variant!r}")
+        checks.fail(f"the first arg must be a variant name, got {variant!r}", where=where)
     try:
         spec = lookup(variant)
     except EffzooError as e:
-        raise _fail(where, str(e), type(e)) from None
-    drop = options.get("drop_path_rate", 0.0)
-    if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop < 1:
-        raise _fail(where, f"drop_path_rate must be a number in [0, 1), got {drop!r}")
+        checks.fail(str(e), where=where, error=type(e))
     return RowSpec(
         variant=spec.name,
         width=_multiplier(where, "width", options.get("width", 1.0), scale_width),
         depth=_multiplier(where, "depth", options.get("depth", 1.0), scale_depth),
-        pretrained=_pretrained(where, options.get("pretrained", True)),
-        levels=_levels(where, options.get("levels", ALL_LEVELS)),
-        drop_path_rate=float(drop),
+        pretrained=checks.pretrained(options.get("pretrained", True), where=where),
+        levels=checks.levels("levels", options.get("levels", ALL_LEVELS), first=1, where=where),
+        drop_path_rate=checks.drop_path_rate(options.get("drop_path_rate", 0.0), where=where),
         where=where,
     )
 
@@ -170,17 +135,8 @@ def _warn_once(key: tuple[str, str], message: str) -> None:
         warnings.warn(message, PretrainedUnavailableWarning, stacklevel=3)
 
 
-def _catalogued(variant: str) -> bool:
-    from .. import weights
-
-    tags_for = getattr(weights, "tags_for", None)
-    return tags_for is None or bool(tags_for(lookup(variant)))
-
-
 def build_layers(spec: RowSpec, *, in_chans: int = 3) -> list[nn.Module]:
     """Build the backbone of a row and cut it into one layer per output level."""
-    from ..factory import create
-
     kwargs: dict[str, Any] = dict(
         out_indices=spec.out_indices,
         width_mult=spec.width,
@@ -190,25 +146,49 @@ def build_layers(spec: RowSpec, *, in_chans: int = 3) -> list[nn.Module]:
     )
     pretrained = spec.pretrained
     silence = "write `pretrained: false` in the row's options to start from random init silently"
-    if pretrained is True and not _catalogued(spec.variant):
-        _warn_once(
-            (spec.variant, "uncatalogued"),
-            f"{spec.where}: effzoo has no pretrained weights for {spec.variant}; "
-            f"it starts from random init ({silence}).",
-        )
-        pretrained = False
     if pretrained is True and (spec.variant, "unavailable") in _WARNED:
         pretrained = False  # failed once in this process: do not wait on the network again
     try:
         backbone = create(spec.variant, pretrained=pretrained, **kwargs)
     except (WeightsUnavailableError, WeightsNotFoundError) as e:
         if spec.pretrained is not True:  # an explicit tag or file: the user asked for it
-            raise _fail(spec.where, str(e), type(e)) from None
+            checks.fail(str(e), where=spec.where, error=type(e))
         _warn_once(
             (spec.variant, "unavailable"),
             f"{spec.where}: {e}\nUntil then the backbone starts from random init ({silence}).",
         )
         backbone = create(spec.variant, pretrained=False, **kwargs)
     except EffzooError as e:
-        raise _fail(spec.where, str(e), type(e)) from None
+        checks.fail(str(e), where=spec.where, error=type(e))
     return split_backbone(backbone, row=spec.where)
+
+
+def _scale(d: dict[str, Any]) -> tuple[float, float]:
+    """(width, depth) multiples of the yaml's scale, as stock parse_model picks them."""
+    scales = d.get("scales")
+    if scales:
+        key = d.get("scale") or next(iter(scales))
+        if key in scales:
+            depth, width, *_ = scales[key]
+            return float(width), float(depth)
+    return float(d.get("width_multiple", 1.0)), float(d.get("depth_multiple", 1.0))
+
+
+def find_row(d: dict[str, Any]) -> RowSpec | None:
+    """The checked effzoo row of a model dict, or None; a misplaced row raises."""
+    width, depth = _scale(d)
+    found: RowSpec | None = None
+    name = d.get("yaml_file") or "model yaml"
+    for section in ("backbone", "head"):
+        for index, row in enumerate(d.get(section) or []):
+            if not is_effzoo_row(row):
+                continue
+            where = f"{name}, {section} row {index} {list(row)}"
+            if section != "backbone" or index != 0:
+                checks.fail(
+                    "an effzoo row must be the first row of the backbone "
+                    "(it reads the image and occupies one index per output level)",
+                    where=where,
+                )
+            found = parse_row(row, where=where, scale_width=width, scale_depth=depth)
+    return found

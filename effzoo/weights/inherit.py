@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import WeightsMismatchError
 from .convert import stage_depths
-from .errors import WeightsMismatchError
 
 _COUNTER = "num_batches_tracked"
 

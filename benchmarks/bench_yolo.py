@@ -1,10 +1,14 @@
 """End-to-end ``YOLO.predict`` latency: YOLO11n with an effzoo backbone vs stock YOLO11n.
 
 Both models are built from yamls with random weights (nothing is downloaded):
-stock ``yolo11n.yaml`` from Ultralytics, and effzoo's shipped
-``yolo11-eff*.yaml`` at scale n. ``predict`` runs Ultralytics' own pipeline
-(letterbox, inference, NMS) on one 640x480 image; Ultralytics fuses the model on
-its first call, which for the effzoo rows means ``Backbone.fuse()``.
+stock ``yolo11n.yaml`` from Ultralytics, and the yaml ``effzoo.yolo.model_yaml``
+writes for the variant (as ``effzoo yaml`` does) at scale n. ``predict`` runs
+Ultralytics' own pipeline (letterbox, inference, NMS) on one 640x480 image;
+Ultralytics fuses the model on its first call, which for the effzoo rows means
+``Backbone.fuse()``.
+
+Run through ``python benchmarks/bench.py --yolo``; imported by ``bench.py`` (never the
+reverse), with the shared timing helpers in ``timing.py``.
 """
 
 from __future__ import annotations
@@ -19,12 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from timing import Candidate, Result, interleave
 
-from .bench import Candidate, Result, interleave
-from .registry import lookup
+from effzoo import lookup
 
 #: variants with a shipped detect yaml that the end-to-end comparison uses by default
 DEFAULT_YOLO_VARIANTS = ("efficientnet_b0", "efficientnet_v2_s")
+
+
+def _short_name(variant: str) -> str:
+    """``efficientnet_v2_s`` -> ``effv2s``, as in the shipped yaml names (``yolo11-effv2s``)."""
+    return "eff" + lookup(variant).name.removeprefix("efficientnet_").replace("_", "")
 
 
 def _image(size: int) -> np.ndarray:
@@ -48,14 +57,13 @@ def yolo_candidates(
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    import effzoo.yolo  # noqa: F401  (registers the EfficientNet rows)
-    from effzoo.yolo.cfg import model_yaml, short_name
+    from effzoo.yolo import model_yaml  # importing effzoo.yolo registers the EfficientNet rows
 
     img = _image(size)
     work = Path(tempfile.mkdtemp(prefix="effzoo-bench-yolo-"))
     models: list[tuple[str, str, str]] = [("yolo11n", "stock yolo11n.yaml", "yolo11n.yaml")]
     for variant in variants:
-        name = f"yolo11n-{short_name(variant)}"
+        name = f"yolo11n-{_short_name(variant)}"
         path = work / f"{name}.yaml"  # "n" in the file name selects scale n
         path.write_text(model_yaml(variant, pretrained=False))
         models.append((name, f"effzoo {lookup(variant).name} backbone, scale n", str(path)))

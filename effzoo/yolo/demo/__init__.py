@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from ..errors import InvalidArgumentError
+    from ...errors import InvalidArgumentError
 
     for key in ("epochs", "imgsz", "train_images", "val_images", "batch"):
         if getattr(args, key) < 1:
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the demo; returns the summary that is also written to ``OUT/<mode>/summary.json``."""
     from ultralytics import YOLO
 
-    from .cfg import model_yaml
+    from ..patches import quiet_ultralytics
+    from ..templates import model_yaml
     from .data import CLASSES, make_shapes_dataset
-    from .offline import quiet_ultralytics
 
     quiet_ultralytics()
     out = Path(args.out).resolve()

@@ -19,31 +19,33 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import fetch
-from .errors import EffzooError
-from .registry import lookup
-from .weights import TagInfo, tag_info, tags_for
+from ..errors import EffzooError
+from ..registry import lookup
+from ..weights.catalogue import TagInfo, default_tag, tag_info, tags_for
+from ..weights.files import META_REPO, META_REVISION, META_SHA256, META_TAG
+from ..weights.sources import from_hub
+from ..weights.store import write_store_copy
 
 
 def parse_item(item: str) -> list[TagInfo]:
     """``NAME`` or ``NAME.TAG`` -> the tag(s) it names."""
     name, _, tag = item.partition(".")
     spec = lookup(name)
-    return [tag_info(spec, tag or tags_for(spec)[0])]
+    return [tag_info(spec, tag) if tag else default_tag(spec)]
 
 
 def fetch_one(info: TagInfo, to: Path | None) -> Path:
-    got = fetch.from_hub(info)
+    got = from_hub(info)
     if to is None:
         return got.path
     dst = to / f"{info.name}.safetensors"
     meta = {
-        fetch.META_TAG: info.name,
-        fetch.META_REPO: got.repo or info.repo,
-        fetch.META_REVISION: got.revision or info.revision,
-        fetch.META_SHA256: got.sha256,
+        META_TAG: info.name,
+        META_REPO: got.repo or info.repo,
+        META_REVISION: got.revision or info.revision,
+        META_SHA256: got.sha256,
     }
-    fetch.write_store_copy(got.path, dst, meta)
+    write_store_copy(got.path, dst, meta)
     return dst
 
 

@@ -1,4 +1,7 @@
-"""CPU runtime settings that matter for large feature maps (opt-in, process-wide).
+"""glibc allocator settings that matter for large feature maps (opt-in, process-wide).
+
+Used by ``python benchmarks/bench.py --tune-malloc``; in another script next to this
+one, ``from malloc import tune_allocator`` and call it before the first forward.
 
 glibc's malloc serves blocks above a threshold with ``mmap`` and returns freed
 memory at the top of the heap to the OS once it exceeds a trim threshold. For a
@@ -7,7 +10,7 @@ page-faulted in again each call (measured on a VM here: a fresh 39 MB tensor
 costs ~40 ms to fill, a reused one ~6 ms). ONNX Runtime avoids this with its own
 arena. ``tune_allocator()`` makes glibc keep and reuse such blocks instead; it
 changes the allocator for the whole process (memory stays reserved at its peak),
-so effzoo never calls it on its own. jemalloc or tcmalloc via ``LD_PRELOAD`` are
+so effzoo itself never calls it. jemalloc or tcmalloc via ``LD_PRELOAD`` are
 the usual alternatives.
 """
 

@@ -21,10 +21,9 @@ from typing import Literal, TypeVar
 
 import torch
 
-from .errors import WeightsMismatchError
+from ..errors import WeightsMismatchError
 
 Layout = Literal["timm", "torchvision", "lukemelas"]
-LAYOUTS: tuple[Layout, ...] = ("timm", "torchvision", "lukemelas")
 
 #: checkpoint wrappers whose value is the state dict (training scripts save these)
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema")

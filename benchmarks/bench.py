@@ -1,4 +1,6 @@
-"""``effzoo bench``: side-by-side backbone latency against the peers, in one process.
+"""Side-by-side backbone latency against the peers, in one process.
+
+Usage: python benchmarks/bench.py [variants...] [options]   (``-h`` lists the options)
 
 For each variant it builds effzoo (eager and fused), timm ``features_only``
 (NCHW and channels-last), torchvision's feature extractor and Ultralytics'
@@ -7,9 +9,10 @@ exported effzoo graph; then times them interleaved (every round runs every
 candidate, in a shuffled order) and prints medians and ratios. Ratios are
 paired: the median over rounds of the ratio within a round, so a load spike
 from another process affects both sides of a ratio alike. ``--yolo`` adds
-YOLO11n-EfficientNet ``predict`` against stock YOLO11n (see ``effzoo.bench_yolo``).
+YOLO11n-EfficientNet ``predict`` against stock YOLO11n (see ``bench_yolo.py``).
 
 All weights are random (nothing is downloaded); latency does not depend on them.
+Errors (an unknown variant, say) print one line and exit non-zero.
 """
 
 from __future__ import annotations
@@ -18,88 +21,26 @@ import argparse
 import contextlib
 import json
 import os
-import platform
-import random
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from timing import Candidate, Result, interleave, machine
 from torch import nn
 
-from .registry import BackboneSpec, lookup
+import effzoo
+from effzoo import BackboneSpec, lookup
+from effzoo.errors import EffzooError
 
 DEFAULT_VARIANTS = ("efficientnet_b0", "efficientnet_b3", "efficientnet_v2_s", "efficientnet_v2_m")
 BASELINE = "timm"
 ORT = "onnxruntime"
-
-
-@dataclass
-class Candidate:
-    """One way to run a backbone: ``run()`` does a full forward on a bound input."""
-
-    name: str
-    run: Callable[[], Any]
-    note: str = ""
-    setup_s: float = 0.0
-
-
-@dataclass
-class Result:
-    """Timings of one candidate: per-round lists of per-call milliseconds."""
-
-    variant: str
-    name: str
-    rounds: list[list[float]] = field(default_factory=list)
-    note: str = ""
-    setup_s: float = 0.0
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(t for r in self.rounds for t in r)
-
-    @property
-    def iqr_ms(self) -> float:
-        q = statistics.quantiles([t for r in self.rounds for t in r], n=4)
-        return q[2] - q[0]
-
-    def paired_ratio(self, other: Result) -> float:
-        """Median over rounds of ``other / self`` (> 1: self is faster than other)."""
-        ratios = [
-            statistics.median(o) / statistics.median(s) for s, o in zip(self.rounds, other.rounds)
-        ]
-        return statistics.median(ratios)
-
-
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
-    with contextlib.suppress(OSError):
-        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
-    for mod in ("timm", "torchvision", "onnxruntime", "ultralytics"):
-        with contextlib.suppress(Exception):
-            info[mod] = __import__(mod).__version__
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    return info
+PROG = "benchmarks/bench.py"
 
 
 def _torchvision_name(spec: BackboneSpec) -> str | None:
@@ -151,8 +92,6 @@ def candidates(
     log: Callable[[str], None] = lambda s: None,
 ) -> list[Candidate]:
     """Build every requested way of running ``variant`` on one random input."""
-    import effzoo
-
     spec = lookup(variant)
     out_indices = (2, 3, 4)
     x = torch.randn(batch, 3, size, size, device=device)
@@ -237,7 +176,7 @@ def candidates(
         return run
 
     def onnxruntime() -> Callable[[], Any]:
-        from .export import export_onnx, session
+        from effzoo.export import export_onnx, session
 
         path = Path(workdir or tempfile.mkdtemp(prefix="effzoo-bench-")) / f"{spec.name}.onnx"
         model = effzoo.create(spec.name, out_indices=out_indices).eval()
@@ -257,15 +196,17 @@ def candidates(
     if device == "cpu":
         add(ORT, onnxruntime, "ONNX Runtime CPU, effzoo export")
     if "compiled" in peers:
-        add("compiled", lambda: _compiled(effzoo, spec.name, x), "torch.compile(fused=False)")
+        add("compiled", lambda: _compiled(spec.name, x), "torch.compile(fused=False)")
     return cands
 
 
-def _compiled(effzoo: Any, name: str, x: torch.Tensor) -> Callable[[], Any]:
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True
-    model = torch.compile(effzoo.create(name).eval().to(memory_format=torch.channels_last))
+def _compiled(name: str, x: torch.Tensor) -> Callable[[], Any]:
+    # inductor freezing (weights as constants) for this model only: the option applies
+    # whenever it is compiled (lazily, on its first call), and nowhere else in the process
+    model = torch.compile(
+        effzoo.create(name).eval().to(memory_format=torch.channels_last),
+        options={"freezing": True},
+    )
     xc = x.contiguous(memory_format=torch.channels_last)
     return lambda: model(xc)
 
@@ -273,8 +214,6 @@ def _compiled(effzoo: Any, name: str, x: torch.Tensor) -> Callable[[], Any]:
 def model_cost(variant: str, size: int = 640) -> dict[str, float]:
     """Parameters (millions) and GFLOPs (multiply-add = 2) of the P3-P5 extractor at ``size``."""
     from torch.utils.flop_counter import FlopCounterMode
-
-    import effzoo
 
     model = effzoo.create(variant).eval()
     counter = FlopCounterMode(display=False)
@@ -284,37 +223,6 @@ def model_cost(variant: str, size: int = 640) -> dict[str, float]:
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "gflops": counter.get_total_flops() / 1e9,
     }
-
-
-def interleave(
-    cands: Sequence[Candidate],
-    *,
-    rounds: int = 7,
-    per_round: int = 3,
-    warmup: int = 2,
-    sync: Callable[[], None] = lambda: None,
-    seed: int = 0,
-) -> dict[str, list[list[float]]]:
-    """Per-call milliseconds, ``rounds`` x ``per_round`` for each candidate, interleaved."""
-    rng = random.Random(seed)
-    times: dict[str, list[list[float]]] = {c.name: [] for c in cands}
-    order = list(cands)
-    with torch.inference_mode():
-        for c in cands:
-            for _ in range(warmup):
-                c.run()
-            sync()
-        for _ in range(rounds):
-            rng.shuffle(order)
-            for c in order:
-                calls = []
-                for _ in range(per_round):
-                    t = time.perf_counter()
-                    c.run()
-                    sync()
-                    calls.append((time.perf_counter() - t) * 1e3)
-                times[c.name].append(calls)
-    return times
 
 
 def table(results: Sequence[Result], baseline: str = BASELINE) -> str:
@@ -340,7 +248,7 @@ def table(results: Sequence[Result], baseline: str = BASELINE) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="effzoo bench",
+        prog=PROG,
         description="Backbone latency side by side (effzoo eager/fused, timm, torchvision, "
         "Ultralytics TorchVision, ONNX Runtime), interleaved in one process.",
     )
@@ -371,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tune-malloc",
         action="store_true",
-        help="effzoo.cpu.tune_allocator() first: glibc keeps large blocks (helps every runner)",
+        help="malloc.tune_allocator() first: glibc keeps large blocks (process-wide)",
     )
     p.add_argument("--json", type=Path, help="write results and machine description here")
     return p
@@ -379,14 +287,27 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except EffzooError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    """The benchmark for parsed arguments; effzoo's errors propagate (``main`` prints them)."""
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("effzoo bench: --device cuda but no CUDA device is available", file=sys.stderr)
+        print(f"{PROG}: error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
+    names = [lookup(variant).name for variant in args.variants]  # unknown names fail first
     if args.tune_malloc:
-        from .cpu import tune_allocator
+        from malloc import tune_allocator
 
         if not tune_allocator():
-            print("effzoo bench: --tune-malloc needs glibc; ignored", file=sys.stderr)
+            print(f"{PROG}: --tune-malloc needs glibc; ignored", file=sys.stderr)
     torch.set_num_threads(args.threads)
     with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
@@ -397,8 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[Result] = []
     costs: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="effzoo-bench-") as work:
-        for variant in args.variants:
-            name = lookup(variant).name
+        for name in names:
             cands = candidates(
                 name,
                 size=args.size,
@@ -417,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             costs[name] = model_cost(name, args.size)
             print(table([r for r in results if r.variant == name]), flush=True)
     if args.yolo:
-        from .bench_yolo import yolo_results
+        from bench_yolo import yolo_results
 
         results += yolo_results(
             size=args.size,
@@ -448,3 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(payload, indent=1))
         log(f"wrote {args.json}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Shared by ``bench.py``, ``bench_yolo.py`` and ``cuda_check.py``: candidates, results,
+interleaved timing, and a description of the machine.
+
+Not a script; the benchmark scripts import it as a sibling (``from timing import ...``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Candidate:
+    """One way to run a backbone: ``run()`` does a full forward on a bound input."""
+
+    name: str
+    run: Callable[[], Any]
+    note: str = ""
+    setup_s: float = 0.0
+
+
+@dataclass
+class Result:
+    """Timings of one candidate: per-round lists of per-call milliseconds."""
+
+    variant: str
+    name: str
+    rounds: list[list[float]] = field(default_factory=list)
+    note: str = ""
+    setup_s: float = 0.0
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(t for r in self.rounds for t in r)
+
+    @property
+    def iqr_ms(self) -> float:
+        q = statistics.quantiles([t for r in self.rounds for t in r], n=4)
+        return q[2] - q[0]
+
+    def paired_ratio(self, other: Result) -> float:
+        """Median over rounds of ``other / self`` (> 1: self is faster than other)."""
+        ratios = [
+            statistics.median(o) / statistics.median(s) for s, o in zip(self.rounds, other.rounds)
+        ]
+        return statistics.median(ratios)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(OSError):
+        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    for mod in ("timm", "torchvision", "onnxruntime", "ultralytics"):
+        with contextlib.suppress(Exception):
+            info[mod] = __import__(mod).__version__
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def interleave(
+    cands: Sequence[Candidate],
+    *,
+    rounds: int = 7,
+    per_round: int = 3,
+    warmup: int = 2,
+    sync: Callable[[], None] = lambda: None,
+    seed: int = 0,
+) -> dict[str, list[list[float]]]:
+    """Per-call milliseconds, ``rounds`` x ``per_round`` for each candidate, interleaved."""
+    rng = random.Random(seed)
+    times: dict[str, list[list[float]]] = {c.name: [] for c in cands}
+    order = list(cands)
+    with torch.inference_mode():
+        for c in cands:
+            for _ in range(warmup):
+                c.run()
+            sync()
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for c in order:
+                calls = []
+                for _ in range(per_round):
+                    t = time.perf_counter()
+                    c.run()
+                    sync()
+                    calls.append((time.perf_counter() - t) * 1e3)
+                times[c.name].append(calls)
+    return times

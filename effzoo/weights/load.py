@@ -1,0 +1,162 @@
+"""Loading weights into a model, and the record of what was loaded.
+
+``load_into`` gets the file (``sources`` for a tag, the user's path otherwise),
+reads it (``files``), converts its layout to timm's keys (``convert``), adapts the
+stem to ``in_chans``, and loads it exactly, or by weight selection (``inherit``)
+into a width/depth-scaled model. It returns a ``WeightsRecord`` (``model.weights``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgumentError, WeightsMismatchError
+from ..registry import BackboneSpec
+from . import convert
+from .files import (
+    META_REPO,
+    META_REVISION,
+    META_SHA256,
+    WeightsFile,
+    check_blob,
+    hf_cache_origin,
+    read_state_dict,
+    sha256_file,
+)
+from .inherit import inherit
+from .resolve import WeightsSource
+from .sources import get_file
+from .store import verify_store_copy
+
+log = logging.getLogger("effzoo")
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """Exactly what was loaded into a model (``model.weights``)."""
+
+    variant: str
+    tag: str | None
+    repo: str | None
+    revision: str | None
+    sha256: str
+    source: str  # "hub" | "hf-cache" | "store" | "pypi" | "file"
+    path: str
+    layout: str
+    inherited: bool
+    selection: str
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        return not self.inherited
+
+    def __str__(self) -> str:
+        origin = self.repo or self.path
+        rev = f"@{self.revision[:10]}" if self.revision else ""
+        how = "inherited" if self.inherited else "exact"
+        note = f"; {self.note}" if self.note else ""
+        return (
+            f"{self.variant} <- {self.tag or 'untagged file'} from {origin}{rev} via {self.source} "
+            f"(sha256 {self.sha256[:12]}, {self.layout} layout) {how}: {self.selection}{note}"
+        )
+
+
+def _reference(spec: BackboneSpec, num_classes: int) -> dict[str, tuple[int, ...]]:
+    from ..backbone import Classifier
+
+    ref = Classifier(spec, num_classes=num_classes, device="meta")
+    return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
+def _adapt_stem(sd: dict[str, torch.Tensor], in_chans: int) -> None:
+    w = sd.get("conv_stem.weight")
+    if w is not None and w.shape[1] != in_chans:
+        if w.shape[1] != 3:
+            raise WeightsMismatchError(
+                f"the weights' stem takes {w.shape[1]} channels and the model {in_chans}; "
+                "only 3-channel weights are adapted to other in_chans"
+            )
+        from timm.models import adapt_input_conv
+
+        sd["conv_stem.weight"] = adapt_input_conv(in_chans, w)
+
+
+def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
+    """Fetch ``source``, convert it to timm keys and load it into ``model``: exactly when the
+    shapes agree, by weight selection when the model is a width/depth-scaled variant."""
+    spec: BackboneSpec = model.spec  # type: ignore[assignment]
+    if source.path is not None:
+        got = _local_file(source)
+    elif source.tag is not None:
+        got = get_file(source.tag)
+    else:  # pragma: no cover - resolve never builds one
+        raise InvalidArgumentError("a weights source needs a tag or a path")
+    raw = read_state_dict(got.path)
+    layout = convert.detect_layout(raw)
+    nc = convert.classifier_classes({k: v.shape for k, v in raw.items()}, layout)
+    nc = nc or source.num_classes
+    reference = _reference(spec, nc)
+    sd = convert.to_timm(raw, layout, reference)
+    _adapt_stem(sd, int(model.conv_stem.weight.shape[1]))  # type: ignore[union-attr]
+    target = model.state_dict()
+    state, sel = inherit(sd, target, allowed=frozenset(reference))
+    on_meta = any(t.is_meta for t in target.values())
+    state = {k: _materialize(v, target[k]) for k, v in state.items()}
+    try:  # a model built on the meta device (create() does) takes the tensors themselves
+        model.load_state_dict(state, strict=True, assign=on_meta)
+    except RuntimeError as e:  # pragma: no cover - inherit already matched every key
+        raise WeightsMismatchError(str(e)) from e
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # pragma: no cover - every tensor of the model is in its state dict
+        raise WeightsMismatchError(f"tensors left unloaded: {', '.join(left[:6])}")
+    record = WeightsRecord(
+        variant=spec.name,
+        tag=source.tag_name,
+        repo=got.repo,
+        revision=got.revision,
+        sha256=got.sha256,
+        source=got.source,
+        path=str(got.path),
+        layout=layout,
+        inherited=not sel.identity,
+        selection=str(sel),
+        note="; ".join(n for n in (got.note, _tag_note(source)) if n),
+    )
+    log.info("%s", record)
+    return record
+
+
+def _materialize(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A real tensor in the model's dtype (a BN counter the file lacks starts at zero)."""
+    if value.is_meta:
+        return torch.zeros(value.shape, dtype=value.dtype)
+    if value.is_floating_point() and value.dtype != like.dtype:
+        value = value.to(like.dtype)
+    return value.contiguous()
+
+
+def _tag_note(source: WeightsSource) -> str:
+    if source.path is None or source.tag_from in ("argument", "metadata", "filename"):
+        return ""
+    what = source.tag_name or "torchvision's padding and ImageNet mean/std"
+    return f"tag assumed from the {source.layout} layout: {what} (pass weights_tag= to say)"
+
+
+def _local_file(source: WeightsSource) -> WeightsFile:
+    """A file the user named, with what its metadata or cache location says of its origin."""
+    path = source.path
+    assert path is not None
+    meta = verify_store_copy(path) if path.suffix == ".safetensors" else {}
+    cache = hf_cache_origin(path)
+    repo = meta.get(META_REPO) or (f"{cache[0]}/{cache[1]}" if cache else None)
+    revision = meta.get(META_REVISION) or (cache[2] if cache else None)
+    if cache and not meta:  # a file inside a Hugging Face cache: its blob is named by sha256
+        digest = check_blob(path)
+    else:
+        digest = meta.get(META_SHA256) or sha256_file(path)
+    return WeightsFile(path, "file", repo, revision, digest)

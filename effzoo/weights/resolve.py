@@ -1,0 +1,135 @@
+"""``pretrained=`` resolution: decide how to build a model for its weights, no I/O
+beyond a local file's header.
+
+``resolve`` turns ``pretrained`` (False/None, True, a tag, a file path) into a
+``WeightsSource``: which tag, which padding and BN epsilon, which preprocessing,
+and for a local file which layout it is in and how its tag was decided.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgumentError, WeightsNotFoundError
+from ..registry import BackboneSpec
+from . import convert
+from .catalogue import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Preprocessing,
+    TagInfo,
+    catalogue,
+    default_tag,
+    tag_info,
+    tags_for,
+)
+from .files import META_TAG, TORCH_SUFFIXES, file_metadata, hf_cache_origin, peek
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where weights come from and how the model must be built for them (no I/O yet)."""
+
+    variant: str
+    padding: str
+    bn_eps: float | None
+    num_classes: int
+    preprocessing: Preprocessing
+    tag: TagInfo | None = None  # the catalogue tag (None: a torchvision file without one)
+    path: Path | None = None  # a local file the user named
+    layout: str | None = None  # detected layout of that local file
+    tag_from: str = "catalogue"  # how the tag was decided (see docs/weights.md)
+
+    @property
+    def tag_name(self) -> str | None:
+        return self.tag.name if self.tag else None
+
+
+def _from_tag(info: TagInfo, **extra: Any) -> WeightsSource:
+    return WeightsSource(
+        info.variant, info.padding, info.bn_eps, info.num_classes, info.preprocessing, info, **extra
+    )
+
+
+def _looks_like_path(value: str) -> bool:
+    return (
+        os.sep in value
+        or "/" in value
+        or value.endswith((".safetensors", *TORCH_SUFFIXES))
+        or os.path.exists(value)
+    )
+
+
+def resolve(
+    spec: BackboneSpec, pretrained: Any, *, weights_tag: str | None = None
+) -> WeightsSource | None:
+    """Turn ``pretrained`` (False/None, True, a tag, a file path) into a source.
+
+    ``weights_tag`` says which tag a local file holds (its padding, epsilon and
+    preprocessing); without it, the file's effzoo metadata, its name, or its layout
+    decide (docs/weights.md).
+    """
+    if pretrained is False or pretrained is None:
+        if weights_tag is not None:
+            raise InvalidArgumentError("weights_tag needs pretrained=PATH (the file it describes)")
+        return None
+    if pretrained is True:
+        if weights_tag is not None:
+            return _from_tag(tag_info(spec, weights_tag))
+        return _from_tag(default_tag(spec))
+    if isinstance(pretrained, str) and not _looks_like_path(pretrained):
+        if weights_tag is not None:
+            raise InvalidArgumentError(
+                "weights_tag describes a local file; with a tag, pass pretrained=TAG only"
+            )
+        return _from_tag(tag_info(spec, pretrained))
+    return _resolve_file(spec, Path(pretrained).expanduser(), weights_tag)
+
+
+def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> WeightsSource:
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"no weights file {path}; give an existing .safetensors/.pth path, or a tag of "
+            f"{spec.name}: {', '.join(tags_for(spec))}"
+        )
+    shapes = peek(path)
+    layout = convert.detect_layout(shapes)
+    nc = convert.classifier_classes(shapes, layout)
+    meta = file_metadata(path) if path.suffix == ".safetensors" else {}
+    cache = hf_cache_origin(path)
+    by_name = path.name.split(".safetensors")[0] if path.suffix == ".safetensors" else path.stem
+    infos = catalogue()[1]
+    info: TagInfo | None = None
+    if weights_tag is not None:
+        info, how = tag_info(spec, weights_tag), "argument"
+    elif META_TAG in meta:
+        info, how = tag_info(spec, meta[META_TAG]), "metadata"
+    elif by_name in infos or (cache and cache[1] in infos):
+        info, how = tag_info(spec, by_name if by_name in infos else cache[1]), "filename"
+    elif layout == "lukemelas":  # ports of Google's TF checkpoints: TF padding, eps 1e-3
+        tf = [t for t in tags_for(spec) if infos[t].arch.startswith("tf_")]
+        plain = [t for t in tf if infos[t].tag == "in1k"]
+        info, how = infos[(plain or tf or tags_for(spec))[0]], "layout"
+    elif layout == "torchvision":  # torchvision's own training: symmetric padding, ImageNet norm
+        d = default_tag(spec).preprocessing
+        pre = Preprocessing(IMAGENET_MEAN, IMAGENET_STD, d.input_size, d.interpolation, d.crop_pct)
+        eps = 1e-3 if spec.family == "v2" else 1e-5
+        return WeightsSource(spec.name, "", eps, nc or 1000, pre, None, path, layout, "layout")
+    else:
+        info, how = default_tag(spec), "default"
+    src = _from_tag(info, path=path, layout=layout, tag_from=how)
+    return src if nc is None or nc == src.num_classes else replace(src, num_classes=nc)
+
+
+def preprocessing(
+    spec: BackboneSpec, source: WeightsSource | None, *, in_chans: int = 3
+) -> dict[str, Any]:
+    """The weights' input preprocessing as a timm-style dict (mean, std, input_size,
+    interpolation, crop_pct, ...); for ``source=None``, the default tag's."""
+    if source is None:
+        info = default_tag(spec)
+        return info.preprocessing.as_dict(in_chans, info.name)
+    return source.preprocessing.as_dict(in_chans, source.tag_name)

@@ -1,0 +1,304 @@
+"""Every change effzoo makes to Ultralytics, in one place, applied by ``register()``.
+
+Wrapped at registration (each marked, so registering twice changes nothing):
+
+- ``tasks.parse_model``: an effzoo row becomes one ``Index`` placeholder row per
+  output level (its channel count computed from the registry), stock code builds
+  every other row, then the placeholders are swapped for the backbone layers and the
+  model table shows them. Every yaml build goes through it (also resume and
+  fine-tuning from a checkpoint's stored yaml).
+- ``tasks.BaseModel.fuse``: folds the effzoo backbones before Ultralytics folds its
+  own Conv/BN pairs (Ultralytics fuses before predict and val).
+- ``tasks.check_yaml`` as ``yaml_model_load`` sees it: a model name effzoo provides
+  (``yolo11n-effv2s.yaml``, the recipe's ``yolo11-EfficientNetV1.yaml``) that is not
+  a file on disk resolves to a yaml generated from the installed Ultralytics files.
+- ``dist.generate_ddp_file``: the script Ultralytics writes for multi-GPU workers
+  imports ``effzoo.yolo`` first, so a worker has the rows registered.
+
+Opt-in, for offline runs (``quiet_ultralytics()``, used by ``effzoo demo``):
+``check_font`` falls back to a font already on disk instead of downloading Arial,
+and this process sends no usage events.
+
+``check_contract()`` runs first and verifies the internals these patches rely on;
+when one no longer holds it raises one ``UltralyticsContractError`` naming the
+installed version and the supported range, instead of failing later inside a build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import logging
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import UltralyticsContractError
+from . import templates
+from .modules import fold_backbones
+from .rows import build_layers, find_row
+
+_MARK = "__effzoo__"
+#: the Ultralytics releases the adapter supports (pyproject's ``yolo`` extra says the same)
+SUPPORTED = ">=8.3.100"
+#: the model-table line stock ``parse_model`` logs for each layer
+_TABLE_LINE = re.compile(r"\{i:>3\}\{(?:f!s|str\(f\)):>20\}")
+#: a call of parse_model by its bare name (a module-global lookup, so the wrapper is seen)
+_CALLS_PARSE_MODEL = re.compile(r"(?<!def )(?<![.\w])parse_model\(")
+
+
+def _uses_global(func: Any, name: str) -> bool:
+    code = getattr(func, "__code__", None)
+    return code is not None and name in code.co_names
+
+
+def _contract() -> list[str]:
+    """The assumptions about Ultralytics' internals that do not hold (empty: all hold)."""
+    from ultralytics.nn import tasks
+    from ultralytics.utils import dist
+
+    parse_model = getattr(tasks.parse_model, "__wrapped__", tasks.parse_model)
+    load = tasks.yaml_model_load
+    checks = [
+        (hasattr(tasks, "Index"), "ultralytics.nn.tasks has no Index module (rows need it)"),
+        (
+            list(inspect.signature(parse_model).parameters)[:2] == ["d", "ch"],
+            "tasks.parse_model(d, ch, ...) changed its signature",
+        ),
+        (
+            bool(_CALLS_PARSE_MODEL.search(inspect.getsource(tasks))),
+            "models are no longer built through tasks.parse_model",
+        ),
+        (
+            _uses_global(load, "check_yaml"),
+            "yaml_model_load no longer resolves files through tasks.check_yaml",
+        ),
+        (callable(getattr(tasks.BaseModel, "fuse", None)), "BaseModel.fuse is gone"),
+        (hasattr(tasks, "LOGGER"), "ultralytics.nn.tasks has no LOGGER"),
+        (
+            bool(_TABLE_LINE.search(inspect.getsource(parse_model))),
+            "parse_model's model-table line changed",
+        ),
+        (
+            _uses_global(getattr(dist, "generate_ddp_command", None), "generate_ddp_file"),
+            "the DDP launcher no longer writes its script through dist.generate_ddp_file",
+        ),
+    ]
+    return [what for ok, what in checks if not ok]
+
+
+def check_contract() -> None:
+    """Raise ``UltralyticsContractError`` if an internal the patches need has moved."""
+    import ultralytics
+
+    broken = _contract()
+    if broken:
+        raise UltralyticsContractError(
+            f"effzoo.yolo does not support the installed Ultralytics {ultralytics.__version__}: "
+            f"{'; '.join(broken)}. Supported: ultralytics{SUPPORTED}; install a supported "
+            f'release: pip install "ultralytics{SUPPORTED}"'
+        )
+
+
+# -- parse_model: effzoo rows -------------------------------------------------------
+
+
+class _TableRewrite(logging.Filter):
+    """Replace stock's model-table lines for the placeholder rows with the real layers."""
+
+    def __init__(self, lines: dict[int, str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        for i, line in self.lines.items():
+            if msg.startswith(f"{i:>3}{-1!s:>20}") and "Index" in msg:
+                record.msg, record.args = line, ()
+        return True
+
+
+@contextlib.contextmanager
+def _rewrite_table(logger: logging.Logger, lines: dict[int, str]) -> Iterator[None]:
+    filt = _TableRewrite(lines)
+    logger.addFilter(filt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(filt)
+
+
+def _type_name(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def parse_model(d: dict[str, Any], ch: int, *args: Any, **kwargs: Any) -> Any:
+        spec = find_row(d)
+        if spec is None:
+            return original(d, ch, *args, **kwargs)
+        from ultralytics.nn import tasks
+
+        layers = build_layers(spec, in_chans=int(ch))
+        chans = list(layers[0].backbone.out_channels)
+        d = dict(d)
+        d["backbone"] = [[-1, 1, "Index", [c, 0]] for c in chans] + list(d["backbone"][1:])
+        lines = {}
+        for i, (layer, c) in enumerate(zip(layers, chans)):
+            n_params = sum(p.numel() for p in layer.parameters())
+            info = f"{spec.variant} P{layer.level} ({c} ch)"
+            lines[i] = f"{i:>3}{-1!s:>20}{1:>3}{n_params:10.0f}  {_type_name(layer):<45}{info:<30}"
+        with _rewrite_table(tasks.LOGGER, lines):
+            model, save = original(d, ch, *args, **kwargs)
+        for i, layer in enumerate(layers):
+            layer.i, layer.f, layer.type = i, -1, _type_name(layer)
+            layer.np = sum(p.numel() for p in layer.parameters())
+            # Eval until the model is put in train mode: older Ultralytics probes the
+            # strides with a forward pass in train mode, which would pull the pretrained
+            # batch-norm statistics towards those of an all-zero image.
+            model[i] = layer.eval()
+        return model, save
+
+    setattr(parse_model, _MARK, True)
+    return parse_model
+
+
+# -- BaseModel.fuse: fold effzoo backbones first -------------------------------------
+
+
+def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def fuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        fold_backbones(self)
+        return original(self, *args, **kwargs)
+
+    setattr(fuse, _MARK, True)
+    return fuse
+
+
+# -- check_yaml: effzoo's model names -----------------------------------------------
+
+
+def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def check_yaml(file: Any, *args: Any, **kwargs: Any) -> Any:
+        path = Path(str(file))
+        if len(path.parts) == 1 and not path.exists() and templates.is_model_name(path.name):
+            return str(templates.cfg_path(path.name))
+        return original(file, *args, **kwargs)
+
+    setattr(check_yaml, _MARK, True)
+    return check_yaml
+
+
+# -- generate_ddp_file: workers import effzoo.yolo ------------------------------------
+
+
+def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def generate_ddp_file(*args: Any, **kwargs: Any) -> Any:
+        file = original(*args, **kwargs)
+        path = Path(file)
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        main = next((i for i, ln in enumerate(lines) if ln.startswith("if __name__")), None)
+        if main is None or any("import effzoo.yolo" in ln for ln in lines):
+            return file
+        at = main + 1  # after the worker has set sys.path, if it does
+        at = next((i + 1 for i, ln in enumerate(lines) if "sys.path = " in ln and i > main), at)
+        lines.insert(at, "    import effzoo.yolo  # registers effzoo's yaml rows\n")
+        path.write_text("".join(lines), encoding="utf-8")
+        return file
+
+    setattr(generate_ddp_file, _MARK, True)
+    return generate_ddp_file
+
+
+def register() -> None:
+    """Make effzoo rows usable in Ultralytics yamls (idempotent); checks the contract first."""
+    from ultralytics.nn import tasks
+    from ultralytics.utils import dist
+
+    if registered():
+        return
+    check_contract()
+    patches = (
+        (dist, "generate_ddp_file", _wrap_generate_ddp_file),
+        (tasks, "check_yaml", _wrap_check_yaml),
+        (tasks, "parse_model", _wrap_parse_model),
+        (tasks.BaseModel, "fuse", _wrap_fuse),
+    )
+    for owner, name, wrap in patches:
+        if not getattr(getattr(owner, name), _MARK, False):
+            setattr(owner, name, wrap(getattr(owner, name)))
+
+
+def registered() -> bool:
+    """Whether ``register()`` is in effect in this process."""
+    from ultralytics.nn import tasks
+
+    return bool(getattr(tasks.parse_model, _MARK, False))
+
+
+# -- opt-in: offline fonts, no usage events ----------------------------------------
+
+
+def local_font() -> Path | None:
+    """A TrueType font that ships with matplotlib (a dependency of Ultralytics)."""
+    try:
+        import matplotlib
+    except ImportError:  # pragma: no cover
+        return None
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return path if path.is_file() else None
+
+
+def _wrap_check_font(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def check_font(font: str = "Arial.ttf") -> Any:
+        from matplotlib import font_manager
+        from ultralytics.utils import USER_CONFIG_DIR
+
+        name = Path(font).name
+        if (USER_CONFIG_DIR / name).exists() or Path(font).is_file():
+            return original(font)
+        if any(font in f.fname for f in font_manager.fontManager.ttflist):
+            return original(font)
+        return local_font()
+
+    setattr(check_font, _MARK, True)
+    return check_font
+
+
+def quiet_ultralytics() -> None:
+    """Plots use a local font instead of downloading Arial (``check_font`` is patched where
+    it is imported), and this process sends no usage events; settings are not changed."""
+    for where in (
+        "ultralytics.utils.checks",
+        "ultralytics.utils.plotting",
+        "ultralytics.data.utils",
+    ):
+        module = importlib.import_module(where)
+        fn = getattr(module, "check_font", None)
+        if fn is not None and not getattr(fn, _MARK, False):
+            module.check_font = _wrap_check_font(fn)
+    for where in ("ultralytics.utils.events", "ultralytics.hub.utils"):  # newer, older
+        try:
+            tracker = getattr(importlib.import_module(where), "events", None)
+        except ImportError:
+            continue
+        if tracker is not None and hasattr(tracker, "enabled"):
+            tracker.enabled = False
+
+
+__all__ = [
+    "SUPPORTED",
+    "UltralyticsContractError",
+    "check_contract",
+    "quiet_ultralytics",
+    "register",
+    "registered",
+]

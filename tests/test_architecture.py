@@ -1,0 +1,102 @@
+"""The layout promised in docs/architecture.md: one-way imports, the map matches the tree,
+and nothing derived from Ultralytics ships in the package."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "effzoo"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """effzoo modules that ``name`` imports anywhere in its file (lazy imports count)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # `from pkg import name`: the submodule pkg.name if there is one, else pkg
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
+        else:
+            continue
+        for t in targets:
+            while t and t not in modules:  # `import effzoo.yolo.patches` -> that module
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                found.add(t)
+    return found
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycles_inside_the_package():
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert graph["effzoo.factory"] >= {"effzoo.weights", "effzoo.backbone"}  # the parser sees
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_the_cycle_check_finds_a_lazy_cycle(tmp_path):
+    """The checker itself: a lazy import inside a function closes a cycle too."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}}
+    assert _cycle(graph) == ["a", "b", "c", "a"]
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from . import other\n")
+    fake = {"effzoo.m": src, "effzoo.other": src}
+    assert _imports("effzoo.m", src, fake) == {"effzoo.other"}
+
+
+def test_docs_architecture_lists_every_file_of_the_package():
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`(effzoo/[\w/]+\.py)`", doc))
+    actual = {str(p.relative_to(ROOT)) for p in PKG.rglob("*.py")}
+    assert actual - listed == set(), "files missing from docs/architecture.md"
+    assert listed - actual == set(), "docs/architecture.md names files that do not exist"
+
+
+def test_no_ultralytics_file_or_tooling_in_the_package():
+    assert not list(PKG.rglob("*.yaml")), "model yamls are generated, never shipped"
+    for gone in ("bench.py", "bench_yolo.py", "cpu.py", "yolo/tables.py", "yolo/cfg"):
+        assert not (PKG / gone).exists(), gone
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert ".yaml" not in pyproject.split("[tool.setuptools.package-data]")[1].split("[")[0]

@@ -1,0 +1,149 @@
+"""Model yamls generated from the installed Ultralytics (nothing Ultralytics-derived ships),
+and the contract check of the Ultralytics internals effzoo's patches rely on."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+import yolo_helpers
+
+ultralytics = pytest.importorskip("ultralytics")
+from ultralytics.nn import tasks  # noqa: E402
+
+import effzoo.yolo  # noqa: E402
+from effzoo.errors import UltralyticsContractError  # noqa: E402
+from effzoo.yolo import patches, templates  # noqa: E402
+
+OLD = yolo_helpers.DATA_DIR / "yolo-0.1"
+#: (model name, the file effzoo 0.1 shipped under that name: tests/data)
+PAIRS = [(p.name, p) for p in sorted(OLD.glob("*.yaml"))] + [
+    (name, yolo_helpers.recipe_path(name)) for name in yolo_helpers.RECIPES
+]
+
+
+def _build(d: dict) -> tasks.BaseModel:
+    d = copy.deepcopy(d)
+    args = d["backbone"][0][3]
+    if not isinstance(args[-1], dict):
+        args.append({})
+    args[-1]["pretrained"] = False
+    head = d["head"][-1][2]
+    cls = {"Segment": tasks.SegmentationModel, "Pose": tasks.PoseModel}.get(
+        head, tasks.DetectionModel
+    )
+    return cls(d, verbose=False)
+
+
+def _summary(model: tasks.BaseModel) -> tuple[list[str], list[list[int] | int], int]:
+    layers = list(model.model)
+    return (
+        [type(m).__name__ for m in layers],
+        [m.f for m in layers],
+        sum(p.numel() for p in model.parameters()),
+    )
+
+
+def test_every_model_name_has_its_old_file():
+    assert sorted(templates.MODELS) == sorted(name for name, _ in PAIRS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "old"), PAIRS, ids=[n for n, _ in PAIRS])
+def test_generated_yaml_builds_the_model_the_shipped_file_built(name, old):
+    """Same layers, wiring and parameters as the file effzoo 0.1 shipped (scale n), and
+    a user's own copy of that file (by path) still builds."""
+    generated = yaml.safe_load(templates.cfg_text(name))
+    users_copy = tasks.yaml_model_load(old)  # a file on disk wins over effzoo's names
+    assert users_copy["yaml_file"] == str(old)
+    assert generated["backbone"][0] == users_copy["backbone"][0]
+    assert _summary(_build(generated)) == _summary(_build(users_copy))
+
+
+def test_model_names_resolve_inside_ultralytics_with_their_scale(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    d = tasks.yaml_model_load("yolo11s-effv2s.yaml")
+    assert d["scale"] == "s" and d["backbone"][0][2:] == ["EfficientNet", ["efficientnet_v2_s"]]
+    recipe = tasks.yaml_model_load("yolo11-EfficientNetV1.yaml")
+    assert recipe["backbone"][0] == [-1, 1, "efficient", ["efficientnet-b0", 0.25, 0.5]]
+    # a file of the same name in the working directory is the user's, and it wins
+    (tmp_path / "yolo11-EfficientNetV1.yaml").write_text(
+        templates.cfg_text("yolo11-EfficientNetV1.yaml").replace("0.25, 0.5", "0.5, 0.5")
+    )
+    mine = tasks.yaml_model_load("yolo11-EfficientNetV1.yaml")
+    assert mine["backbone"][0][3] == ["efficientnet-b0", 0.5, 0.5]
+
+
+def test_generated_text_says_where_it_came_from():
+    text = templates.cfg_text("yolo11-effb0-pose.yaml")
+    source = templates.ultralytics_file("pose")
+    assert text.splitlines()[0] == source.read_text().splitlines()[0]  # the license line
+    assert f"from {source.name} of the installed Ultralytics {ultralytics.__version__}" in text
+    d = yaml.safe_load(text)
+    assert d["kpt_shape"] == yaml.safe_load(source.read_text())["kpt_shape"]
+    assert d["head"][-1][0] == [12, 15, 18]  # stock [16, 19, 22], shifted by the row
+
+
+def test_splice_refuses_a_head_that_reads_a_hidden_backbone_layer():
+    stock = yaml.safe_load(templates.ultralytics_file("detect").read_text())
+    stock["head"][1][0] = [-1, 5]  # layer 5 is a stride-2 Conv inside P4, not an output
+    with pytest.raises(UltralyticsContractError, match="not a P-level output"):
+        templates.splice(stock, templates.effzoo_row("efficientnet_b0"))
+    del stock["backbone"][3]  # one stride-2 level fewer
+    with pytest.raises(UltralyticsContractError, match="five stride-2 levels"):
+        templates.splice(stock, templates.effzoo_row("efficientnet_b0"))
+
+
+def test_unknown_names_and_bad_arguments_are_typed_errors():
+    with pytest.raises(effzoo.InvalidArgumentError, match="effzoo yaml VARIANT"):
+        templates.cfg_text("yolo11-effb9.yaml")
+    with pytest.raises(effzoo.InvalidArgumentError, match="choose one of detect"):
+        templates.model_yaml("efficientnet_b0", task="track")
+    with pytest.raises(effzoo.InvalidArgumentError, match="nc must be an integer >= 1"):
+        templates.model_yaml("efficientnet_b0", nc=0)
+
+
+def test_contract_holds_on_the_installed_ultralytics():
+    assert patches._contract() == []
+    patches.check_contract()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "what"),
+    [
+        (lambda mp: mp.delattr(tasks, "Index"), "no Index module"),
+        (lambda mp: mp.setattr(tasks, "yaml_model_load", lambda path: {}), "check_yaml"),
+    ],
+)
+def test_a_moved_internal_is_one_error_naming_the_versions(monkeypatch, breakage, what):
+    breakage(monkeypatch)
+    with pytest.raises(UltralyticsContractError) as e:
+        patches.check_contract()
+    msg = str(e.value)
+    assert what in msg and ultralytics.__version__ in msg
+    assert f'pip install "ultralytics{patches.SUPPORTED}"' in msg
+
+
+def test_register_checks_the_contract_before_patching():
+    code = """
+        from ultralytics.nn import tasks
+        del tasks.Index
+        try:
+            import effzoo.yolo
+        except Exception as e:
+            print(type(e).__name__, tasks.parse_model.__module__)
+    """
+    out = yolo_helpers.run_fresh(code)
+    assert out.split() == ["UltralyticsContractError", "ultralytics.nn.tasks"]
+
+
+def test_offline_quieting_is_opt_in():
+    code = """
+        import effzoo.yolo
+        from ultralytics.utils import checks
+        before = getattr(checks.check_font, "__effzoo__", False)
+        effzoo.yolo.quiet_ultralytics()
+        print(before, getattr(checks.check_font, "__effzoo__", False))
+    """
+    assert yolo_helpers.run_fresh(code).split() == ["False", "True"]
