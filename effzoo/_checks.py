@@ -8,6 +8,7 @@ is put in front of it when given.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from typing import Any, NoReturn
 
@@ -15,6 +16,11 @@ from .errors import EffzooError, InvalidArgumentError
 from .registry import LEVEL_STRIDES
 
 _STRIDES = ", ".join(map(str, LEVEL_STRIDES))
+#: the largest extra width/depth multiplier (on top of the variant's own): x4 width of
+#: EfficientNet-L2 is already ~7x its 480M parameters; larger asks cannot be allocated
+MAX_MULTIPLIER = 4.0
+#: the most input channels a stem may take (hyperspectral stacks stay far below)
+MAX_IN_CHANS = 1024
 
 
 def fail(
@@ -24,18 +30,40 @@ def fail(
     raise error(f"{where}: {message}" if where else message)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's too
+
+
+def is_number(value: Any) -> bool:
+    """A real number (Python or numpy scalar), not a bool."""
+    return isinstance(value, numbers.Real) and not is_bool(value)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not is_bool(value)
 
 
 def multiplier(name: str, value: Any, *, where: str = "") -> float:
-    """A width/depth multiplier: a finite number > 0."""
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+    """A width/depth multiplier: a finite number in (0, MAX_MULTIPLIER]."""
+    if not is_number(value) or not math.isfinite(value) or value <= 0:
         fail(
             f"{name} must be a positive number, got {value!r}; 1.0 keeps the variant's own size",
             where=where,
         )
+    if value > MAX_MULTIPLIER:
+        fail(
+            f"{name} {value!r} is too large: at most {MAX_MULTIPLIER:g} on top of the variant's "
+            "own size; for a bigger backbone pick a larger variant (effzoo list)",
+            where=where,
+        )
     return float(value)
+
+
+def boolean(name: str, value: Any, *, where: str = "") -> bool:
+    """``True`` or ``False`` (a string like "False" is refused: it would read as true)."""
+    if not is_bool(value):
+        fail(f"{name} must be True or False, got {value!r}", where=where)
+    return bool(value)
 
 
 def levels(name: str, value: Any, *, first: int, where: str = "") -> tuple[int, ...]:
@@ -44,18 +72,19 @@ def levels(name: str, value: Any, *, first: int, where: str = "") -> tuple[int, 
     last = first + len(LEVEL_STRIDES) - 1
     kind = f"{'P-levels' if first == 1 else 'level indices'} {first}..{last}"
     example = f"({first + 2}, {first + 3}, {first + 4}) gives P3/P4/P5"
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,)
+    if is_int(value):
+        value = (int(value),)
     try:
         idx = tuple(value)
     except TypeError:
         idx = ()
-    if not idx or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+    if not idx or not all(is_int(i) for i in idx):
         fail(
             f"{name} must be a non-empty sequence of {kind} (strides {_STRIDES}), "
             f"got {value!r}; {example}",
             where=where,
         )
+    idx = tuple(int(i) for i in idx)
     bad = [i for i in idx if not first <= i <= last]
     if bad:
         fail(
@@ -76,15 +105,17 @@ def levels(name: str, value: Any, *, first: int, where: str = "") -> tuple[int, 
 
 def drop_path_rate(value: Any, *, where: str = "") -> float:
     """Stochastic depth rate in [0, 1)."""
-    if not _is_number(value) or not 0.0 <= value < 1.0:
+    if not is_number(value) or not 0.0 <= value < 1.0:
         fail(f"drop_path_rate must be in [0, 1) (a number), got {value!r}", where=where)
     return float(value)
 
 
 def pretrained(value: Any, *, where: str = "") -> bool | str | os.PathLike[str] | None:
     """``False``/``None``, ``True``, a weights tag or a file path."""
-    if value is None or isinstance(value, bool) or isinstance(value, os.PathLike):
+    if value is None or isinstance(value, os.PathLike):
         return value
+    if is_bool(value):
+        return bool(value)
     if isinstance(value, str) and value.strip():
         return value
     fail(
@@ -93,15 +124,24 @@ def pretrained(value: Any, *, where: str = "") -> bool | str | os.PathLike[str] 
     )
 
 
-def positive_int(name: str, value: Any, *, where: str = "") -> int:
-    """An integer >= 1 (``in_chans``, ``nc``)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def positive_int(name: str, value: Any, *, where: str = "", most: int | None = None) -> int:
+    """An integer >= 1 (``in_chans``, ``nc``), at most ``most`` when given."""
+    if not is_int(value) or value < 1:
         fail(f"{name} must be an integer >= 1, got {value!r}", where=where)
+    if most is not None and value > most:
+        fail(f"{name} {value!r} is too large: at most {most}", where=where)
     return int(value)
+
+
+def optional_str(name: str, value: Any, *, where: str = "") -> str | None:
+    """``None`` or a non-empty string."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        fail(f"{name} must be a string or None, got {value!r}", where=where)
+    return value
 
 
 def choice(name: str, value: Any, options: tuple[str, ...], *, where: str = "") -> str:
     """One of ``options``."""
-    if value not in options:
+    if not isinstance(value, str) or value not in options:
         fail(f"unknown {name} {value!r}; choose one of {', '.join(options)}", where=where)
     return str(value)

@@ -62,10 +62,12 @@ def create(
     spec = lookup(name)
     width_mult = checks.multiplier("width_mult", width_mult)
     depth_mult = checks.multiplier("depth_mult", depth_mult)
-    in_chans = checks.positive_int("in_chans", in_chans)
+    in_chans = checks.positive_int("in_chans", in_chans, most=checks.MAX_IN_CHANS)
     drop_path_rate = checks.drop_path_rate(drop_path_rate)
     pretrained = checks.pretrained(pretrained)
     out_indices = checks.levels("out_indices", out_indices, first=0)
+    features_only = checks.boolean("features_only", features_only)
+    weights_tag = checks.optional_str("weights_tag", weights_tag)
 
     source = weights.resolve(spec, pretrained, weights_tag=weights_tag)
     build = dict(
@@ -83,7 +85,11 @@ def create(
         model = Backbone(spec, out_indices=out_indices, **build)
     else:
         model = Classifier(spec, num_classes=source.num_classes if source else 1000, **build)
+    # the preprocessing of the weights loaded; with random init the default tag's statistics
+    # (the usual ImageNet-style input) and no tag: it never names weights that were not loaded
     model.pretrained_cfg = weights.preprocessing(spec, source, in_chans=in_chans)
+    if source is None:
+        model.pretrained_cfg["tag"] = None
     if source is not None:
         model.weights = weights.load_into(model, source)
     return model

@@ -7,7 +7,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .errors import UnknownModelError
+from .errors import InvalidArgumentError, UnknownModelError
 
 Family = Literal["v1", "lite", "v2"]
 
@@ -90,6 +90,10 @@ def lookup(name: str) -> BackboneSpec:
 
 def list_models(pattern: str = "*") -> list[str]:
     """Canonical variant names matching a shell-style ``pattern``, sorted."""
+    if not isinstance(pattern, str):
+        raise InvalidArgumentError(
+            f"list_models() takes a shell-style pattern string like '*v2*', got {pattern!r}"
+        )
     pat = normalize(pattern)
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pat))
 

@@ -129,7 +129,7 @@ def test_pretrained_default_loads_the_offline_lite0_weights():
 
 
 def test_unavailable_weights_warn_once_and_start_random(monkeypatch):
-    monkeypatch.setattr(rows, "_WARNED", set())
+    monkeypatch.setattr(rows, "_WARNED", {})
     d = _model_dict("efficientnet_b0")
     d["backbone"][0][3] = ["efficientnet_b0"]  # pretrained by default; offline, nothing cached
     with pytest.warns(rows.PretrainedUnavailableWarning, match="random init") as caught:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone
+from ..errors import InvalidArgumentError
 
 
 def stage_ends(backbone: Backbone) -> list[int]:
@@ -42,7 +43,15 @@ def _channel_stats(values: Sequence[float], in_chans: int) -> torch.Tensor:
 
 
 class BackboneStem(nn.Module):
-    """Input normalization, stem and the stages up to the first output level."""
+    """Input normalization, stem and the stages up to the first output level.
+
+    ``provenance`` says what the backbone started from (weights and how they were
+    loaded, random init and why, or the checkpoint it was rebuilt from); it is saved
+    with the model, so ``YOLO("best.pt").model.model[0].provenance`` reads it back.
+    """
+
+    #: set by the row's build (class default: checkpoints of effzoo 0.1 have none)
+    provenance: str = ""
 
     def __init__(self, backbone: Backbone, n_stages: int, *, level: int, row: str = "") -> None:
         super().__init__()
@@ -57,6 +66,13 @@ class BackboneStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bb = self.backbone
+        if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
+            want = self.mean.shape[1]
+            raise InvalidArgumentError(
+                f"{self.row or 'the effzoo backbone'} takes images of {want} channels, got a "
+                f"tensor of shape {tuple(x.shape)}; convert the images (e.g. grayscale to RGB) "
+                f"or build the model with ch={x.shape[1] if x.dim() == 4 else '...'}"
+            )
         x = (x - self.mean) / self.std
         return bb.blocks(bb.bn1(bb.conv_stem(x)))
 

@@ -15,6 +15,15 @@ Wrapped at registration (each marked, so registering twice changes nothing):
 - ``dist.generate_ddp_file``: the script Ultralytics writes for multi-GPU workers
   imports ``effzoo.yolo`` first, so a worker has the rows registered.
 
+A checkpoint is its own start: when Ultralytics rebuilds a model to load a checkpoint
+into it (resume, ``YOLO("best.pt").train()``, ``pretrained=best.pt``: a trainer's
+``get_model(cfg, weights)``), ``checkpoint_start`` finds that checkpoint and the row
+is built without fetching ImageNet weights (Ultralytics transfers the checkpoint's).
+
+Each build of a model with an effzoo row logs one line through Ultralytics' LOGGER:
+the variant, its multipliers and what the backbone starts from (the same text is the
+first layer's ``provenance``, saved in the checkpoint).
+
 Opt-in, for offline runs (``quiet_ultralytics()``, used by ``effzoo demo``):
 ``check_font`` falls back to a font already on disk instead of downloading Arial,
 and this process sends no usage events.
@@ -32,14 +41,15 @@ import importlib
 import inspect
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import UltralyticsContractError
 from . import templates
-from .modules import fold_backbones
-from .rows import build_layers, find_row
+from .modules import BackboneStem, fold_backbones
+from .rows import RowSpec, build_layers, find_row
 
 _MARK = "__effzoo__"
 #: the Ultralytics releases the adapter supports (pyproject's ``yolo`` extra says the same)
@@ -57,6 +67,7 @@ def _uses_global(func: Any, name: str) -> bool:
 
 def _contract() -> list[str]:
     """The assumptions about Ultralytics' internals that do not hold (empty: all hold)."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
 
@@ -77,6 +88,10 @@ def _contract() -> list[str]:
             "yaml_model_load no longer resolves files through tasks.check_yaml",
         ),
         (callable(getattr(tasks.BaseModel, "fuse", None)), "BaseModel.fuse is gone"),
+        (
+            "weights" in inspect.signature(DetectionTrainer.get_model).parameters,
+            "trainers no longer rebuild models through get_model(cfg, weights)",
+        ),
         (hasattr(tasks, "LOGGER"), "ultralytics.nn.tasks has no LOGGER"),
         (
             bool(_TABLE_LINE.search(inspect.getsource(parse_model))),
@@ -143,7 +158,8 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(d, ch, *args, **kwargs)
         from ultralytics.nn import tasks
 
-        layers = build_layers(spec, in_chans=int(ch))
+        layers = build_layers(spec, in_chans=int(ch), checkpoint=checkpoint_start(spec))
+        tasks.LOGGER.info(f"effzoo: {spec.where.split(' [')[0]}: {layers[0].provenance}")
         chans = list(layers[0].backbone.out_channels)
         d = dict(d)
         d["backbone"] = [[-1, 1, "Index", [c, 0]] for c in chans] + list(d["backbone"][1:])
@@ -193,6 +209,43 @@ def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
 
     setattr(check_yaml, _MARK, True)
     return check_yaml
+
+
+# -- a checkpoint is its own start ---------------------------------------------------
+
+
+def checkpoint_start(spec: RowSpec, depth: int = 40) -> dict[str, str] | None:
+    """The checkpoint whose backbone Ultralytics will transfer into the model being built.
+
+    Ultralytics rebuilds a model from its yaml for resume, fine-tuning and
+    ``pretrained=`` inside a trainer's ``get_model(cfg, weights)`` and then loads
+    ``weights`` into it. When ``weights`` holds an effzoo backbone of the same row (variant,
+    multipliers, levels), that backbone is the start: nothing is fetched. Returns
+    ``{"file": ..., "start": ...}`` (the checkpoint and what its backbone started from).
+    """
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        frame = frame.f_back  # type: ignore[assignment]
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "get_model" and "weights" in frame.f_locals:
+            break
+    else:
+        return None
+    weights = frame.f_locals["weights"]
+    stem = next(
+        (m for m in getattr(weights, "modules", list)() if isinstance(m, BackboneStem)), None
+    )
+    bb = getattr(stem, "backbone", None)
+    same = bb is not None and (bb.spec.name, bb.width_mult, bb.depth_mult) == (
+        spec.variant,
+        spec.width,
+        spec.depth,
+    )
+    if not same or tuple(bb.out_indices) != spec.out_indices:
+        return None
+    start = stem.provenance or "unrecorded (a checkpoint of effzoo 0.1)"  # type: ignore[union-attr]
+    return {"file": str(getattr(weights, "pt_path", None) or "the loaded model"), "start": start}
 
 
 # -- generate_ddp_file: workers import effzoo.yolo ------------------------------------

@@ -65,7 +65,9 @@ def is_effzoo_row(row: Any) -> bool:
 
 def _multiplier(where: str, key: str, value: Any, scale_value: float) -> float:
     """A width/depth value of a row: a positive number, or ``scale`` (the yaml's scale)."""
-    return float(scale_value) if value == "scale" else checks.multiplier(key, value, where=where)
+    if isinstance(value, str) and value == "scale":
+        value = scale_value
+    return checks.multiplier(key, value, where=where)
 
 
 def parse_row(
@@ -126,17 +128,35 @@ def parse_row(
     )
 
 
-_WARNED: set[tuple[str, str]] = set()
+#: variant -> why its pretrained weights could not be had in this process (warned once)
+_WARNED: dict[str, str] = {}
 
 
-def _warn_once(key: tuple[str, str], message: str) -> None:
-    if key not in _WARNED:
-        _WARNED.add(key)
+def _warn_once(variant: str, reason: str, message: str) -> None:
+    if variant not in _WARNED:
+        _WARNED[variant] = reason
         warnings.warn(message, PretrainedUnavailableWarning, stacklevel=3)
 
 
-def build_layers(spec: RowSpec, *, in_chans: int = 3) -> list[nn.Module]:
-    """Build the backbone of a row and cut it into one layer per output level."""
+def _size(spec: RowSpec) -> str:
+    extra = (
+        f" width x{spec.width:g} depth x{spec.depth:g}"
+        if (spec.width, spec.depth) != (1, 1)
+        else ""
+    )
+    return f"{spec.variant}{extra}"
+
+
+def build_layers(
+    spec: RowSpec, *, in_chans: int = 3, checkpoint: Mapping[str, str] | None = None
+) -> list[nn.Module]:
+    """Build the backbone of a row and cut it into one layer per output level.
+
+    The first layer's ``provenance`` says what the backbone starts from: the weights
+    loaded (tag, where from, exact or inherited), random init and why, or, with
+    ``checkpoint`` (``{"file": ..., "start": ...}``), the checkpoint whose weights
+    Ultralytics transfers after the build (nothing is fetched).
+    """
     kwargs: dict[str, Any] = dict(
         out_indices=spec.out_indices,
         width_mult=spec.width,
@@ -145,40 +165,93 @@ def build_layers(spec: RowSpec, *, in_chans: int = 3) -> list[nn.Module]:
         drop_path_rate=spec.drop_path_rate,
     )
     pretrained = spec.pretrained
+    why = "random init: `pretrained: false` in the row"
     silence = "write `pretrained: false` in the row's options to start from random init silently"
-    if pretrained is True and (spec.variant, "unavailable") in _WARNED:
+    if checkpoint is not None:
+        pretrained = False
+        start = checkpoint.get("start") or "unrecorded"
+        why = (
+            f"weights from the checkpoint {checkpoint.get('file', '?')} (transferred by "
+            f"Ultralytics; nothing fetched); it started from: {start}"
+        )
+    elif pretrained is True and spec.variant in _WARNED:
         pretrained = False  # failed once in this process: do not wait on the network again
+        why = f"random init: pretrained weights unavailable ({_WARNED[spec.variant]})"
     try:
         backbone = create(spec.variant, pretrained=pretrained, **kwargs)
     except (WeightsUnavailableError, WeightsNotFoundError) as e:
         if spec.pretrained is not True:  # an explicit tag or file: the user asked for it
             checks.fail(str(e), where=spec.where, error=type(e))
+        reason = str(e).split(". ")[0]
+        why = f"random init: pretrained weights unavailable ({reason})"
         _warn_once(
-            (spec.variant, "unavailable"),
+            spec.variant,
+            reason,
             f"{spec.where}: {e}\nUntil then the backbone starts from random init ({silence}).",
         )
         backbone = create(spec.variant, pretrained=False, **kwargs)
     except EffzooError as e:
         checks.fail(str(e), where=spec.where, error=type(e))
-    return split_backbone(backbone, row=spec.where)
+    if backbone.weights is not None:
+        why = str(backbone.weights)
+        why = why.split(" <- ", 1)[-1] if " <- " in why else why
+        why = f"pretrained {why}"
+    layers = split_backbone(backbone, row=spec.where)
+    layers[0].provenance = f"{_size(spec)}: {why}"
+    return layers
 
 
-def _scale(d: dict[str, Any]) -> tuple[float, float]:
+def _scale(d: dict[str, Any], name: str) -> tuple[float, float]:
     """(width, depth) multiples of the yaml's scale, as stock parse_model picks them."""
     scales = d.get("scales")
+    if scales is not None and not isinstance(scales, Mapping):
+        checks.fail(
+            f"scales must be a mapping of scale letters to [depth, width, max_channels], "
+            f"e.g. n: [0.50, 0.25, 1024]; got {scales!r}",
+            where=f"{name}, scales",
+        )
     if scales:
         key = d.get("scale") or next(iter(scales))
         if key in scales:
-            depth, width, *_ = scales[key]
+            entry = scales[key]
+            ok = isinstance(entry, (list, tuple)) and len(entry) >= 2
+            if not ok or not all(checks.is_number(v) for v in entry[:3]):
+                checks.fail(
+                    f"must be [depth, width, max_channels] numbers, e.g. n: [0.50, 0.25, 1024]; "
+                    f"got {entry!r}",
+                    where=f"{name}, scales entry {key}",
+                )
+            depth, width, *_ = entry
             return float(width), float(depth)
     return float(d.get("width_multiple", 1.0)), float(d.get("depth_multiple", 1.0))
 
 
+def check_references(d: dict[str, Any], spec: RowSpec, name: str) -> None:
+    """Every later row reads layers that exist once the row occupies ``len(levels)`` indices
+    (stock Ultralytics fails with a bare IndexError otherwise)."""
+    rows = [("backbone", i, r) for i, r in enumerate(d.get("backbone") or [])][1:]
+    rows += [("head", i, r) for i, r in enumerate(d.get("head") or [])]
+    for index, (section, i, row) in enumerate(rows, start=len(spec.levels)):
+        froms = row[0] if isinstance(row, (list, tuple)) and row else None
+        for f in froms if isinstance(froms, list) else [froms]:
+            if checks.is_int(f) and (f >= index or index + f < 0):
+                hint = ""
+                if spec.levels != ALL_LEVELS:
+                    hint = (
+                        f"; the effzoo row's levels {list(spec.levels)} occupy indices "
+                        f"0-{len(spec.levels) - 1}, so a head written for all five levels "
+                        "(P1..P5 at 0-4) needs the default levels [1, 2, 3, 4, 5]"
+                    )
+                checks.fail(
+                    f"reads layer {f}, which does not exist before it (it is layer {index}){hint}",
+                    where=f"{name}, {section} row {i} {list(row)}",
+                )
+
+
 def find_row(d: dict[str, Any]) -> RowSpec | None:
     """The checked effzoo row of a model dict, or None; a misplaced row raises."""
-    width, depth = _scale(d)
-    found: RowSpec | None = None
     name = d.get("yaml_file") or "model yaml"
+    found: list[tuple[str, Sequence[Any]]] = []
     for section in ("backbone", "head"):
         for index, row in enumerate(d.get(section) or []):
             if not is_effzoo_row(row):
@@ -190,5 +263,11 @@ def find_row(d: dict[str, Any]) -> RowSpec | None:
                     "(it reads the image and occupies one index per output level)",
                     where=where,
                 )
-            found = parse_row(row, where=where, scale_width=width, scale_depth=depth)
-    return found
+            found.append((where, row))
+    if not found:
+        return None
+    width, depth = _scale(d, name)
+    where, row = found[0]
+    spec = parse_row(row, where=where, scale_width=width, scale_depth=depth)
+    check_references(d, spec, name)
+    return spec

@@ -1,0 +1,231 @@
+"""Every YOLO build says what its backbone started from, a checkpoint is its own start,
+and bad rows, scales, sizes and inputs are refused naming the file and row."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+import yolo_helpers
+from yolo_helpers import TRAIN, tiny_dataset
+
+import effzoo
+from effzoo.errors import InvalidArgumentError
+
+pytest.importorskip("ultralytics")
+from ultralytics import YOLO
+from ultralytics.nn import tasks
+
+import effzoo.yolo
+from effzoo.yolo import rows, templates
+
+
+@pytest.fixture(autouse=True)
+def _hub_offline():
+    with yolo_helpers.hub_offline():
+        yield
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _build_logged(d: dict) -> tuple[tasks.DetectionModel, list[str]]:
+    handler = _Lines()
+    level = tasks.LOGGER.level  # the tests run with YOLO_VERBOSE=False; a user's run is INFO
+    tasks.LOGGER.addHandler(handler)
+    tasks.LOGGER.setLevel(logging.INFO)
+    try:
+        model = tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+    finally:
+        tasks.LOGGER.removeHandler(handler)
+        tasks.LOGGER.setLevel(level)
+    return model, [ln for ln in handler.lines if ln.startswith("effzoo: ")]
+
+
+def _dict(args: list, name: str = "my.yaml") -> dict:
+    d = yaml.safe_load(templates.cfg_text("yolo11-effb0.yaml"))
+    d["backbone"][0][3] = args
+    d["yaml_file"] = name
+    return d
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["efficientnet_lite0"], ["pretrained tf_efficientnet_lite0.in1k", "exact: all"]),
+        (
+            ["efficientnet_lite0", 0.5, 0.5],
+            ["width x0.5 depth x0.5", "inherited: weight selection", "tensors sliced"],
+        ),
+        (["efficientnet_b0", {"pretrained": False}], ["random init: `pretrained: false`"]),
+        (["efficientnet_b0"], ["random init: pretrained weights unavailable"]),
+    ],
+)
+def test_each_build_logs_once_what_the_backbone_starts_from(monkeypatch, args, says):
+    monkeypatch.setattr(rows, "_WARNED", {})
+    with pytest.MonkeyPatch.context() as mp:  # the unavailable case warns too; not asserted here
+        mp.setattr("warnings.warn", lambda *a, **k: None)
+        model, lines = _build_logged(_dict(args))
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("effzoo: my.yaml, backbone row 0: ")
+    for text in says:
+        assert text in lines[0]
+    assert model.model[0].provenance == lines[0].split("backbone row 0: ", 1)[1]
+    tag = model.model[0].backbone.pretrained_cfg["tag"]
+    assert (tag is None) == ("random init" in lines[0])  # never names weights not loaded
+
+
+def test_random_init_pretrained_cfg_names_no_weights():
+    assert effzoo.create("efficientnet_b0").pretrained_cfg["tag"] is None
+    lite = effzoo.create("efficientnet_lite0", pretrained=True)
+    assert lite.pretrained_cfg["tag"] == "tf_efficientnet_lite0.in1k"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """The recipe's V1 file (b0 x0.25: ImageNet weights unavailable offline), one epoch."""
+    project = tmp_path_factory.mktemp("trust")
+    with yolo_helpers.hub_offline(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr("warnings.warn", lambda *a, **k: None)
+        model = YOLO(str(yolo_helpers.recipe_path("yolo11-EfficientNetV1.yaml")))
+        model.train(data=str(tiny_dataset()), project=str(project), name="v1", **TRAIN)
+    return Path(model.trainer.save_dir) / "weights" / "best.pt"
+
+
+def _run(code: str) -> str:
+    env = {**os.environ, **yolo_helpers.HUB_OFFLINE, "PYTHONPATH": yolo_helpers.pythonpath()}
+    env["YOLO_VERBOSE"] = "True"  # the log a user sees
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(yolo_helpers.session_root()),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_the_start_is_saved_in_the_checkpoint(trained):
+    model = YOLO(str(trained))
+    start = model.model.model[0].provenance
+    assert start.startswith("efficientnet-b0".replace("-", "_") + " width x0.25 depth x0.5: ")
+    assert "random init: pretrained weights unavailable" in start
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_a_checkpoint_fetches_nothing_and_says_so(trained, tmp_path):
+    out = _run(
+        f"""
+        from ultralytics import YOLO
+        model = YOLO({str(trained)!r})
+        model.train(data={str(tiny_dataset())!r}, project={str(tmp_path)!r}, name="ft",
+                    epochs=1, imgsz=64, batch=4, workers=0, device="cpu", plots=False,
+                    amp=False, val=False)
+        print("NEW", model.trainer.best if model.trainer.best.exists() else model.trainer.last)
+        """
+    )
+    assert "starts from random init" not in out  # no ImageNet warning: the checkpoint is the start
+    assert "PretrainedUnavailableWarning" not in out
+    assert f"weights from the checkpoint {trained}" in out and "nothing fetched" in out
+    assert "Transferred" in out
+    new = Path(out.split("NEW ")[-1].split()[0])
+    chain = YOLO(str(new)).model.model[0].provenance
+    assert f"weights from the checkpoint {trained}" in chain and "it started from: " in chain
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "text"),
+    [
+        (
+            lambda d: d["backbone"][0][3].append({"levels": [3, 4, 5]}),
+            "my.yaml, head row",
+            "needs the default levels [1, 2, 3, 4, 5]",
+        ),
+        (lambda d: d.update(scales={"n": 0.5}), "my.yaml, scales entry n", "[depth, width"),
+        (lambda d: d.update(scales=[0.5, 0.25]), "my.yaml, scales", "mapping of scale letters"),
+        (lambda d: d.update(scales={"n": ["a", "b", 3]}), "my.yaml, scales entry n", "numbers"),
+        (
+            lambda d: d["backbone"][0][3].append({"depth": 1000000}),
+            "my.yaml, backbone row 0",
+            "too large: at most 4",
+        ),
+        (
+            lambda d: d["backbone"][0][3].append({"width": 100}),
+            "my.yaml, backbone row 0",
+            "too large",
+        ),
+        (
+            lambda d: (
+                d["backbone"][0][3].append({"width": "scale"})
+                or d.update(scales={"n": [0.5, 1e9, 1024]})
+            ),
+            "my.yaml, backbone row 0",
+            "too large",
+        ),
+    ],
+)
+def test_rows_scales_and_sizes_that_cannot_build_name_the_file_and_row(edit, where, text):
+    d = _dict(["efficientnet_b0"])
+    d["backbone"][0][3] = ["efficientnet_b0"]
+    edit(d)
+    args = d["backbone"][0][3]
+    if isinstance(args[-1], dict):
+        args[-1].setdefault("pretrained", False)
+    else:
+        args.append({"pretrained": False})
+    with pytest.raises(InvalidArgumentError) as e:
+        tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+    assert where in str(e.value) and text in str(e.value)
+
+
+def test_a_one_channel_image_into_a_three_channel_model_is_an_error():
+    model = tasks.DetectionModel(_dict(["efficientnet_b0", {"pretrained": False}]), nc=3)
+    with pytest.raises(InvalidArgumentError, match=r"takes images of 3 channels.*\(1, 1, 64, 64\)"):
+        model.eval()(torch.rand(1, 1, 64, 64))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "text"),
+    [
+        ({"width_mult": 100}, "width_mult 100 is too large: at most 4"),
+        ({"depth_mult": 1e6}, "depth_mult 1000000.0 is too large"),
+        ({"in_chans": 10**6}, "in_chans 1000000 is too large"),
+        ({"features_only": "False"}, "features_only must be True or False"),
+        ({"weights_tag": 123, "pretrained": True}, "weights_tag must be a string"),
+    ],
+)
+def test_sizes_and_types_are_checked_before_anything_is_allocated(kwargs, text):
+    with pytest.raises(InvalidArgumentError, match=text.replace("(", r"\(")):
+        effzoo.create("efficientnet_b0", **kwargs)
+
+
+def test_numpy_scalars_are_numbers():
+    m = effzoo.create(
+        "efficientnet_b0", width_mult=np.float32(0.5), out_indices=(np.int64(3), np.int64(4))
+    )
+    assert m.width_mult == 0.5 and m.out_indices == (3, 4)
+    with pytest.raises(InvalidArgumentError, match="features_only"):
+        effzoo.create("efficientnet_b0", features_only=np.float32(1.0))
+
+
+def test_list_models_takes_a_pattern_string():
+    with pytest.raises(InvalidArgumentError, match="pattern"):
+        effzoo.list_models(None)  # type: ignore[arg-type]
