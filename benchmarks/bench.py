@@ -12,7 +12,8 @@ from another process affects both sides of a ratio alike. ``--yolo`` adds
 YOLO11n-EfficientNet ``predict`` against stock YOLO11n (see ``bench_yolo.py``).
 
 All weights are random (nothing is downloaded); latency does not depend on them.
-Errors (an unknown variant, say) print one line and exit non-zero.
+Errors (an unknown variant or peer, a count below 1, a ``--json`` path that cannot be
+written) print one line and exit non-zero, before anything is built or timed.
 """
 
 from __future__ import annotations
@@ -35,12 +36,27 @@ from torch import nn
 
 import effzoo
 from effzoo import BackboneSpec, lookup
+from effzoo import _checks as checks
+from effzoo.cli.paths import os_error_message, output_file, write_text
 from effzoo.errors import EffzooError
 
 DEFAULT_VARIANTS = ("efficientnet_b0", "efficientnet_b3", "efficientnet_v2_s", "efficientnet_v2_m")
 BASELINE = "timm"
 ORT = "onnxruntime"
 PROG = "benchmarks/bench.py"
+#: every runner ``--peers`` can name; the default set leaves out the last two
+PEERS = (
+    "effzoo",
+    "fused",
+    "timm",
+    "timm_cl",
+    "torchvision",
+    "ultralytics",
+    ORT,
+    "fused_nchw",
+    "compiled",
+)
+DEFAULT_PEERS = PEERS[:-2]
 
 
 def _torchvision_name(spec: BackboneSpec) -> str | None:
@@ -78,15 +94,7 @@ def candidates(
     size: int = 640,
     batch: int = 1,
     threads: int = 2,
-    peers: Sequence[str] = (
-        "effzoo",
-        "fused",
-        "timm",
-        "timm_cl",
-        "torchvision",
-        "ultralytics",
-        ORT,
-    ),
+    peers: Sequence[str] = DEFAULT_PEERS,
     device: str = "cpu",
     workdir: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = lambda s: None,
@@ -239,8 +247,9 @@ def table(results: Sequence[Result], baseline: str = BASELINE) -> str:
         for r in rows.values():
             speed = f"{r.paired_ratio(base):.2f}" if base else "-"
             vs_ort = f"{1 / r.paired_ratio(ort):.2f}" if ort else "-"
+            iqr = "-" if r.iqr_ms is None else f"{r.iqr_ms:.1f}"  # one call has no spread
             lines.append(
-                f"{variant:<20} {r.name:<16} {r.median_ms:>10.1f} {r.iqr_ms:>7.1f} "
+                f"{variant:<20} {r.name:<16} {r.median_ms:>10.1f} {iqr:>7} "
                 f"{speed:>9} {vs_ort:>6}  {r.note}"
             )
     return "\n".join(lines)
@@ -258,12 +267,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch and ORT intra-op threads")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     p.add_argument("--per-round", type=int, default=3, help="timed calls per candidate per round")
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per candidate (>= 0)")
     p.add_argument(
         "--peers",
-        default="effzoo,fused,timm,timm_cl,torchvision,ultralytics,onnxruntime",
-        help="comma list; add 'fused_nchw' (fuse without channels-last) or 'compiled' "
-        "(torch.compile, slow to build)",
+        default=",".join(DEFAULT_PEERS),
+        help=f"comma list of {', '.join(PEERS)}; the last two are not in the default: "
+        "'fused_nchw' (fuse without channels-last), 'compiled' (torch.compile, slow to build)",
     )
     p.add_argument(
         "--device",
@@ -281,16 +290,36 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="malloc.tune_allocator() first: glibc keeps large blocks (process-wide)",
     )
-    p.add_argument("--json", type=Path, help="write results and machine description here")
+    p.add_argument("--json", help="write results and machine description here")
     return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every option but the variants (``run`` looks them up first), before anything is
+    built: counts >= 1 (``--warmup`` >= 0), known peers, a ``--json`` file that can be
+    written. Normalises ``args`` in place."""
+    for option in ("size", "batch", "threads", "rounds", "per_round"):
+        checks.positive_int(f"--{option.replace('_', '-')}", getattr(args, option))
+    if args.warmup < 0:
+        checks.fail(f"--warmup must be an integer >= 0, got {args.warmup}")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    if not peers:
+        checks.fail(f"--peers names no runner; give a comma list of {', '.join(PEERS)}")
+    args.peers = ",".join(checks.choice("--peers entry", p, PEERS) for p in peers)
+    if args.json is not None:
+        args.json = output_file("--json", args.json, example="bench.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        check_args(args)
         return run(args)
     except EffzooError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # writing --json: no space, permissions
+        print(f"{PROG}: error: {os_error_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -298,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The benchmark for parsed arguments; effzoo's errors propagate (``main`` prints them)."""
+    """The benchmark for checked arguments (``check_args``); effzoo's errors propagate
+    (``main`` prints them)."""
     if args.device == "cuda" and not torch.cuda.is_available():
         print(f"{PROG}: error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
@@ -355,7 +385,6 @@ def run(args: argparse.Namespace) -> int:
         f"{args.threads} threads, load {before.get('loadavg')} -> {after.get('loadavg')}"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "machine": before,
@@ -365,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
                 {**asdict(r), "median_ms": r.median_ms, "iqr_ms": r.iqr_ms} for r in results
             ],
         }
-        args.json.write_text(json.dumps(payload, indent=1))
+        write_text("--json", args.json, json.dumps(payload, indent=1))
         log(f"wrote {args.json}")
     return 0
 

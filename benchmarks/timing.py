@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from effzoo import _checks as checks
+
 
 @dataclass
 class Candidate:
@@ -45,8 +47,12 @@ class Result:
         return statistics.median(t for r in self.rounds for t in r)
 
     @property
-    def iqr_ms(self) -> float:
-        q = statistics.quantiles([t for r in self.rounds for t in r], n=4)
+    def iqr_ms(self) -> float | None:
+        """Interquartile range of every call; ``None`` for a single call (no spread)."""
+        times = [t for r in self.rounds for t in r]
+        if len(times) < 2:
+            return None
+        q = statistics.quantiles(times, n=4)
         return q[2] - q[0]
 
     def paired_ratio(self, other: Result) -> float:
@@ -93,6 +99,10 @@ def interleave(
     seed: int = 0,
 ) -> dict[str, list[list[float]]]:
     """Per-call milliseconds, ``rounds`` x ``per_round`` for each candidate, interleaved."""
+    checks.positive_int("rounds", rounds)
+    checks.positive_int("per_round", per_round)
+    if warmup < 0:
+        checks.fail(f"warmup must be an integer >= 0, got {warmup!r}")
     rng = random.Random(seed)
     times: dict[str, list[list[float]]] = {c.name: [] for c in cands}
     order = list(cands)

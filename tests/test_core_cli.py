@@ -79,3 +79,14 @@ def test_a_closed_pipe_ends_quietly():
     os.close(w)
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 141
+
+
+def test_a_bad_destination_is_one_line_through_the_real_entry_point(tmp_path):
+    """`python -m effzoo`: the checks of --to run before any fetch, and no traceback."""
+    (tmp_path / "afile").write_text("x")
+    out = run("download", "efficientnet_lite0", "--to", str(tmp_path / "afile"))
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        f"effzoo download: error: --to {tmp_path / 'afile'} is a file, not a directory; "
+        "give a directory (it is created if missing), e.g. --to ./weights"
+    ]

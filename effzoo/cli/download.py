@@ -10,11 +10,15 @@ copy that cache to the offline machine. With ``--to DIR`` each tag is written as
 ``DIR/<arch>.<tag>.safetensors`` with its tag, repo, revision and hashes in the
 safetensors header; on the offline machine set ``EFFZOO_WEIGHTS=DIR`` (or pass the
 file as ``pretrained=``). Progress goes to stderr, the written paths to stdout.
+
+``--to`` is checked before anything is fetched (``~`` expanded; a file, a device or a
+directory that cannot be written is refused), and so are the names.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +29,7 @@ from ..weights.catalogue import TagInfo, default_tag, tag_info, tags_for
 from ..weights.files import META_REPO, META_REVISION, META_SHA256, META_TAG
 from ..weights.sources import from_hub
 from ..weights.store import write_store_copy
+from .paths import CommandError, os_error_message, output_dir
 
 
 def parse_item(item: str) -> list[TagInfo]:
@@ -45,7 +50,10 @@ def fetch_one(info: TagInfo, to: Path | None) -> Path:
         META_REVISION: got.revision or info.revision,
         META_SHA256: got.sha256,
     }
-    write_store_copy(got.path, dst, meta)
+    try:
+        write_store_copy(got.path, dst, meta)
+    except OSError as e:
+        raise CommandError(os_error_message(e, "cannot write")) from None
     return dst
 
 
@@ -56,9 +64,12 @@ def main(argv: Sequence[str]) -> int:
         epilog="Offline: copy the HF cache, or use --to DIR and set EFFZOO_WEIGHTS=DIR.",
     )
     p.add_argument("items", nargs="+", metavar="NAME[.TAG]", help="variant, or variant.tag")
-    p.add_argument("--to", type=Path, metavar="DIR", help="write <arch>.<tag>.safetensors here")
+    p.add_argument(
+        "--to", metavar="DIR", help="write <arch>.<tag>.safetensors here (created if missing)"
+    )
     p.add_argument("--all-tags", action="store_true", help="every tag of each named variant")
     args = p.parse_args(argv)
+    to = None if args.to is None else output_dir("--to", args.to, example="./weights")
     todo: list[TagInfo] = []
     for item in args.items:
         try:
@@ -71,16 +82,22 @@ def main(argv: Sequence[str]) -> int:
             print(f"effzoo download: error: {e}", file=sys.stderr)
             return 2
     todo = list(dict.fromkeys(todo))
-    failed = 0
+    failed: list[str] = []
     for i, info in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {info.name} <- {info.repo}", file=sys.stderr, flush=True)
         try:
-            path = fetch_one(info, args.to)
-        except EffzooError as e:
-            failed += 1
-            print(f"effzoo download: {info.name}: error: {e}", file=sys.stderr)
+            path = fetch_one(info, to)
+        except (EffzooError, OSError) as e:  # the next tag may still work
+            failed.append(info.name)
+            why = str(e) if isinstance(e, EffzooError) else os_error_message(e)
+            print(f"effzoo download: {info.name}: error: {why}", file=sys.stderr)
             continue
         print(path, flush=True)
-    if failed:
-        print(f"effzoo download: {failed} of {len(todo)} failed", file=sys.stderr)
+    if failed and len(todo) > 1:  # a single tag's own error line is the last word
+        again = " ".join([*failed, *(["--to", shlex.quote(str(to))] if to else [])])
+        print(
+            f"effzoo download: error: {len(failed)} of {len(todo)} failed; fix the errors "
+            f"above and run `effzoo download {again}`",
+            file=sys.stderr,
+        )
     return 1 if failed else 0

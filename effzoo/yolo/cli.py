@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
+from .. import _checks as checks
+from ..cli.paths import output_file, write_text
+from ..registry import lookup
 from .patches import register
-from .templates import TASKS, list_cfgs, model_yaml
+from .templates import TASKS, list_cfgs, model_yaml, short_name
 
 
 def yaml_main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +30,16 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scratch", action="store_true", help="random init (pretrained: false)")
     p.add_argument("-o", "--output", help="file to write; '-' for stdout (default: stdout)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    # every option, with the CLI's names, before anything is made
+    name = lookup(args.variant).name
+    checks.multiplier("--width", args.width)
+    checks.multiplier("--depth", args.depth)
+    if args.nc is not None:
+        checks.positive_int("--nc", args.nc)
+    out = None
+    if args.output is not None and args.output != "-":  # none or "-": stdout
+        suffix = "" if args.task == "detect" else f"-{args.task}"
+        out = output_file("-o", args.output, example=f"yolo11n-{short_name(name)}{suffix}.yaml")
     text = model_yaml(
         args.variant,
         task=args.task,
@@ -36,12 +48,10 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         depth=args.depth,
         pretrained=not args.scratch,
     )
-    if not args.output or args.output == "-":
+    if out is None:
         sys.stdout.write(text)
         return 0
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    write_text("-o", out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -60,15 +60,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from ...errors import InvalidArgumentError
+    """Every option, before anything is written or trained."""
+    from ... import _checks as checks
+    from ...cli.paths import output_dir
+    from ...registry import lookup
 
     for key in ("epochs", "imgsz", "train_images", "val_images", "batch"):
-        if getattr(args, key) < 1:
-            raise InvalidArgumentError(f"--{key.replace('_', '-')} must be at least 1")
+        checks.positive_int(f"--{key.replace('_', '-')}", getattr(args, key))
     if args.imgsz % 32:
-        raise InvalidArgumentError(
-            f"--imgsz must be a multiple of 32 (the P5 stride), got {args.imgsz}"
+        lo = max(32, args.imgsz // 32 * 32)
+        checks.fail(
+            f"--imgsz must be a multiple of 32 (the P5 stride), got {args.imgsz}; "
+            f"e.g. {lo} or {lo + 32}"
         )
+    if args.workers < 0:
+        checks.fail(
+            f"--workers must be an integer >= 0 (0: load in this process), got {args.workers}"
+        )
+    args.variant = lookup(args.variant).name
+    args.out = output_dir("--out", args.out, example="./effzoo-demo")
 
 
 def _metrics(trainer_metrics: Any) -> dict[str, float]:
