@@ -110,9 +110,11 @@ def drop_path_rate(value: Any, *, where: str = "") -> float:
     return float(value)
 
 
-def pretrained(value: Any, *, where: str = "") -> bool | str | os.PathLike[str] | None:
-    """``False``/``None``, ``True``, a weights tag or a file path."""
-    if value is None or isinstance(value, os.PathLike):
+def pretrained(
+    value: Any, *, where: str = "", none_ok: bool = True
+) -> bool | str | os.PathLike[str] | None:
+    """``False`` (or ``None`` where ``none_ok``), ``True``, a weights tag or a file path."""
+    if (value is None and none_ok) or isinstance(value, os.PathLike):
         return value
     if is_bool(value):
         return bool(value)

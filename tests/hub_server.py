@@ -4,13 +4,27 @@ It answers ``HEAD``/``GET /<org>/<repo>/resolve/<revision>/<file>`` the way
 huggingface_hub 2.x needs (read from its ``file_download``): ``X-Repo-Commit`` (the
 commit the revision resolves to), ``ETag`` (the sha256 of the file, as for LFS files),
 ``Content-Length``, and byte ranges for resumed downloads; a missing repo or file gets
-404 with ``X-Error-Code`` like the Hub. Files are served from disk. Per file a mode
-simulates faults: ``"corrupt"`` (a byte flipped, same length and ETag), ``"truncate"``
-(the body stops short of the size the HEAD announced); ``GET /_control/<mode>/<org>/<repo>``
-switches a repo's mode from another process. ``delay`` slows each chunk, so two
-clients overlap. A file can be announced before it exists (``expect``, then
-``publish``): requests for it wait, so a test can serve while it still writes files.
-Every request's method, path and User-Agent are logged.
+404 with ``X-Error-Code`` like the Hub. ``POST /api/models/<org>/<repo>/paths-info/<rev>``
+answers like the Hub's paths-info API (``HfApi.get_paths_info``: size, git oid, and the
+LFS sha256 under ``lfs.oid``). Files are served from disk.
+
+Per file a mode, flags joined by ``+``, simulates faults:
+
+* body: ``corrupt`` (a byte flipped, same length and ETag), ``truncate`` (the body stops
+  short of the size the HEAD announced), ``trickle`` (256 bytes every 50 ms while the
+  mode says so),
+  ``stall`` (half the body, then nothing until the mode changes or 120 s pass);
+* ETag: ``sha1-etag`` (the git blob sha1, 40 hex, as the Hub sends for non-LFS files),
+  ``weak-etag`` (``W/"<size>-<commit>"``, as proxies that recompress send); ``no-lfs``
+  leaves the LFS sha256 out of paths-info;
+* status: ``401`` (every request, ``X-Error-Code: RepoNotFound`` as the Hub answers
+  without a valid token), ``403`` (``GatedRepo``), ``429`` (downloads only, with
+  ``Retry-After: 20``).
+
+``GET /_control/<mode>/<org>/<repo>`` switches a repo's mode from another process.
+``delay`` slows each chunk, so two clients overlap. A file can be announced before it
+exists (``expect``, then ``publish``): requests for it wait, so a test can serve while
+it still writes files. Every request's method, path and User-Agent are logged.
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 ROOT = Path(__file__).resolve().parents[1]
 _CHUNK = 1 << 20
@@ -47,6 +61,24 @@ class Served:
         self.size = self.path.stat().st_size
         self.ready.set()
 
+    @property
+    def flags(self) -> set[str]:
+        return set(self.mode.split("+"))
+
+    @property
+    def git_oid(self) -> str:
+        """The git blob sha1 of the file (what the Hub sends as the ETag of non-LFS files)."""
+        data = self.path.read_bytes()
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+    @property
+    def etag(self) -> str:
+        if "sha1-etag" in self.flags:
+            return f'"{self.git_oid}"'
+        if "weak-etag" in self.flags:
+            return f'W/"{self.size:x}-{self.commit[:8]}"'
+        return f'"{self.sha256}"'
+
 
 @dataclass
 class HubStandIn:
@@ -56,6 +88,7 @@ class HubStandIn:
     #: (method, path, user agent, start, end) of every answered request
     log: list[tuple[str, str, str, float, float]] = field(default_factory=list)
     delay: float = 0.0
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -85,6 +118,7 @@ class HubStandIn:
                 served.mode = mode
 
     def close(self) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -112,21 +146,36 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def _headers(self, served: Served, status: int, length: int, extra: dict) -> None:
             self.send_response(status)
             self.send_header("X-Repo-Commit", served.commit)
-            self.send_header("ETag", f'"{served.sha256}"')
+            self.send_header("ETag", served.etag)
             self.send_header("Content-Length", str(length))
             self.send_header("Accept-Ranges", "bytes")
             for k, v in extra.items():
                 self.send_header(k, v)
             self.end_headers()
 
-        def _not_found(self, code: str) -> None:
+        def _not_found(self, code: str, status: int = 404, extra: dict | None = None) -> None:
             body = json.dumps({"error": code}).encode()
-            self.send_response(404)
+            self.send_response(status)
             self.send_header("X-Error-Code", code)
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _refused(self, served: Served, download: bool) -> bool:
+            """Answer 401/403 (every request) or 429 (downloads) when the mode says so."""
+            if "401" in served.flags:
+                self._not_found("RepoNotFound", 401, {"X-Error-Message": "Invalid credentials"})
+            elif "403" in served.flags:
+                self._not_found("GatedRepo", 403, {"X-Error-Message": "Access is restricted"})
+            elif "429" in served.flags and download:
+                self._not_found("RateLimited", 429, {"Retry-After": "20"})
+            else:
+                return False
+            return True
 
         def _log(self, start: float) -> None:
             ua = self.headers.get("User-Agent", "")
@@ -142,11 +191,45 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             self._get()
             self._log(start)
 
+        def do_POST(self) -> None:
+            start = time.monotonic()
+            self._paths_info()
+            self._log(start)
+
         def _head(self) -> None:
             served, code = self._find()
             if served is None:
                 return self._not_found(code)
-            self._headers(served, 200, served.size, {})
+            if not self._refused(served, download=False):
+                self._headers(served, 200, served.size, {})
+
+        def _paths_info(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+            parts = unquote(self.path.split("?")[0]).strip("/").split("/")
+            if len(parts) < 6 or parts[:2] != ["api", "models"] or parts[4] != "paths-info":
+                return self._not_found("RepoNotFound")
+            repo = "/".join(parts[2:4])
+            mine = {f: s for (r, f), s in hub.files.items() if r == repo}
+            if not mine:
+                return self._not_found("RepoNotFound")
+            if self._refused(next(iter(mine.values())), download=False):  # modes are per repo
+                return
+            answer = []
+            for name in parse_qs(body).get("paths", []):
+                served = mine.get(name)
+                if served is None:
+                    continue
+                served.ready.wait(timeout=600)
+                entry = {"type": "file", "path": name, "size": served.size, "oid": served.git_oid}
+                if "no-lfs" not in served.flags:
+                    entry["lfs"] = {"oid": served.sha256, "size": served.size, "pointerSize": 134}
+                answer.append(entry)
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def _get(self) -> None:
             if self.path.startswith("/_control/"):
@@ -156,32 +239,48 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             served, code = self._find()
             if served is None:
                 return self._not_found(code)
+            if self._refused(served, download=True):
+                return
             start, status, extra = 0, 200, {}
             rng = self.headers.get("Range", "")
             if rng.startswith("bytes="):
                 start = int(rng[6:].split("-")[0] or 0)
                 status = 206
                 extra["Content-Range"] = f"bytes {start}-{served.size - 1}/{served.size}"
-            end = served.size
-            if served.mode == "truncate":
+            end, flags = served.size, served.flags
+            if "truncate" in flags:
                 end = max(start, served.size // 2)
                 extra.pop("Content-Range", None)
             self._headers(served, status, end - start, extra)
             with open(served.path, "rb") as f:
                 f.seek(start)
                 pos = start
-                while pos < end:
-                    chunk = f.read(min(_CHUNK, end - pos))
-                    if served.mode == "corrupt" and pos <= served.size // 2 < pos + len(chunk):
+                while pos < end and not hub.closing.is_set():
+                    if "stall" in flags and pos >= served.size // 2:
+                        self._stall(served)
+                        return
+                    trickle = "trickle" in served.flags  # live: a fixed server speeds up
+                    chunk = f.read(min(256 if trickle else _CHUNK, end - pos))
+                    if "corrupt" in flags and pos <= served.size // 2 < pos + len(chunk):
                         i = served.size // 2 - pos
                         chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
                     try:
                         self.wfile.write(chunk)
+                        self.wfile.flush()
                     except (BrokenPipeError, ConnectionResetError):
                         return
                     pos += len(chunk)
-                    if hub.delay:
-                        time.sleep(hub.delay)
+                    if hub.delay or trickle:
+                        time.sleep(0.05 if trickle else hub.delay)
+
+        def _stall(self, served: Served) -> None:
+            """Send nothing more until the mode changes, the server closes or 120 s pass;
+            then drop the connection (the client sees a short body)."""
+            until = time.monotonic() + 120
+            while "stall" in served.flags and time.monotonic() < until:
+                if hub.closing.wait(0.05):
+                    break
+            self.close_connection = True
 
         def _reply_ok(self) -> None:
             self.send_response(200)

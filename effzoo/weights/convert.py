@@ -69,7 +69,14 @@ def unwrap(obj: object) -> dict[str, torch.Tensor]:
             f"expected a state dict (a mapping of names to tensors), got {type(obj).__name__}; "
             "save weights with torch.save(model.state_dict(), path)"
         )
-    sd = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    odd = next((k for k in obj if not isinstance(k, str)), None)
+    if odd is not None:
+        raise WeightsMismatchError(
+            f"state-dict keys must be strings (tensor names), found the "
+            f"{type(odd).__name__} {str(odd)[:40]!r}; save weights with "
+            "torch.save(model.state_dict(), path)"
+        )
+    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise WeightsMismatchError(
             "the checkpoint holds no tensors; save weights with "
@@ -89,6 +96,11 @@ def unwrap_keys(sd: dict[str, _T]) -> dict[str, _T]:
 def detect_layout(keys: object) -> Layout:
     """Which layout a state dict's keys are in, from key patterns."""
     ks = set(keys)  # type: ignore[call-overload]
+    if not ks:
+        raise WeightsMismatchError(
+            "the file holds no tensors; save weights with torch.save(model.state_dict(), path) "
+            "or safetensors.torch.save_file"
+        )
     if "conv_stem.weight" in ks and any(k.startswith("blocks.") for k in ks):
         return "timm"
     if "features.0.0.weight" in ks and any(k.startswith("features.1.") for k in ks):
@@ -100,6 +112,29 @@ def detect_layout(keys: object) -> Layout:
         f"unrecognised state-dict layout (keys like {sample}, ...): effzoo reads timm, "
         "torchvision and lukemelas EfficientNet-PyTorch EfficientNet state dicts"
     )
+
+
+_STEM: dict[Layout, str] = {
+    "timm": "conv_stem.weight",
+    "torchvision": "features.0.0.weight",
+    "lukemelas": "_conv_stem.weight",
+}
+
+
+def check_shapes(shapes: Mapping[str, Sequence[int]], layout: Layout) -> None:
+    """Shape checks that need no model: a 4-D stem conv, a 2-D classifier (1-D bias) and
+    1-D batch-norm statistics. ``WeightsMismatchError`` lists what is malformed."""
+    want = {_STEM[layout]: 4, **{k: 2 if k.endswith("weight") else 1 for k in _CLASSIFIER[layout]}}
+    bad = [
+        f"{k} {tuple(s)} (expected {want.get(k, 1)}-D)"
+        for k, s in shapes.items()
+        if (k in want or k.endswith(("running_mean", "running_var"))) and len(s) != want.get(k, 1)
+    ]
+    if bad:
+        raise WeightsMismatchError(
+            f"malformed {layout} tensors: {', '.join(bad[:6])}{' ...' if len(bad) > 6 else ''}; "
+            "the file is not an EfficientNet state dict"
+        )
 
 
 def _component_rank(layout: Layout, parts: list[str], i: int) -> tuple[int, int | str]:

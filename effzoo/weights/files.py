@@ -1,24 +1,35 @@
 """Weights files on disk: reading them, checking them, saying where they came from.
 
 A ``.safetensors`` file is validated from its header before any tensor is read;
-a torch file is read with ``torch.load(weights_only=True)``. Every error is a
-``CorruptWeightsError`` (or ``InvalidArgumentError`` for an unknown suffix) naming
-the file and what to do.
+a torch file is read with ``torch.load(weights_only=True)``, once, after checking
+what it may inflate to (``EFFZOO_MAX_PTH_BYTES``). Every error is a
+``CorruptWeightsError`` or ``WeightsMismatchError`` naming the file and what to do
+(``InvalidArgumentError`` for an unknown suffix).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 import struct
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import CorruptWeightsError, InvalidArgumentError
+from ..errors import (
+    CorruptWeightsError,
+    InvalidArgumentError,
+    WeightsMismatchError,
+    WeightsNotFoundError,
+)
 from .convert import unwrap, unwrap_keys
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -29,6 +40,15 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 META_TAG, META_REPO, META_REVISION = "effzoo.tag", "effzoo.repo", "effzoo.revision"
 META_SHA256, META_DATA_SHA256 = "effzoo.sha256", "effzoo.data_sha256"
 _HF_CACHE_DIR = re.compile(r"models--([^/\\]+)--([^/\\]+?)(?:[/\\]snapshots[/\\]([0-9a-f]{40}))?$")
+#: bytes per element of the safetensors dtypes torch can hold
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}  # fmt: skip
+_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+MAX_PTH_ENV = "EFFZOO_MAX_PTH_BYTES"
+#: a torch file may inflate to twice its size plus this (torch stores tensors uncompressed)
+PTH_SLACK = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,30 @@ class WeightsFile:
     note: str = ""
 
 
+def expand_path(raw: str | os.PathLike[str], what: str) -> Path:
+    """``raw`` with ``~`` expanded; ``WeightsNotFoundError`` naming it when ``~user`` is
+    unknown here (``what`` says where the path came from)."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:  # pathlib: "Could not determine home directory."
+        user = str(raw).split("/", 1)[0].split(os.sep, 1)[0]
+        raise WeightsNotFoundError(
+            f"{what} {str(raw)!r}: cannot expand {user!r}, there is no such user (or no home "
+            "directory) on this machine; give the full path"
+        ) from None
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Put ``path`` in front of a weights error raised inside that does not name it."""
+    try:
+        yield
+    except (CorruptWeightsError, WeightsMismatchError) as e:
+        if str(path) in str(e):
+            raise
+        raise type(e)(f"{path}: {e}") from e
+
+
 def sha256_file(path: Path, start: int = 0) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -52,22 +96,79 @@ def sha256_file(path: Path, start: int = 0) -> str:
     return h.hexdigest()
 
 
+def _json_type(x: object) -> str:
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number"}
+    return {**names, str: "string", list: "array", dict: "object"}.get(type(x), type(x).__name__)
+
+
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _entry_problem(entry: object) -> str:
+    """What is wrong with one tensor entry of a safetensors header ("" if nothing)."""
+    if not isinstance(entry, dict):
+        return f"its entry is a JSON {_json_type(entry)}, not an object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        return f"its shape {shape!r} is not a list of sizes"
+    if not (
+        isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
+    ) or (offsets[0] > offsets[1]):
+        return f"its data_offsets {offsets!r} are not [begin, end]"
+    if dtype not in _DTYPE_BYTES:
+        return f"its dtype {dtype!r} is not one effzoo reads"
+    need = math.prod(shape) * _DTYPE_BYTES[dtype]
+    if offsets[1] - offsets[0] != need:
+        return f"its data_offsets span {offsets[1] - offsets[0]} bytes, {dtype}{shape} needs {need}"
+    return ""
+
+
 def read_header(path: Path) -> tuple[int, dict[str, Any]]:
     """(data offset, header) of a safetensors file; ``CorruptWeightsError`` if broken."""
-    size = path.stat().st_size
+    fix = "re-download it, or re-save it with safetensors.torch.save_file"
     try:
+        size = path.stat().st_size
         with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise ValueError(f"it has {size} bytes, fewer than a header needs: truncated?")
+            (n,) = struct.unpack("<Q", raw)
             if n > size - 8:
                 raise ValueError(f"header length {n} exceeds the file: truncated?")
+            if n > _MAX_HEADER:
+                raise ValueError(f"header length {n} is over the {_MAX_HEADER}-byte limit")
             header = json.loads(f.read(n))
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    except (OSError, ValueError, struct.error, KeyError, TypeError) as e:
-        raise CorruptWeightsError(f"{path} is not a readable safetensors file ({e})") from e
-    if 8 + n + max(ends, default=0) != size:
+    except (OSError, ValueError, RecursionError) as e:
+        what = "nested too deeply" if isinstance(e, RecursionError) else e
         raise CorruptWeightsError(
-            f"{path} is truncated or padded: its header describes {8 + n + max(ends, default=0)} "
-            f"bytes, the file has {size}"
+            f"{path} is not a readable safetensors file ({what}); {fix}"
+        ) from e
+    if not isinstance(header, dict):
+        raise CorruptWeightsError(
+            f"{path} is not a safetensors file: its header is a JSON {_json_type(header)}, "
+            f"not an object; {fix}"
+        )
+    meta = header.get("__metadata__")
+    if meta is not None and not (
+        isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())
+    ):
+        raise CorruptWeightsError(
+            f"{path}: its safetensors __metadata__ must map strings to strings, got "
+            f"{str(meta)[:80]}; {fix}"
+        )
+    end = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        problem = _entry_problem(entry)
+        if problem:
+            raise CorruptWeightsError(f"{path}: tensor {key[:80]!r} is malformed: {problem}; {fix}")
+        end = max(end, entry["data_offsets"][1])
+    if 8 + n + end != size:
+        raise CorruptWeightsError(
+            f"{path} is truncated or padded: its header describes {8 + n + end} bytes, the "
+            f"file has {size}"
         )
     return 8 + n, header
 
@@ -96,12 +197,48 @@ def hf_cache_origin(path: Path) -> tuple[str, str, str | None] | None:
 
 
 def peek(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor shapes of a weights file (a safetensors file is not read past its header)."""
-    if path.suffix == ".safetensors":
-        header = read_header(path)[1]
-        raw = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
-        return unwrap_keys(raw)
-    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+    """Tensor shapes of a safetensors file, from its header alone."""
+    header = read_header(path)[1]
+    with naming(path):
+        return unwrap_keys({k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"})
+
+
+def max_pth_bytes(path: Path) -> int:
+    """What a torch file may inflate to: ``EFFZOO_MAX_PTH_BYTES``, or by default twice its
+    size plus 64 MiB (torch stores tensors uncompressed, so real files stay near 1x)."""
+    raw = os.environ.get(MAX_PTH_ENV, "").strip()
+    if not raw:
+        return 2 * path.stat().st_size + PTH_SLACK
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidArgumentError(f"{MAX_PTH_ENV} must be a number of bytes >= 1, got {raw!r}")
+    return int(raw)
+
+
+def _check_inflation(path: Path) -> None:
+    """Refuse a torch file that would inflate past ``max_pth_bytes`` before loading it.
+
+    A zip archive (torch >= 1.6) is measured by the uncompressed sizes it declares; a
+    legacy (pre-1.6) file stores its tensors raw, so it is measured by its own size."""
+    limit = max_pth_bytes(path)
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    total = path.stat().st_size
+    if is_zip:
+        try:
+            with zipfile.ZipFile(path) as z:
+                total = sum(i.file_size for i in z.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            raise CorruptWeightsError(
+                f"{path} is not a complete zip archive ({e}): it is truncated or damaged, so it "
+                "was not passed to torch.load(weights_only=True); re-save it with "
+                "torch.save(model.state_dict(), path)"
+            ) from None
+    if total > limit:
+        raise CorruptWeightsError(
+            f"{path} would inflate to {total} bytes, over the {limit}-byte limit on what a "
+            f"torch file may expand to (a zip bomb?); nothing was loaded. If you trust the "
+            f"file, raise the limit: {MAX_PTH_ENV}={total}, or convert it to .safetensors"
+        )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -111,20 +248,27 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return unwrap(load_file(str(path)))
+            sd = load_file(str(path))
         except Exception as e:  # safetensors raises its own SafetensorError
             raise CorruptWeightsError(f"{path} could not be read as safetensors ({e})") from e
+        with naming(path):
+            return unwrap(sd)
     if path.suffix not in TORCH_SUFFIXES:
         raise InvalidArgumentError(
             f"{path}: unknown weights format {path.suffix!r}; use .safetensors or "
             f"{'/'.join(TORCH_SUFFIXES)} (read with torch.load(weights_only=True))"
         )
+    if path.stat().st_size == 0:
+        raise CorruptWeightsError(f"{path} is empty (0 bytes): re-download or re-save it")
+    _check_inflation(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, a pickled class weights_only refuses
+        first = (str(e).splitlines() or [""])[0][:160]
         raise CorruptWeightsError(
             f"{path} could not be loaded with torch.load(weights_only=True) ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160]}); it is truncated or not a plain state dict: "
+            f"{first}); it is truncated or not a plain state dict: "
             "re-save it with torch.save(model.state_dict(), path)"
         ) from e
-    return unwrap(obj)
+    with naming(path):
+        return unwrap(obj)

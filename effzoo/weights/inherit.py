@@ -10,9 +10,11 @@ Xu et al., "Initializing Models with Larger Ones" (ICLR 2024):
   output, its BN and the next block's input) uses the same channels everywhere, so
   residual sums still add matching channels.
 
-At width and depth 1.0 every tensor is taken as is (the identity). A target larger
-than the source in any dimension, or with more blocks in a stage, is an error:
-nothing is ever left randomly initialised.
+Selection runs only when asked for: ``load_into`` passes ``exact=True`` for a model at
+width and depth 1.0, where every tensor must have the file's shape (a mismatch is an
+error listing the tensors, never a silent slice). A target larger than the source in
+any dimension, or with more blocks in a stage, is an error: nothing is ever left
+randomly initialised.
 """
 
 from __future__ import annotations
@@ -78,13 +80,15 @@ def inherit(
     target: Mapping[str, torch.Tensor],
     *,
     allowed: frozenset[str] = frozenset(),
+    exact: bool = False,
 ) -> tuple[dict[str, torch.Tensor], Selection]:
     """Fill every tensor of ``target`` (a state dict or shapes) from ``source``.
 
     Both are timm-keyed. ``allowed`` names source keys that the target may leave out
     (the head and classifier of a feature extractor, stages past its deepest level);
-    any other source key the target lacks is unexpected. Raises
-    ``WeightsMismatchError`` naming missing, unexpected and too-large keys.
+    any other source key the target lacks is unexpected. ``exact`` (a model at width
+    and depth 1.0) forbids selection: every shape must match. Raises
+    ``WeightsMismatchError`` naming missing, unexpected, mismatched and too-large keys.
     """
     unexpected = sorted(set(source) - set(target) - allowed)
     missing = sorted(k for k in target if k not in source and not k.endswith(_COUNTER))
@@ -110,11 +114,23 @@ def inherit(
             f"the weights do not fit the model: {'; '.join(parts)}. Check that the file is "
             "this variant's (effzoo info NAME lists its tags)"
         )
+    differ = [
+        f"{k} {tuple(source[k].shape)} in the file, {tuple(v.shape)} in the model"
+        for k, v in target.items()
+        if k in source
+        and (v.dim() != source[k].dim() or (exact and tuple(v.shape) != tuple(source[k].shape)))
+    ]
+    if differ:
+        how = "at width_mult=depth_mult=1.0 every tensor must match" if exact else "ranks differ"
+        raise WeightsMismatchError(
+            f"the weights do not fit the model ({how}): {_limit(differ, 4)}. Check that the "
+            "file is this variant's (effzoo info NAME lists its tags); weight selection from "
+            "larger weights runs only for width_mult/depth_mult < 1.0"
+        )
     larger = [
         f"{k} {tuple(v.shape)} > {tuple(source[k].shape)}"
         for k, v in target.items()
-        if k in source
-        and (v.dim() != source[k].dim() or any(t > s for t, s in zip(v.shape, source[k].shape)))
+        if k in source and any(t > s for t, s in zip(v.shape, source[k].shape))
     ]
     if larger:
         raise WeightsMismatchError(

@@ -24,10 +24,11 @@ from .files import (
     WeightsFile,
     check_blob,
     hf_cache_origin,
+    naming,
     read_state_dict,
     sha256_file,
 )
-from .inherit import inherit
+from .inherit import Selection, inherit
 from .resolve import WeightsSource
 from .sources import get_file
 from .store import verify_store_copy
@@ -75,7 +76,7 @@ def _reference(spec: BackboneSpec, num_classes: int) -> dict[str, tuple[int, ...
 
 def _adapt_stem(sd: dict[str, torch.Tensor], in_chans: int) -> None:
     w = sd.get("conv_stem.weight")
-    if w is not None and w.shape[1] != in_chans:
+    if w is not None and w.dim() == 4 and w.shape[1] != in_chans:
         if w.shape[1] != 3:
             raise WeightsMismatchError(
                 f"the weights' stem takes {w.shape[1]} channels and the model {in_chans}; "
@@ -96,21 +97,15 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
         got = get_file(source.tag)
     else:  # pragma: no cover - resolve never builds one
         raise InvalidArgumentError("a weights source needs a tag or a path")
-    raw = read_state_dict(got.path)
-    layout = convert.detect_layout(raw)
-    nc = convert.classifier_classes({k: v.shape for k, v in raw.items()}, layout)
-    nc = nc or source.num_classes
-    reference = _reference(spec, nc)
-    sd = convert.to_timm(raw, layout, reference)
-    _adapt_stem(sd, int(model.conv_stem.weight.shape[1]))  # type: ignore[union-attr]
-    target = model.state_dict()
-    state, sel = inherit(sd, target, allowed=frozenset(reference))
-    on_meta = any(t.is_meta for t in target.values())
-    state = {k: _materialize(v, target[k]) for k, v in state.items()}
-    try:  # a model built on the meta device (create() does) takes the tensors themselves
-        model.load_state_dict(state, strict=True, assign=on_meta)
-    except RuntimeError as e:  # pragma: no cover - inherit already matched every key
-        raise WeightsMismatchError(str(e)) from e
+    with naming(got.path):
+        state, sel, layout = _fit(model, spec, source, got)
+        target = model.state_dict()
+        on_meta = any(t.is_meta for t in target.values())
+        state = {k: _materialize(k, v, target[k]) for k, v in state.items()}
+        try:  # a model built on the meta device (create() does) takes the tensors themselves
+            model.load_state_dict(state, strict=True, assign=on_meta)
+        except RuntimeError as e:  # pragma: no cover - inherit already matched every key
+            raise WeightsMismatchError(str(e)) from e
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:  # pragma: no cover - every tensor of the model is in its state dict
         raise WeightsMismatchError(f"tensors left unloaded: {', '.join(left[:6])}")
@@ -131,10 +126,32 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
     return record
 
 
-def _materialize(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def _fit(
+    model: nn.Module, spec: BackboneSpec, source: WeightsSource, got: WeightsFile
+) -> tuple[dict[str, torch.Tensor], Selection, str]:
+    """The file's tensors, converted to timm keys and fitted to ``model``: exactly at
+    width/depth 1.0, by weight selection when the model is scaled."""
+    raw = source.tensors if source.tensors is not None else read_state_dict(got.path)
+    layout = convert.detect_layout(raw)
+    shapes = {k: tuple(v.shape) for k, v in raw.items()}
+    convert.check_shapes(shapes, layout)
+    nc = convert.classifier_classes(shapes, layout) or source.num_classes
+    reference = _reference(spec, nc)
+    sd = convert.to_timm(raw, layout, reference)
+    _adapt_stem(sd, int(model.conv_stem.weight.shape[1]))  # type: ignore[union-attr]
+    scaled = (getattr(model, "width_mult", 1.0), getattr(model, "depth_mult", 1.0)) != (1.0, 1.0)
+    state, sel = inherit(sd, model.state_dict(), allowed=frozenset(reference), exact=not scaled)
+    return state, sel, layout
+
+
+def _materialize(key: str, value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A real tensor in the model's dtype (a BN counter the file lacks starts at zero)."""
     if value.is_meta:
         return torch.zeros(value.shape, dtype=value.dtype)
+    if like.is_floating_point() and not value.is_floating_point():
+        raise WeightsMismatchError(
+            f"{key} is {value.dtype} in the file; the model needs floating-point weights"
+        )
     if value.is_floating_point() and value.dtype != like.dtype:
         value = value.to(like.dtype)
     return value.contiguous()

@@ -9,9 +9,11 @@ and for a local file which layout it is in and how its tag was decided.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..errors import InvalidArgumentError, WeightsNotFoundError
 from ..registry import BackboneSpec
@@ -26,7 +28,16 @@ from .catalogue import (
     tag_info,
     tags_for,
 )
-from .files import META_TAG, TORCH_SUFFIXES, file_metadata, hf_cache_origin, peek
+from .files import (
+    META_TAG,
+    TORCH_SUFFIXES,
+    expand_path,
+    file_metadata,
+    hf_cache_origin,
+    naming,
+    peek,
+    read_state_dict,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class WeightsSource:
     path: Path | None = None  # a local file the user named
     layout: str | None = None  # detected layout of that local file
     tag_from: str = "catalogue"  # how the tag was decided (see docs/weights.md)
+    #: a torch file's tensors, read once here and loaded from here (never re-read)
+    tensors: dict[str, torch.Tensor] | None = field(default=None, compare=False, repr=False)
 
     @property
     def tag_name(self) -> str | None:
@@ -72,6 +85,10 @@ def resolve(
     preprocessing); without it, the file's effzoo metadata, its name, or its layout
     decide (docs/weights.md).
     """
+    if weights_tag is not None and not isinstance(weights_tag, str):
+        raise InvalidArgumentError(
+            f"weights_tag must be a tag name (a str such as 'ns_jft_in1k'), got {weights_tag!r}"
+        )
     if pretrained is False or pretrained is None:
         if weights_tag is not None:
             raise InvalidArgumentError("weights_tag needs pretrained=PATH (the file it describes)")
@@ -86,17 +103,25 @@ def resolve(
                 "weights_tag describes a local file; with a tag, pass pretrained=TAG only"
             )
         return _from_tag(tag_info(spec, pretrained))
-    return _resolve_file(spec, Path(pretrained).expanduser(), weights_tag)
-
-
-def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> WeightsSource:
+    path = expand_path(pretrained, "pretrained=")
     if not path.is_file():
         raise WeightsNotFoundError(
             f"no weights file {path}; give an existing .safetensors/.pth path, or a tag of "
             f"{spec.name}: {', '.join(tags_for(spec))}"
         )
-    shapes = peek(path)
+    with naming(path):
+        return _resolve_file(spec, path, weights_tag)
+
+
+def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> WeightsSource:
+    tensors = None
+    if path.suffix == ".safetensors":
+        shapes = peek(path)
+    else:  # a torch file is unpickled once, here; load_into takes the tensors from the source
+        tensors = read_state_dict(path)
+        shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     layout = convert.detect_layout(shapes)
+    convert.check_shapes(shapes, layout)
     nc = convert.classifier_classes(shapes, layout)
     meta = file_metadata(path) if path.suffix == ".safetensors" else {}
     cache = hf_cache_origin(path)
@@ -117,10 +142,12 @@ def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> We
         d = default_tag(spec).preprocessing
         pre = Preprocessing(IMAGENET_MEAN, IMAGENET_STD, d.input_size, d.interpolation, d.crop_pct)
         eps = 1e-3 if spec.family == "v2" else 1e-5
-        return WeightsSource(spec.name, "", eps, nc or 1000, pre, None, path, layout, "layout")
+        return WeightsSource(
+            spec.name, "", eps, nc or 1000, pre, None, path, layout, "layout", tensors
+        )
     else:
         info, how = default_tag(spec), "default"
-    src = _from_tag(info, path=path, layout=layout, tag_from=how)
+    src = _from_tag(info, path=path, layout=layout, tag_from=how, tensors=tensors)
     return src if nc is None or nc == src.num_classes else replace(src, num_classes=nc)
 
 

@@ -23,6 +23,7 @@ from .files import (
     META_REVISION,
     META_SHA256,
     WeightsFile,
+    expand_path,
     read_header,
     sha256_file,
 )
@@ -71,7 +72,7 @@ def verify_store_copy(path: Path) -> dict[str, str]:
 def store_dirs() -> list[Path]:
     """The directories named by ``EFFZOO_WEIGHTS`` (os.pathsep-separated)."""
     raw = os.environ.get("EFFZOO_WEIGHTS", "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
+    return [expand_path(p, "EFFZOO_WEIGHTS directory") for p in raw.split(os.pathsep) if p]
 
 
 def store_path(name: str) -> Path | None:

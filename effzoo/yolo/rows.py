@@ -121,7 +121,7 @@ def parse_row(
         variant=spec.name,
         width=_multiplier(where, "width", options.get("width", 1.0), scale_width),
         depth=_multiplier(where, "depth", options.get("depth", 1.0), scale_depth),
-        pretrained=checks.pretrained(options.get("pretrained", True), where=where),
+        pretrained=checks.pretrained(options.get("pretrained", True), where=where, none_ok=False),
         levels=checks.levels("levels", options.get("levels", ALL_LEVELS), first=1, where=where),
         drop_path_rate=checks.drop_path_rate(options.get("drop_path_rate", 0.0), where=where),
         where=where,
