@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "true")  # "1" is not read by Ultralytics 8.3.x
 os.environ.setdefault("YOLO_VERBOSE", "False")
 
 #: the Hub stays out of the YOLO tests even where a network exists (effzoo reads it per call)

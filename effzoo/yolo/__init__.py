@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from .modules import BackboneStages, BackboneStem, fold_backbones
 from .patches import check_contract, quiet_ultralytics, register, registered
-from .rows import MODULE_NAMES, PretrainedUnavailableWarning, RowSpec, find_row, parse_row
+from .rows import (
+    MODULE_NAMES,
+    PretrainedUnavailableWarning,
+    RowSpec,
+    YamlRepairedWarning,
+    find_row,
+    parse_row,
+)
 from .templates import MODELS, cfg_path, cfg_text, list_cfgs, model_yaml
 
 register()
@@ -20,6 +27,7 @@ __all__ = [
     "BackboneStem",
     "PretrainedUnavailableWarning",
     "RowSpec",
+    "YamlRepairedWarning",
     "cfg_path",
     "cfg_text",
     "check_contract",

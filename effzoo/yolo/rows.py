@@ -41,6 +41,15 @@ class PretrainedUnavailableWarning(UserWarning):
     """A yaml row asked for pretrained weights that cannot be had; it starts random."""
 
 
+class YamlRepairedWarning(UserWarning):
+    """A model yaml with an effzoo row was repaired at build (see ``repair_scales``)."""
+
+
+#: the scale letters Ultralytics' YOLO11 files use
+SCALE_LETTERS = ("n", "s", "m", "l", "x")
+FULL_WIDTH_COMMA = "\uff0c"
+
+
 @dataclass(frozen=True)
 class RowSpec:
     """One effzoo yaml row, checked."""
@@ -70,6 +79,20 @@ def _multiplier(where: str, key: str, value: Any, scale_value: float) -> float:
     return checks.multiplier(key, value, where=where)
 
 
+def _refuse_full_width_commas(args: Any, where: str) -> None:
+    """A row copied from a page written with a Chinese input method (``0.25`` U+FF0C ``0.5``)."""
+    values = [args] if not isinstance(args, (list, tuple)) else list(args)
+    values += [v for a in values if isinstance(a, Mapping) for v in a.values()]
+    bad = next((v for v in values if isinstance(v, str) and FULL_WIDTH_COMMA in v), None)
+    if bad is not None:
+        fixed = bad.replace(FULL_WIDTH_COMMA, ", ")
+        checks.fail(
+            f"{bad!r} contains a full-width comma '{FULL_WIDTH_COMMA}' (U+FF0C), so YAML reads "
+            f"it as one string; write it with an ASCII comma: {fixed}",
+            where=where,
+        )
+
+
 def parse_row(
     row: Sequence[Any],
     *,
@@ -79,6 +102,7 @@ def parse_row(
 ) -> RowSpec:
     """Check one effzoo row and return its spec; errors name ``where``."""
     frm, repeats, module, args = row
+    _refuse_full_width_commas(args, where)
     if module not in MODULE_NAMES:
         checks.fail(f"{module!r} is not an effzoo module ({', '.join(MODULE_NAMES)})", where=where)
     if frm != -1:
@@ -248,6 +272,32 @@ def check_references(d: dict[str, Any], spec: RowSpec, name: str) -> None:
                 )
 
 
+def repair_scales(d: dict[str, Any], name: str) -> list[str]:
+    """Put back a ``scales:`` block that lost its indentation, in place; returns the letters.
+
+    Copied from a web page, ``scales:`` followed by unindented ``n: [...]`` lines parses
+    as ``scales: null`` with ``n``, ``s``, ... as top-level keys, and Ultralytics then
+    applies no scale at all (a full-width head: 25.4M parameters instead of 1.7M at
+    scale n), without a word. The block is rebuilt and a ``YamlRepairedWarning`` (and a
+    line in Ultralytics' log) says so.
+    """
+    stray = [k for k in SCALE_LETTERS if isinstance(d.get(k), list)]
+    if "scales" not in d or d.get("scales") or not stray:
+        return []
+    d["scales"] = {k: d.pop(k) for k in stray}
+    message = (
+        f"{name}: its 'scales:' block lost its indentation (the {', '.join(stray)} lines are "
+        "not indented under 'scales:', so Ultralytics would apply no scale and build a "
+        "full-width head); effzoo read them as the scales. Indent them by two spaces in "
+        "the file to silence this."
+    )
+    warnings.warn(message, YamlRepairedWarning, stacklevel=4)
+    from ultralytics.utils import LOGGER
+
+    LOGGER.warning(f"effzoo: {message}")
+    return stray
+
+
 def find_row(d: dict[str, Any]) -> RowSpec | None:
     """The checked effzoo row of a model dict, or None; a misplaced row raises."""
     name = d.get("yaml_file") or "model yaml"
@@ -266,6 +316,7 @@ def find_row(d: dict[str, Any]) -> RowSpec | None:
             found.append((where, row))
     if not found:
         return None
+    repair_scales(d, name)
     width, depth = _scale(d, name)
     where, row = found[0]
     spec = parse_row(row, where=where, scale_width=width, scale_depth=depth)

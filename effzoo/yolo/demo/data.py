@@ -33,8 +33,8 @@ PHOTOS = (
 def _photos() -> list[np.ndarray]:
     try:
         import skimage.data as sd
-    except ImportError as e:  # pragma: no cover - scikit-image is in the test and yolo extras
-        raise ImportError("the demo dataset needs scikit-image: pip install 'effzoo[yolo]'") from e
+    except ImportError as e:  # pragma: no cover - scikit-image is in the demo and test extras
+        raise ImportError('the demo dataset needs scikit-image: pip install "effzoo[demo]"') from e
     out = []
     for name in PHOTOS:
         im = np.asarray(getattr(sd, name)())
