@@ -219,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``effzoo demo [--scratch] [options]``."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     _check(args)
-    os.environ.setdefault("YOLO_OFFLINE", "true")  # for subprocesses (e.g. DDP workers); "true" works on every supported Ultralytics
+    # for subprocesses (e.g. DDP workers); "true" is read by every supported Ultralytics
+    os.environ.setdefault("YOLO_OFFLINE", "true")
     run(args)
     return 0
