@@ -149,7 +149,9 @@ class Backbone(EfficientNetFeatures):
 
         With ``set_grad_checkpointing(True)`` each stage is recomputed in backward
         instead of keeping its activations (batch-norm statistics updated once).
+        ``InvalidArgumentError`` for an input that is not (batch, in_chans, height, width).
         """
+        self._check_input(x)
         x = self.bn1(self.conv_stem(x))
         features = [x] if 0 in self._stage_out_idx else []
         ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
@@ -158,6 +160,24 @@ class Backbone(EfficientNetFeatures):
             if i + 1 in self._stage_out_idx:
                 features.append(x)
         return features
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """A clear error instead of the stem convolution's. Shapes only; skipped by
+        the TorchScript tracer, whose sizes are tensors (the stem checks its example)."""
+        want = self.conv_stem.weight.shape[1]  # in_chans, also after fuse()
+        if torch.jit.is_tracing() or (x.dim() == 4 and x.shape[1] == want):
+            return
+        if x.dim() != 4:
+            raise InvalidArgumentError(
+                f"{self.spec.name} takes a 4-d (batch, {want}, height, width) tensor, "
+                f"got shape {tuple(x.shape)}"
+            )
+        got = x.shape[1]
+        raise InvalidArgumentError(
+            f"{self.spec.name} was built for {want}-channel images, got a {got}-channel input "
+            f"of shape {tuple(x.shape)}; convert the images to {want} channels, or "
+            f"build the model for them with create({self.spec.name!r}, ..., in_chans={got})"
+        )
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each stage in backward instead of storing its activations."""
@@ -170,7 +190,8 @@ class Backbone(EfficientNetFeatures):
     def fuse(self, *, channels_last: bool | None = None) -> Backbone:
         """Fold batch norms and fuse activations in place for inference; returns ``self``.
 
-        The model must be in eval mode (``ExportError`` otherwise). ``channels_last``
+        The model must be in eval mode (``ExportError`` otherwise) and stays there:
+        ``train(True)`` raises ``ExportError``. ``channels_last``
         (default: on) also switches the weights, the input and the outputs to the
         channels-last memory format; the values are the same either way. See
         ``effzoo.fuse`` for what is fused and docs/performance.md for the gains.
@@ -214,6 +235,17 @@ class Backbone(EfficientNetFeatures):
         return self.train(self.training)
 
     def train(self, mode: bool = True) -> Backbone:
+        """Training mode (``mode=True``) or eval mode; ``ExportError`` for training mode
+        once fused (there are no batch norms left to train)."""
+        if mode and self.fused:
+            raise ExportError(
+                f"this {self.spec.name} backbone is fused for inference (batch norms folded "
+                "into the convolutions), so it cannot be put in training mode: it would "
+                "train without batch norm. Train a model that was never fused: build it "
+                "again (effzoo.create(...), or load the checkpoint again), or keep an "
+                "unfused copy made before fuse() (trainable = copy.deepcopy(model)). "
+                "eval() and train(False) still work."
+            )
         super().train(mode)
         if mode:
             for i, module in enumerate(self._stem_and_stages()):

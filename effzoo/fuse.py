@@ -20,11 +20,32 @@ block (``ConvBnAct``, ``DepthwiseSeparableConv``, ``InvertedResidual``,
 * in an inverted residual with a large expanded tensor, expansion and depthwise
   convolution run in row tiles (see ``FusedBlock``).
 
-The result equals the unfused model within float tolerance (reassociation only).
+The result equals the unfused model within float tolerance (reassociation only),
+at any batch size (0 included). NaN and infinity in the input propagate as in the
+unfused model: NaN exactly where it has NaN, +-inf exactly where it has +-inf.
+Two fused ops would not do that on their own: oneDNN's ReLU/ReLU6 post-op turns
+NaN into 0 (a Lite model gave finite features for a NaN image), and the zero tap
+of a grown kernel multiplies a real input row (``0 * inf`` is NaN). So every
+fused *segment* -- the stem up to the first output level, then each output level
+up to the next, the pieces an Ultralytics model calls as separate layers -- sums
+its CPU input once (a non-finite element makes the sum non-finite; three sums per
+forward, well under 1% of its time) and, if the sum is not finite, runs with
+plain PyTorch ops and explicit padding: the unfused model's arithmetic with
+folded weights. Not covered:
+
+* finite inputs so large that float32 overflows inside the network (far outside
+  any normalized image): folding moves where overflow happens, and a NaN made by
+  it is 0 after a fused ReLU/ReLU6;
+* tensors on other devices (CUDA, MPS): no check runs there (it would wait for
+  the device). oneDNN does not run there either, but grown kernels do, so near a
+  non-finite input NaN can reach one row/column further than in the unfused
+  model (it never disappears).
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Any
 
 import torch
@@ -70,6 +91,23 @@ def _plain_act(module: nn.Module) -> nn.Module:
     return module
 
 
+#: per thread: the input of the running fused segment holds NaN or +-inf
+_STATE = threading.local()
+
+
+def _check_finite(x: torch.Tensor) -> None:
+    """At the start of a fused segment: note whether its CPU input holds NaN or inf
+    (then so does its sum; a finite input whose sum overflows only loses the fast path)."""
+    if _exporting():  # no data-dependent branch while tracing
+        return
+    cpu = x.device.type == "cpu"
+    _STATE.nonfinite = cpu and not math.isfinite(x.detach().sum(dtype=torch.float32))
+
+
+def _nonfinite() -> bool:
+    return getattr(_STATE, "nonfinite", False)
+
+
 def _exporting() -> bool:
     compiler = torch.compiler  # is_compiling: torch 2.3+, is_exporting: 2.5+
     return bool(
@@ -100,6 +138,9 @@ def fold_bn(
 
 class FusedConv(nn.Module):
     """Convolution with folded batch norm, activation, optional residual and SE scale."""
+
+    #: the stem checks the model input for NaN/inf (see the module docstring)
+    checks_input = False
 
     def __init__(self, conv: nn.Conv2d, bn: nn.Module | None, act: nn.Module | None) -> None:
         super().__init__()
@@ -138,13 +179,15 @@ class FusedConv(nn.Module):
         )
 
     def uses_onednn(self, x: torch.Tensor) -> bool:
-        """Whether ``x`` takes the oneDNN path (float32 CPU inference, not tracing)."""
+        """Whether ``x`` takes the oneDNN path (float32 CPU inference, not tracing,
+        finite segment input)."""
         return (
             self.onednn is not None
             and x.device.type == "cpu"
             and x.dtype == torch.float32
             and not torch.is_grad_enabled()
             and not _exporting()
+            and not _nonfinite()
         )
 
     def dim_geometry(self, size: Any, dim: int) -> tuple[bool, int] | None:
@@ -198,19 +241,26 @@ class FusedConv(nn.Module):
         """``act(conv(x * scale)) + residual``; ``scale`` is (B, C_in), B == 1 folds it."""
         if self.to_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.checks_input:  # after the copy above: x is in cache for the conv too
+            _check_finite(x)
         w = self.weight
         use_onednn = self.uses_onednn(x)
         if scale is not None:
             if use_onednn and SE_IN_WEIGHTS and x.shape[0] == 1 and self.groups == 1:
                 w = w * scale.view(1, -1, 1, 1).to(w.dtype)
             else:
-                x = x * scale.view(scale.shape[0], -1, 1, 1)
+                x = x * scale[:, :, None, None]
         geo = None
         if not (self.same and _exporting()):
             geo = [self.dim_geometry(x.shape[2 + i], i) for i in (0, 1)]
         # a grown kernel costs (k+1)^2/k^2 more work: worth it for a depthwise conv
-        # (saves copying a large input), not for a dense one (measured both ways)
-        if geo is None or None in geo or (self.groups == 1 and (geo[0][0] or geo[1][0])):
+        # (saves copying a large input), not for a dense one (measured both ways);
+        # its zero tap would spread a neighbouring NaN or inf, so not on a non-finite input
+        if (
+            geo is None
+            or None in geo
+            or ((geo[0][0] or geo[1][0]) and (self.groups == 1 or _nonfinite()))
+        ):
             return self.run(self._explicit_pad(x), w, [0, 0], residual, use_onednn)
         (grow_h, pad_h), (grow_w, pad_w) = geo  # type: ignore[misc]
         return self.run(x, self.grow(w, grow_h, grow_w), [pad_h, pad_w], residual, use_onednn)
@@ -272,6 +322,9 @@ class FusedBlock(nn.Module):
     output value is computed with exactly the same taps.
     """
 
+    #: the first block after an output level checks its input (see the module docstring)
+    checks_input = False
+
     def __init__(self, convs: list[FusedConv], se: FusedSE | None, has_skip: bool) -> None:
         super().__init__()
         self.convs = nn.ModuleList(convs)
@@ -286,6 +339,8 @@ class FusedBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checks_input:
+            _check_finite(x)
         shortcut = x
         convs = list(self.convs)
         y = self._expand_depthwise_tiled(x) if self.tileable else None
@@ -378,8 +433,12 @@ def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Mod
     # build everything first: an unsupported block leaves the model untouched
     stem = FusedConv(model.conv_stem, model.bn1, None).eval()
     stages = [[fuse_block(block).eval() for block in stage] for stage in model.blocks]
+    # each segment between output levels checks its input for NaN/inf
+    stem.checks_input = True
+    for j, stage in enumerate(stages):
+        stage[0].checks_input = j in getattr(model, "_stage_out_idx", ())
     model.conv_stem = stem
-    model.bn1 = nn.Identity()
+    model.bn1 = nn.Identity().eval()
     for stage, fused in zip(model.blocks, stages):
         for i, block in enumerate(fused):
             stage[i] = block
