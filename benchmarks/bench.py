@@ -300,8 +300,7 @@ def check_args(args: argparse.Namespace) -> None:
     written. Normalises ``args`` in place."""
     for option in ("size", "batch", "threads", "rounds", "per_round"):
         checks.positive_int(f"--{option.replace('_', '-')}", getattr(args, option))
-    if args.warmup < 0:
-        checks.fail(f"--warmup must be an integer >= 0, got {args.warmup}")
+    checks.non_negative_int("--warmup", args.warmup)
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     if not peers:
         checks.fail(f"--peers names no runner; give a comma list of {', '.join(PEERS)}")

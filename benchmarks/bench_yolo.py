@@ -99,7 +99,7 @@ def yolo_results(
     try:
         cands = yolo_candidates(variants=variants, size=size, device=device, log=log)
     except ImportError as e:
-        log(f"yolo: skipped ({e}); pip install 'effzoo[yolo]'")
+        log(f'yolo: skipped ({e}); pip install "effzoo[yolo]"')
         return []
     sync: Callable[[], None] = lambda: None  # noqa: E731
     if device == "cuda":

@@ -101,8 +101,7 @@ def interleave(
     """Per-call milliseconds, ``rounds`` x ``per_round`` for each candidate, interleaved."""
     checks.positive_int("rounds", rounds)
     checks.positive_int("per_round", per_round)
-    if warmup < 0:
-        checks.fail(f"warmup must be an integer >= 0, got {warmup!r}")
+    checks.non_negative_int("warmup", warmup)
     rng = random.Random(seed)
     times: dict[str, list[list[float]]] = {c.name: [] for c in cands}
     order = list(cands)

@@ -31,7 +31,11 @@ def fail(
 
 
 def is_bool(value: Any) -> bool:
-    return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy's too
+    """``True``/``False``, or numpy's boolean scalar (``np.True_``; its type is ``numpy.bool``)."""
+    kind = type(value)
+    return isinstance(value, bool) or (
+        kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_")
+    )
 
 
 def is_number(value: Any) -> bool:
@@ -45,7 +49,11 @@ def is_int(value: Any) -> bool:
 
 def multiplier(name: str, value: Any, *, where: str = "") -> float:
     """A width/depth multiplier: a finite number in (0, MAX_MULTIPLIER]."""
-    if not is_number(value) or not math.isfinite(value) or value <= 0:
+    try:
+        finite = is_number(value) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float is finite, and too large
+        finite = True
+    if not is_number(value) or not finite or value <= 0:
         fail(
             f"{name} must be a positive number, got {value!r}; 1.0 keeps the variant's own size",
             where=where,
@@ -132,6 +140,13 @@ def positive_int(name: str, value: Any, *, where: str = "", most: int | None = N
         fail(f"{name} must be an integer >= 1, got {value!r}", where=where)
     if most is not None and value > most:
         fail(f"{name} {value!r} is too large: at most {most}", where=where)
+    return int(value)
+
+
+def non_negative_int(name: str, value: Any, *, where: str = "") -> int:
+    """An integer >= 0 (``--workers``, ``--warmup``)."""
+    if not is_int(value) or value < 0:
+        fail(f"{name} must be an integer >= 0, got {value!r}", where=where)
     return int(value)
 
 

@@ -51,3 +51,19 @@ def test_an_effzoo_0_1_checkpoint_loads_predicts_and_exports(tmp_path):
     assert info["names"] == {"0": "circle", "1": "square", "2": "triangle"}
     assert info["boxes"] == 6 and info["shape"] == [1, 7, 84]
     assert info["onnx_err"] < 1e-3
+
+
+def test_the_weights_record_pickles_by_its_stable_path():
+    """A pretrained backbone pickles its record as ``effzoo.weights.WeightsRecord`` (the path
+    effzoo 0.1 wrote), so checkpoints do not depend on which file defines it."""
+    import pickle
+    import pickletools
+
+    import effzoo
+
+    record = effzoo.create("efficientnet_lite0", pretrained=True).weights
+    data = pickle.dumps(record)
+    names = [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]
+    assert "effzoo.weights" in names and "WeightsRecord" in names
+    assert "effzoo.weights.load" not in names
+    assert pickle.loads(data) == record

@@ -222,6 +222,7 @@ def test_numpy_scalars_are_numbers():
         "efficientnet_b0", width_mult=np.float32(0.5), out_indices=(np.int64(3), np.int64(4))
     )
     assert m.width_mult == 0.5 and m.out_indices == (3, 4)
+    assert isinstance(effzoo.create("efficientnet_b0", features_only=np.False_), effzoo.Classifier)
     with pytest.raises(InvalidArgumentError, match="features_only"):
         effzoo.create("efficientnet_b0", features_only=np.float32(1.0))
 

@@ -18,7 +18,6 @@ directory that cannot be written is refused), and so are the names.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +93,8 @@ def main(argv: Sequence[str]) -> int:
             continue
         print(path, flush=True)
     if failed and len(todo) > 1:  # a single tag's own error line is the last word
-        again = " ".join([*failed, *(["--to", shlex.quote(str(to))] if to else [])])
+        # double quotes: the command works in cmd.exe, PowerShell and POSIX shells
+        again = " ".join([*failed, *(["--to", f'"{to}"'] if to else [])])
         print(
             f"effzoo download: error: {len(failed)} of {len(todo)} failed; fix the errors "
             f"above and run `effzoo download {again}`",

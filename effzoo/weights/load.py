@@ -87,6 +87,10 @@ def _adapt_stem(sd: dict[str, torch.Tensor], in_chans: int) -> None:
         sd["conv_stem.weight"] = adapt_input_conv(in_chans, w)
 
 
+#: checkpoints pickle the record by this path (effzoo 0.1's), whatever file defines it
+WeightsRecord.__module__ = "effzoo.weights"
+
+
 def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
     """Fetch ``source``, convert it to timm keys and load it into ``model``: exactly when the
     shapes agree, by weight selection when the model is a width/depth-scaled variant."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .. import _checks as checks
 from ..errors import InvalidArgumentError, WeightsNotFoundError
 from ..registry import BackboneSpec
 from . import convert
@@ -85,10 +86,7 @@ def resolve(
     preprocessing); without it, the file's effzoo metadata, its name, or its layout
     decide (docs/weights.md).
     """
-    if weights_tag is not None and not isinstance(weights_tag, str):
-        raise InvalidArgumentError(
-            f"weights_tag must be a tag name (a str such as 'ns_jft_in1k'), got {weights_tag!r}"
-        )
+    weights_tag = checks.optional_str("weights_tag", weights_tag)
     if pretrained is False or pretrained is None:
         if weights_tag is not None:
             raise InvalidArgumentError("weights_tag needs pretrained=PATH (the file it describes)")

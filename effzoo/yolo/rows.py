@@ -121,9 +121,13 @@ def parse_row(
     options: dict[str, Any] = {}
     if isinstance(args[-1], Mapping):
         options = dict(args.pop())
-        unknown = sorted(set(options) - set(KEYS))
+        unknown = sorted(map(repr, set(options) - set(KEYS)))
         if unknown:
             checks.fail(f"unknown option(s) {unknown}; options are {', '.join(KEYS)}", where=where)
+    if not args:
+        checks.fail(
+            "args must start with the variant, e.g. [efficientnet_b0, {width: 0.5}]", where=where
+        )
     variant, *positional = args
     if len(positional) > len(KEYS) - 1:
         checks.fail(
@@ -238,16 +242,20 @@ def _scale(d: dict[str, Any], name: str) -> tuple[float, float]:
         key = d.get("scale") or next(iter(scales))
         if key in scales:
             entry = scales[key]
-            ok = isinstance(entry, (list, tuple)) and len(entry) >= 2
-            if not ok or not all(checks.is_number(v) for v in entry[:3]):
+            where = f"{name}, scales entry {key}"
+            ok = isinstance(entry, (list, tuple)) and len(entry) == 3  # stock unpacks three
+            if not ok or not all(checks.is_number(v) for v in entry):
                 checks.fail(
                     f"must be [depth, width, max_channels] numbers, e.g. n: [0.50, 0.25, 1024]; "
                     f"got {entry!r}",
-                    where=f"{name}, scales entry {key}",
+                    where=where,
                 )
-            depth, width, *_ = entry
-            return float(width), float(depth)
-    return float(d.get("width_multiple", 1.0)), float(d.get("depth_multiple", 1.0))
+            depth = checks.multiplier("depth", entry[0], where=where)  # the head's too
+            width = checks.multiplier("width", entry[1], where=where)
+            checks.positive_int("max_channels", entry[2], where=where)
+            return width, depth
+    width = checks.multiplier("width_multiple", d.get("width_multiple", 1.0), where=name)
+    return width, checks.multiplier("depth_multiple", d.get("depth_multiple", 1.0), where=name)
 
 
 def check_references(d: dict[str, Any], spec: RowSpec, name: str) -> None:

@@ -239,8 +239,7 @@ def model_yaml(
     depth = checks.multiplier("depth", depth)
     default_nc = 1000 if task == "classify" else 80
     nc = default_nc if nc is None else checks.positive_int("nc", nc)
-    if not isinstance(pretrained, bool):
-        raise InvalidArgumentError(f"pretrained must be True or False, got {pretrained!r}")
+    pretrained = checks.boolean("pretrained", pretrained)
     flags = f" --task {task}" + (f" --nc {nc}" if nc != default_nc else "")
     flags += (f" --width {width}" if width != 1.0 else "") + (
         f" --depth {depth}" if depth != 1.0 else ""

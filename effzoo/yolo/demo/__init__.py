@@ -73,10 +73,7 @@ def _check(args: argparse.Namespace) -> None:
             f"--imgsz must be a multiple of 32 (the P5 stride), got {args.imgsz}; "
             f"e.g. {lo} or {lo + 32}"
         )
-    if args.workers < 0:
-        checks.fail(
-            f"--workers must be an integer >= 0 (0: load in this process), got {args.workers}"
-        )
+    checks.non_negative_int("--workers", args.workers)
     args.variant = lookup(args.variant).name
     args.out = output_dir("--out", args.out, example="./effzoo-demo")
 
