@@ -105,7 +105,7 @@ def ultralytics_file(task: str) -> Path:
         raise UltralyticsContractError(
             f"the installed Ultralytics {ultralytics.__version__} has no {path.name} "
             f"(looked in {path.parent}); effzoo makes its YOLO11 yamls from it. "
-            'Install a release with YOLO11: pip install -U "ultralytics>=8.3.100"'
+            'Install a supported release with YOLO11 (docs/yolo.md): pip install -U "effzoo[yolo]"'
         )
     return path
 
