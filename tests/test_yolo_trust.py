@@ -177,7 +177,7 @@ def test_fine_tuning_from_a_checkpoint_fetches_nothing_and_says_so(trained, tmp_
                 d["backbone"][0][3].append({"width": "scale"})
                 or d.update(scales={"n": [0.5, 1e9, 1024]})
             ),
-            "my.yaml, backbone row 0",
+            "my.yaml, scales entry n",
             "too large",
         ),
     ],
@@ -230,3 +230,24 @@ def test_numpy_scalars_are_numbers():
 def test_list_models_takes_a_pattern_string():
     with pytest.raises(InvalidArgumentError, match="pattern"):
         effzoo.list_models(None)  # type: ignore[arg-type]
+
+
+def test_only_an_unfused_checkpoint_of_the_same_row_is_the_start():
+    """What `checkpoint_start` accepts as the start of a rebuild (a trainer's get_model)."""
+    from effzoo.yolo import patches
+
+    d = _dict(["efficientnet_b0", {"pretrained": False}])
+    spec = effzoo.yolo.find_row(copy.deepcopy(d))
+    model = tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+    model.pt_path = "run/weights/best.pt"
+
+    def get_model(cfg=None, weights=None):  # the frame Ultralytics' trainers have
+        return patches.checkpoint_start(spec)
+
+    found = get_model(weights=model)
+    assert found == {"file": "run/weights/best.pt", "start": model.model[0].provenance}
+    assert get_model(weights=None) is None
+    other = effzoo.yolo.find_row(_dict(["efficientnet_b0", 0.5, 1.0, False]))
+    assert patches.checkpoint_start(other) is None  # not inside a get_model at all
+    model.eval().fuse()  # folded weights could not be transferred: not a start
+    assert get_model(weights=model) is None

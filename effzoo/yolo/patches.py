@@ -28,9 +28,13 @@ Opt-in, for offline runs (``quiet_ultralytics()``, used by ``effzoo demo``):
 ``check_font`` falls back to a font already on disk instead of downloading Arial,
 and this process sends no usage events.
 
-``check_contract()`` runs first and verifies the internals these patches rely on;
-when one no longer holds it raises one ``UltralyticsContractError`` naming the
-installed version and the supported range, instead of failing later inside a build.
+``check_version()`` runs first: an Ultralytics older than ``FLOOR`` is refused at
+``import effzoo.yolo`` with one ``UltralyticsContractError`` naming the installed and
+the required versions and the command that upgrades it. ``check_contract()`` runs next
+and verifies the internals these patches rely on; when one no longer holds it raises
+one ``UltralyticsContractError`` naming the installed version and the supported range,
+instead of failing later inside a build. (Every command a message suggests is quoted
+with double quotes: they work in cmd.exe, PowerShell and POSIX shells alike.)
 """
 
 from __future__ import annotations
@@ -52,17 +56,70 @@ from .modules import BackboneStem, fold_backbones
 from .rows import RowSpec, build_layers, find_row
 
 _MARK = "__effzoo__"
+#: the oldest Ultralytics release the YOLO tests pass on, measured with scripts/compat.sh
+#: (docs/yolo.md, "Ultralytics versions"); 8.3.0-8.3.58 lack the ``Index`` module the
+#: rows become
+FLOOR = "8.3.59"
 #: the Ultralytics releases the adapter supports (pyproject's ``yolo`` extra says the same)
-SUPPORTED = ">=8.3.100"
+SUPPORTED = f">={FLOOR}"
 #: the model-table line stock ``parse_model`` logs for each layer
 _TABLE_LINE = re.compile(r"\{i:>3\}\{(?:f!s|str\(f\)):>20\}")
 #: a call of parse_model by its bare name (a module-global lookup, so the wrapper is seen)
 _CALLS_PARSE_MODEL = re.compile(r"(?<!def )(?<![.\w])parse_model\(")
 
 
+def _release(version: str) -> tuple[int, ...] | None:
+    """The release numbers of ``version`` ("8.3.59rc1" -> (8, 3, 59)); None if unreadable."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # packaging comes with matplotlib, an Ultralytics dependency
+        pass
+    else:
+        try:
+            return Version(version).release
+        except InvalidVersion:
+            return None
+    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", version)
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
+def _older(version: str, floor: str) -> bool:
+    """Whether release ``version`` comes before ``floor`` (an unreadable one does not)."""
+    have, need = _release(version), _release(floor)
+    if have is None or need is None:
+        return False
+
+    def pad(t: tuple[int, ...]) -> tuple[int, ...]:
+        return t + (0,) * (3 - len(t))
+
+    return pad(have) < pad(need)
+
+
+def check_version() -> None:
+    """Raise ``UltralyticsContractError`` if the installed Ultralytics is older than ``FLOOR``."""
+    import ultralytics
+
+    installed = str(getattr(ultralytics, "__version__", "unknown"))
+    if _older(installed, FLOOR):
+        raise UltralyticsContractError(
+            f"effzoo.yolo needs Ultralytics >= {FLOOR}, this environment has {installed}: "
+            f'upgrade it: pip install -U "ultralytics>={FLOOR}" '
+            f'(pip install -U "effzoo[yolo]" upgrades it too)'
+        )
+
+
 def _uses_global(func: Any, name: str) -> bool:
     code = getattr(func, "__code__", None)
     return code is not None and name in code.co_names
+
+
+def _source(obj: Any) -> str:
+    """Python source of ``obj``, or "" where there is none (a frozen or .pyc-only install:
+    the check that reads it then reports the internal as moved, as one typed error)."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
 
 
 def _contract() -> list[str]:
@@ -80,7 +137,7 @@ def _contract() -> list[str]:
             "tasks.parse_model(d, ch, ...) changed its signature",
         ),
         (
-            bool(_CALLS_PARSE_MODEL.search(inspect.getsource(tasks))),
+            bool(_CALLS_PARSE_MODEL.search(_source(tasks))),
             "models are no longer built through tasks.parse_model",
         ),
         (
@@ -94,7 +151,7 @@ def _contract() -> list[str]:
         ),
         (hasattr(tasks, "LOGGER"), "ultralytics.nn.tasks has no LOGGER"),
         (
-            bool(_TABLE_LINE.search(inspect.getsource(parse_model))),
+            bool(_TABLE_LINE.search(_source(parse_model))),
             "parse_model's model-table line changed",
         ),
         (
@@ -223,13 +280,13 @@ def checkpoint_start(spec: RowSpec, depth: int = 40) -> dict[str, str] | None:
     multipliers, levels), that backbone is the start: nothing is fetched. Returns
     ``{"file": ..., "start": ...}`` (the checkpoint and what its backbone started from).
     """
-    frame = sys._getframe(1)
+    frame = sys._getframe(1)  # the caller, then its callers
     for _ in range(depth):
-        frame = frame.f_back  # type: ignore[assignment]
         if frame is None:
             return None
         if frame.f_code.co_name == "get_model" and "weights" in frame.f_locals:
             break
+        frame = frame.f_back  # type: ignore[assignment]
     else:
         return None
     weights = frame.f_locals["weights"]
@@ -243,6 +300,8 @@ def checkpoint_start(spec: RowSpec, depth: int = 40) -> dict[str, str] | None:
         spec.depth,
     )
     if not same or tuple(bb.out_indices) != spec.out_indices:
+        return None
+    if getattr(bb, "fused", False):  # folded weights: Ultralytics could transfer few of them
         return None
     start = stem.provenance or "unrecorded (a checkpoint of effzoo 0.1)"  # type: ignore[union-attr]
     return {"file": str(getattr(weights, "pt_path", None) or "the loaded model"), "start": start}
@@ -271,7 +330,9 @@ def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def register() -> None:
-    """Make effzoo rows usable in Ultralytics yamls (idempotent); checks the contract first."""
+    """Make effzoo rows usable in Ultralytics yamls (idempotent); checks the installed
+    version and then the contract first."""
+    check_version()
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
 
@@ -348,9 +409,11 @@ def quiet_ultralytics() -> None:
 
 
 __all__ = [
+    "FLOOR",
     "SUPPORTED",
     "UltralyticsContractError",
     "check_contract",
+    "check_version",
     "quiet_ultralytics",
     "register",
     "registered",

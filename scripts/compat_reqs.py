@@ -1,0 +1,73 @@
+"""Print effzoo's requirements for scripts/compat.sh, one a line: the core dependencies
+and the given extras of pyproject.toml, without the packages a compat pair picks itself.
+
+    python scripts/compat_reqs.py yolo test demo --drop ultralytics torch torchvision ruff
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def _load(text: str) -> dict:
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            return _scan(text)
+    return tomllib.loads(text)
+
+
+def _scan(text: str) -> dict:
+    """The two tables compat.sh needs, read without a TOML parser (Python 3.10)."""
+
+    def array(body: str) -> list[str]:
+        body = "\n".join(line.split("#", 1)[0] for line in body.splitlines())
+        return re.findall(r'"([^"]+)"', body)
+
+    deps = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)
+    extras = {
+        m.group(1): array(m.group(2))
+        for m in re.finditer(r"^([\w-]+) = \[(.*?)^\]", text, re.S | re.M)
+        if m.group(1) != "dependencies"
+    }
+    return {
+        "project": {
+            "dependencies": array(deps.group(1)) if deps else [],
+            "optional-dependencies": extras,
+        }
+    }
+
+
+def name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("extras", nargs="*")
+    parser.add_argument("--drop", nargs="*", default=[])
+    args = parser.parse_args()
+    project = _load(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    optional = project.get("optional-dependencies", {})
+    reqs = list(project.get("dependencies", []))
+    for extra in args.extras:
+        if extra not in optional:
+            raise SystemExit(f"compat_reqs.py: pyproject.toml has no extra {extra!r}")
+        reqs += optional[extra]
+    drop = {name(d) for d in args.drop}
+    seen = set()
+    for req in reqs:
+        if name(req) not in drop and req not in seen:
+            seen.add(req)
+            print(req)
+
+
+if __name__ == "__main__":
+    main()
