@@ -172,7 +172,7 @@ def test_download_write_failure_is_one_line(
         code,
         err,
         "effzoo download: error: 2 of 2 failed",
-        "effzoo download tf_efficientnet_lite0.in1k efficientnet_b0.ra_in1k --to w",
+        'effzoo download tf_efficientnet_lite0.in1k efficientnet_b0.ra_in1k --to "w"',  # any shell
     )
 
 
