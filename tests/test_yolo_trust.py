@@ -251,3 +251,19 @@ def test_only_an_unfused_checkpoint_of_the_same_row_is_the_start():
     assert patches.checkpoint_start(other) is None  # not inside a get_model at all
     model.eval().fuse()  # folded weights could not be transferred: not a start
     assert get_model(weights=model) is None
+
+
+def test_the_model_table_shows_the_multipliers():
+    handler = _Lines()
+    level = tasks.LOGGER.level
+    tasks.LOGGER.addHandler(handler)
+    tasks.LOGGER.setLevel(logging.INFO)
+    try:
+        tasks.DetectionModel(_dict(["efficientnet_b0", 0.25, 0.5, False]), nc=3, verbose=True)
+    finally:
+        tasks.LOGGER.removeHandler(handler)
+        tasks.LOGGER.setLevel(level)
+    rows = [ln for ln in handler.lines if "effzoo.yolo.modules.Backbone" in ln]
+    assert len(rows) == 5
+    assert "efficientnet_b0 x0.25/0.5 P1 (8 ch)" in rows[0]
+    assert "efficientnet_b0 x0.25/0.5 P5 (80 ch)" in rows[4]

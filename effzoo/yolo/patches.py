@@ -223,7 +223,8 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         lines = {}
         for i, (layer, c) in enumerate(zip(layers, chans)):
             n_params = sum(p.numel() for p in layer.parameters())
-            info = f"{spec.variant} P{layer.level} ({c} ch)"
+            size = f" x{spec.width:g}/{spec.depth:g}" if (spec.width, spec.depth) != (1, 1) else ""
+            info = f"{spec.variant}{size} P{layer.level} ({c} ch)"
             lines[i] = f"{i:>3}{-1!s:>20}{1:>3}{n_params:10.0f}  {_type_name(layer):<45}{info:<30}"
         with _rewrite_table(tasks.LOGGER, lines):
             model, save = original(d, ch, *args, **kwargs)
