@@ -167,15 +167,20 @@ def test_same_pad_matches_tensorflow_rule(size: int, k: int, s: int) -> None:
     assert end - begin in (0, 1)
 
 
-def test_ultralytics_fuse_uses_backbone_fuse(tmp_path: Path) -> None:
-    """Ultralytics' own ``model.fuse()`` (called by predict) folds the effzoo backbone."""
+def yolo_lite0(tmp_path: Path) -> torch.nn.Module:
+    """A YOLO11n detector with a random-init Lite0 row and non-trivial BN statistics."""
     pytest.importorskip("ultralytics")
     yolo = pytest.importorskip("effzoo.yolo")
     from ultralytics.nn.tasks import DetectionModel
 
     cfg = tmp_path / "yolo11n-efflite0.yaml"
     cfg.write_text(yolo.model_yaml("efficientnet_lite0", pretrained=False))
-    model = _randomize_bn(DetectionModel(str(cfg), verbose=False)).eval()
+    return _randomize_bn(DetectionModel(str(cfg), verbose=False)).eval()
+
+
+def test_ultralytics_fuse_uses_backbone_fuse(tmp_path: Path) -> None:
+    """Ultralytics' own ``model.fuse()`` (called by predict) folds the effzoo backbone."""
+    model = yolo_lite0(tmp_path)
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
         ref = model(x)[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_fuse import _randomize_bn, _small
+from test_fuse import _small, yolo_lite0
 
 import effzoo
 import effzoo.fuse as fz
@@ -169,13 +169,7 @@ def test_channel_mismatch_is_a_clear_error() -> None:
 
 def test_ultralytics_fused_model_keeps_nan(tmp_path: Path) -> None:
     """Ultralytics fuses before predict: a NaN image must not give finite boxes."""
-    pytest.importorskip("ultralytics")
-    yolo = pytest.importorskip("effzoo.yolo")
-    from ultralytics.nn.tasks import DetectionModel
-
-    cfg = tmp_path / "yolo11n-efflite0.yaml"
-    cfg.write_text(yolo.model_yaml("efficientnet_lite0", pretrained=False))
-    model = _randomize_bn(DetectionModel(str(cfg), verbose=False)).eval()
+    model = yolo_lite0(tmp_path)
     x = torch.rand(1, 3, 64, 96)
     x[0, 1, 40, 50] = NAN
     with torch.no_grad():

@@ -3,12 +3,14 @@ and bad rows, scales, sizes and inputs are refused naming the file and row."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +46,25 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def _build_logged(d: dict) -> tuple[tasks.DetectionModel, list[str]]:
+@contextlib.contextmanager
+def _logged() -> Iterator[list[str]]:
+    """The lines Ultralytics' LOGGER logs meanwhile, at INFO (the tests run with
+    YOLO_VERBOSE=False; a user's run logs INFO)."""
     handler = _Lines()
-    level = tasks.LOGGER.level  # the tests run with YOLO_VERBOSE=False; a user's run is INFO
+    level = tasks.LOGGER.level
     tasks.LOGGER.addHandler(handler)
     tasks.LOGGER.setLevel(logging.INFO)
     try:
-        model = tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+        yield handler.lines
     finally:
         tasks.LOGGER.removeHandler(handler)
         tasks.LOGGER.setLevel(level)
-    return model, [ln for ln in handler.lines if ln.startswith("effzoo: ")]
+
+
+def _build_logged(d: dict) -> tuple[tasks.DetectionModel, list[str]]:
+    with _logged() as lines:
+        model = tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+    return model, [ln for ln in lines if ln.startswith("effzoo: ")]
 
 
 def _dict(args: list, name: str = "my.yaml") -> dict:
@@ -254,16 +264,9 @@ def test_only_an_unfused_checkpoint_of_the_same_row_is_the_start():
 
 
 def test_the_model_table_shows_the_multipliers():
-    handler = _Lines()
-    level = tasks.LOGGER.level
-    tasks.LOGGER.addHandler(handler)
-    tasks.LOGGER.setLevel(logging.INFO)
-    try:
+    with _logged() as lines:
         tasks.DetectionModel(_dict(["efficientnet_b0", 0.25, 0.5, False]), nc=3, verbose=True)
-    finally:
-        tasks.LOGGER.removeHandler(handler)
-        tasks.LOGGER.setLevel(level)
-    rows = [ln for ln in handler.lines if "effzoo.yolo.modules.Backbone" in ln]
+    rows = [ln for ln in lines if "effzoo.yolo.modules.Backbone" in ln]
     assert len(rows) == 5
     assert "efficientnet_b0 x0.25/0.5 P1 (8 ch)" in rows[0]
     assert "efficientnet_b0 x0.25/0.5 P5 (80 ch)" in rows[4]
