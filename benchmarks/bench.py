@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from timing import Candidate, Result, interleave, machine
+from timing import Candidate, Result, interleave, machine, minor_faults
 from torch import nn
 
 import effzoo
@@ -54,9 +54,10 @@ PEERS = (
     "ultralytics",
     ORT,
     "fused_nchw",
+    "fused_unplanned",
     "compiled",
 )
-DEFAULT_PEERS = PEERS[:-2]
+DEFAULT_PEERS = PEERS[:-3]
 
 
 def _torchvision_name(spec: BackboneSpec) -> str | None:
@@ -140,6 +141,10 @@ def candidates(
         model = effzoo.create(spec.name, out_indices=out_indices).eval().to(device)
         return _call(amp(model.fuse(channels_last=False)), x)
 
+    def effzoo_fused_unplanned() -> Callable[[], Any]:
+        model = effzoo.create(spec.name, out_indices=out_indices).eval().to(device)
+        return _call(amp(model.fuse(reuse_buffers=False)), x)
+
     def timm_model() -> nn.Module:
         import timm
 
@@ -196,6 +201,7 @@ def candidates(
     add("effzoo", effzoo_eager, "effzoo eager (timm blocks)")
     add("fused", effzoo_fused, "effzoo .fuse()")
     add("fused_nchw", effzoo_fused_nchw, "effzoo .fuse(channels_last=False)")
+    add("fused_unplanned", effzoo_fused_unplanned, "effzoo .fuse(reuse_buffers=False)")
     add(BASELINE, timm_eager, f"timm {spec.timm_arch} features_only")
     add("timm_cl", timm_cl, "timm features_only, channels_last")
     if tv_name:
@@ -234,10 +240,11 @@ def model_cost(variant: str, size: int = 640) -> dict[str, float]:
 
 
 def table(results: Sequence[Result], baseline: str = BASELINE) -> str:
-    """Plain-text table: median, IQR, speed-up over ``baseline``, ratio to ONNX Runtime."""
+    """Plain-text table: median, IQR, speed-up over ``baseline``, ratio to ONNX Runtime,
+    minor page faults per warm call."""
     lines = [
         f"{'variant':<20} {'runner':<16} {'median ms':>10} {'IQR':>7} "
-        f"{'x ' + baseline:>9} {'/ ORT':>6}  note"
+        f"{'x ' + baseline:>9} {'/ ORT':>6} {'faults':>7}  note"
     ]
     by_variant: dict[str, dict[str, Result]] = {}
     for r in results:
@@ -248,9 +255,10 @@ def table(results: Sequence[Result], baseline: str = BASELINE) -> str:
             speed = f"{r.paired_ratio(base):.2f}" if base else "-"
             vs_ort = f"{1 / r.paired_ratio(ort):.2f}" if ort else "-"
             iqr = "-" if r.iqr_ms is None else f"{r.iqr_ms:.1f}"  # one call has no spread
+            faults = "-" if r.minor_faults is None else f"{r.minor_faults:.0f}"
             lines.append(
                 f"{variant:<20} {r.name:<16} {r.median_ms:>10.1f} {iqr:>7} "
-                f"{speed:>9} {vs_ort:>6}  {r.note}"
+                f"{speed:>9} {vs_ort:>6} {faults:>7}  {r.note}"
             )
     return "\n".join(lines)
 
@@ -271,8 +279,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peers",
         default=",".join(DEFAULT_PEERS),
-        help=f"comma list of {', '.join(PEERS)}; the last two are not in the default: "
-        "'fused_nchw' (fuse without channels-last), 'compiled' (torch.compile, slow to build)",
+        help=f"comma list of {', '.join(PEERS)}; the last three are not in the default: "
+        "'fused_nchw' (fuse without channels-last), 'fused_unplanned' (fuse without its "
+        "memory plan, reuse_buffers=False), 'compiled' (torch.compile, slow to build)",
     )
     p.add_argument(
         "--device",
@@ -362,7 +371,11 @@ def run(args: argparse.Namespace) -> int:
             times = interleave(
                 cands, rounds=args.rounds, per_round=args.per_round, warmup=args.warmup, sync=sync
             )
-            results += [Result(name, c.name, times[c.name], c.note, c.setup_s) for c in cands]
+            faults = {c.name: minor_faults(c.run) for c in cands} if args.device == "cpu" else {}
+            results += [
+                Result(name, c.name, times[c.name], c.note, c.setup_s, faults.get(c.name))
+                for c in cands
+            ]
             costs[name] = model_cost(name, args.size)
             print(table([r for r in results if r.variant == name]), flush=True)
     if args.yolo:

@@ -52,8 +52,10 @@ def yolo_candidates(
     size: int = 640,
     device: str = "cpu",
     log: Callable[[str], None] = lambda s: None,
+    models: Sequence[tuple[str, str, str]] = (),
 ) -> list[Candidate]:
-    """``predict`` callables for stock YOLO11n and YOLO11n-<variant>, already warmed up."""
+    """``predict`` callables for stock YOLO11n and YOLO11n-<variant>, already warmed up;
+    ``models`` (name, note, yaml) replaces that list (``which_backbone.py``)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
@@ -61,12 +63,13 @@ def yolo_candidates(
 
     img = _image(size)
     work = Path(tempfile.mkdtemp(prefix="effzoo-bench-yolo-"))
-    models: list[tuple[str, str, str]] = [("yolo11n", "stock yolo11n.yaml", "yolo11n.yaml")]
-    for variant in variants:
-        name = f"yolo11n-{_short_name(variant)}"
-        path = work / f"{name}.yaml"  # "n" in the file name selects scale n
-        path.write_text(model_yaml(variant, pretrained=False))
-        models.append((name, f"effzoo {lookup(variant).name} backbone, scale n", str(path)))
+    if not models:
+        models = [("yolo11n", "stock yolo11n.yaml", "yolo11n.yaml")]
+        for variant in variants:
+            name = f"yolo11n-{_short_name(variant)}"
+            path = work / f"{name}.yaml"  # "n" in the file name selects scale n
+            path.write_text(model_yaml(variant, pretrained=False))
+            models.append((name, f"effzoo {lookup(variant).name} backbone, scale n", str(path)))
     cands = []
     for name, note, cfg in models:
         t = time.perf_counter()

@@ -41,6 +41,8 @@ class Result:
     rounds: list[list[float]] = field(default_factory=list)
     note: str = ""
     setup_s: float = 0.0
+    #: minor page faults per warm call (CPU; ``minor_faults``)
+    minor_faults: float | None = None
 
     @property
     def median_ms(self) -> float:
@@ -87,6 +89,22 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info
+
+
+def minor_faults(run: Callable[[], Any], calls: int = 3) -> float | None:
+    """Minor page faults of this process per warm call of ``run`` (None without
+    ``resource``, e.g. on Windows): memory the allocator maps in afresh each call."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    with torch.inference_mode():
+        run()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(calls):
+            run()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    return (after - before) / calls
 
 
 def interleave(

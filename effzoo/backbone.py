@@ -19,6 +19,7 @@ from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 from torch import nn
 
 from .errors import ExportError, InvalidArgumentError
+from .fuse import planned
 from .registry import LEVEL_STRIDES, BackboneSpec
 from .training import checkpoint_stage
 
@@ -152,13 +153,16 @@ class Backbone(EfficientNetFeatures):
         ``InvalidArgumentError`` for an input that is not (batch, in_chans, height, width).
         """
         self._check_input(x)
-        x = self.bn1(self.conv_stem(x))
-        features = [x] if 0 in self._stage_out_idx else []
-        ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
-        for i, stage in enumerate(self.blocks):
-            x = checkpoint_stage(stage, x) if ckpt else stage(x)
-            if i + 1 in self._stage_out_idx:
-                features.append(x)
+        with planned(self.conv_stem, x):  # fused: reuse buffers between calls
+            x = self.bn1(self.conv_stem(x))
+            features = [x] if 0 in self._stage_out_idx else []
+            ckpt = (
+                self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
+            )
+            for i, stage in enumerate(self.blocks):
+                x = checkpoint_stage(stage, x) if ckpt else stage(x)
+                if i + 1 in self._stage_out_idx:
+                    features.append(x)
         return features
 
     def _check_input(self, x: torch.Tensor) -> None:
@@ -187,7 +191,7 @@ class Backbone(EfficientNetFeatures):
             )
         self.grad_checkpointing = bool(enable)
 
-    def fuse(self, *, channels_last: bool | None = None) -> Backbone:
+    def fuse(self, *, channels_last: bool | None = None, reuse_buffers: bool = True) -> Backbone:
         """Fold batch norms and fuse activations in place for inference; returns ``self``.
 
         The model must be in eval mode (``ExportError`` otherwise) and stays there:
@@ -198,7 +202,7 @@ class Backbone(EfficientNetFeatures):
         """
         from .fuse import fuse_model
 
-        fuse_model(self, channels_last=channels_last)
+        fuse_model(self, channels_last=channels_last, reuse_buffers=reuse_buffers)
         return self
 
     def freeze(self, stages: int | None = None) -> Backbone:

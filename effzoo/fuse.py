@@ -44,8 +44,11 @@ folded weights. Not covered:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -108,6 +111,155 @@ def _nonfinite() -> bool:
     return getattr(_STATE, "nonfinite", False)
 
 
+#: a fused model keeps the intermediate buffers of this many input shapes
+#: (batch, channels, height, width, dtype), least recently used dropped
+PLAN_SHAPES = 4
+#: calls of a shape that measure which convolution outputs page-fault
+RECORD_CALLS = 3
+#: an output is planned once a quarter of its bytes or more came as fresh pages
+FAULT_FRACTION = 0.25
+_PAGE = 4096
+
+
+def _rusage_minflt() -> Any:
+    try:
+        import resource
+    except ImportError:  # Windows: no fault counts, so only the free reuses are planned
+        return None
+    getrusage, who = resource.getrusage, resource.RUSAGE_SELF
+    return lambda: getrusage(who).ru_minflt
+
+
+#: minor page faults of this process so far (all threads), or None where unknown
+_minor_faults = _rusage_minflt()
+
+
+class _Plan:
+    """Idle intermediate buffers for one input shape, by (size, dtype, layout).
+
+    ``take`` hands out an idle buffer (or a new one) and remembers it as lent;
+    ``give`` takes a lent buffer back once its values are dead. Lists and dicts
+    are only popped and appended (atomic in CPython), so threads calling the same
+    model get distinct buffers."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple[Any, ...], list[torch.Tensor]] = {}
+        self.lent: dict[int, torch.Tensor] = {}
+        #: convolutions (by id) whose new output the allocator mapped in afresh
+        self.faulting: set[int] = set()
+        self.calls = 0
+
+    @property
+    def recording(self) -> bool:
+        """Whether this call still measures which outputs fault (the first calls)."""
+        return self.calls <= RECORD_CALLS and _minor_faults is not None
+
+    def take(
+        self, size: Any, like: torch.Tensor, channels_last: bool | None = None
+    ) -> torch.Tensor:
+        """A buffer of ``size`` with ``like``'s dtype, device and (by default) layout."""
+        cl = channels_last
+        if cl is None:  # channels-last, or a row slice of a channels-last batch
+            cl = like.dim() == 4 and (
+                like.is_contiguous(memory_format=torch.channels_last)
+                or (like.stride(1) == 1 and like.shape[1] > 1)
+            )
+        key = (tuple(size), like.dtype, cl)
+        try:
+            t = self.idle[key].pop()
+        except (KeyError, IndexError):
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            t = torch.empty(size, dtype=like.dtype, device=like.device, memory_format=fmt)
+        self.lent[id(t)] = t
+        return t
+
+    def owns(self, t: torch.Tensor | None) -> bool:
+        return t is not None and self.lent.get(id(t)) is t
+
+    def give(self, t: torch.Tensor) -> None:
+        """Return ``t`` if it is a lent buffer (anything else is left alone)."""
+        if self.lent.pop(id(t), None) is t:
+            cl = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+            self.idle.setdefault((tuple(t.shape), t.dtype, cl), []).append(t)
+
+
+class BufferPool:
+    """The memory plan of one fused model: a ``_Plan`` per input shape, at most
+    ``PLAN_SHAPES`` of them. Copies and pickles of the model start empty."""
+
+    def __init__(self) -> None:
+        self._plans: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def plan(self, x: torch.Tensor) -> _Plan:
+        key = (tuple(x.shape), x.dtype, str(x.device))
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._plans[key] = _Plan()
+                while len(self._plans) > PLAN_SHAPES:
+                    self._plans.popitem(last=False)
+            self._plans.move_to_end(key)
+            return plan
+
+    def clear(self) -> None:
+        """Drop every kept buffer (they are made again on the next call)."""
+        with self._lock:
+            self._plans.clear()
+
+    def shapes(self) -> list[tuple[Any, ...]]:
+        """The input shapes whose buffers are kept, least recently used first."""
+        return [k[0] for k in self._plans]
+
+    def nbytes(self) -> int:
+        """Bytes of the idle buffers kept (all of them between calls)."""
+        return sum(
+            t.numel() * t.element_size()
+            for p in list(self._plans.values())
+            for ts in list(p.idle.values())
+            for t in ts
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"buffers": None}  # not empty: pickle calls __setstate__ only for a true state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BufferPool:
+        return BufferPool()
+
+
+def _plan() -> _Plan | None:
+    """The plan of the fused segment running in this thread, if any."""
+    return getattr(_STATE, "plan", None)
+
+
+@contextlib.contextmanager
+def planned(first: nn.Module, x: torch.Tensor) -> Iterator[None]:
+    """Run a fused segment (whose first module is ``first``) on ``x`` with its
+    model's memory plan: intermediate buffers are reused between calls of the same
+    input shape instead of allocated afresh. Returned feature maps are always new
+    tensors. A no-op for unfused modules, and outside float32 CPU inference."""
+    pool = getattr(first, "pool", None)
+    if (
+        pool is None
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or torch.is_grad_enabled()
+        or _exporting()
+    ):
+        yield
+        return
+    prev = _plan()
+    _STATE.plan = plan = pool.plan(x)
+    plan.calls += 1
+    try:
+        yield
+    finally:
+        _STATE.plan = prev
+
+
 def _exporting() -> bool:
     compiler = torch.compiler  # is_compiling: torch 2.3+, is_exporting: 2.5+
     return bool(
@@ -141,6 +293,8 @@ class FusedConv(nn.Module):
 
     #: the stem checks the model input for NaN/inf (see the module docstring)
     checks_input = False
+    #: the stem's output may be a plan buffer (it is not a returned feature map)
+    pools_output = False
 
     def __init__(self, conv: nn.Conv2d, bn: nn.Module | None, act: nn.Module | None) -> None:
         super().__init__()
@@ -207,8 +361,19 @@ class FusedConv(nn.Module):
         """The kernel with a leading zero row and/or column."""
         return F.pad(w, (int(grow_w), 0, int(grow_h), 0)) if grow_h or grow_w else w
 
-    def _explicit_pad(self, x: torch.Tensor) -> torch.Tensor:
-        return pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
+    def _explicit_pad(self, x: torch.Tensor, plan: _Plan | None = None) -> torch.Tensor:
+        if plan is None:
+            return pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
+        (top, bottom), (left, right) = (
+            same_pad(
+                int(x.shape[2 + i]), int(self.weight.shape[2 + i]), self.stride[i], self.dilation[i]
+            )
+            for i in (0, 1)
+        )
+        b, c, h, w = x.shape
+        out = plan.take((b, c, h + top + bottom, w + left + right), x).zero_()
+        out[:, :, top : top + h, left : left + w].copy_(x)
+        return out
 
     def run(
         self,
@@ -217,11 +382,16 @@ class FusedConv(nn.Module):
         pad: list[int],
         residual: torch.Tensor | None = None,
         use_onednn: bool = False,
+        plan: _Plan | None = None,
     ) -> torch.Tensor:
-        """``act(conv(x; w, pad)) + residual`` in one oneDNN call when ``use_onednn``."""
+        """``act(conv(x; w, pad)) + residual`` in one oneDNN call when ``use_onednn``;
+        with a ``plan``, written into one of its buffers (or into ``residual`` itself
+        when the plan lent it) instead of a new tensor."""
         if use_onednn and (residual is None or self.onednn[0] == "none"):  # type: ignore[index]
             attr, scalars = self.onednn  # type: ignore[misc]
             args = (pad, list(self.stride), list(self.dilation), self.groups)
+            if plan is not None:
+                return self._run_into(x, w, args, residual, plan)
             if residual is None:
                 return torch.ops.mkldnn._convolution_pointwise(
                     x, w, self.bias, *args, attr, scalars, ""
@@ -232,24 +402,82 @@ class FusedConv(nn.Module):
         y = self.act(F.conv2d(x, w, self.bias, self.stride, pad, self.dilation, self.groups))
         return y if residual is None else y + residual
 
+    def _run_into(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        args: tuple[Any, ...],
+        residual: torch.Tensor | None,
+        plan: _Plan,
+    ) -> torch.Tensor:
+        """The oneDNN convolution written in place: ``out = conv(x) + out`` (oneDNN's
+        sum post-op, the only in-place form it has), ``out`` being the lent residual,
+        or a plan buffer holding the residual or zeros; then the activation in place
+        (oneDNN fuses only ReLU after a sum)."""
+        pad, stride, dilation, _ = args
+        b, _, h, wd = x.shape
+        size = [b, w.shape[0]] + [
+            (n + 2 * p - d * (k - 1) - 1) // s + 1
+            for n, p, d, k, s in zip((h, wd), pad, dilation, w.shape[2:], stride)
+        ]
+        if plan.owns(residual):
+            out = residual
+        else:
+            out = plan.take(size, x)
+            if residual is not None:
+                out.copy_(residual)
+            else:
+                out.zero_()
+        attr = self.onednn[0]  # type: ignore[index]
+        unary = "relu" if attr == "relu" else None
+        y = torch.ops.mkldnn._convolution_pointwise_.binary(
+            out, x, w, self.bias, *args, "add", None, unary, [], None
+        )
+        if attr not in ("relu", "none"):
+            _ACT_INPLACE[attr](y)
+        return y
+
     def forward(
         self,
         x: torch.Tensor,
         residual: torch.Tensor | None = None,
         scale: torch.Tensor | None = None,
+        pooled: bool = False,
     ) -> torch.Tensor:
-        """``act(conv(x * scale)) + residual``; ``scale`` is (B, C_in), B == 1 folds it."""
+        """``act(conv(x * scale)) + residual``; ``scale`` is (B, C_in), B == 1 folds it.
+
+        ``pooled`` (or ``self.pools_output``): inside ``planned()``, the result may be
+        a buffer of the model's memory plan, valid until the next call of the model."""
+        lender = _plan()  # set only for float32 CPU inference (``planned``)
+        given: list[torch.Tensor] = []  # plan buffers made here, dead after the conv
         if self.to_channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            if lender is not None and not x.is_contiguous(memory_format=torch.channels_last):
+                x = lender.take(x.shape, x, channels_last=True).copy_(x)
+                given.append(x)
+            else:
+                x = x.contiguous(memory_format=torch.channels_last)
         if self.checks_input:  # after the copy above: x is in cache for the conv too
             _check_finite(x)
-        w = self.weight
         use_onednn = self.uses_onednn(x)
+        plan = lender if use_onednn else None
+        w = self.weight
         if scale is not None:
             if use_onednn and SE_IN_WEIGHTS and x.shape[0] == 1 and self.groups == 1:
                 w = w * scale.view(1, -1, 1, 1).to(w.dtype)
+            elif plan is not None:
+                x = torch.mul(x, scale[:, :, None, None], out=plan.take(x.shape, x))
+                given.append(x)
             else:
                 x = x * scale[:, :, None, None]
+        # into a plan buffer: in place into a lent residual (free), or where the first
+        # calls of this shape saw the new output page-fault (zeroing it costs less)
+        out_plan, measure = None, False
+        if plan is not None and (pooled or self.pools_output):
+            if plan.owns(residual) or id(self) in plan.faulting:
+                out_plan = plan
+            else:
+                measure = plan.recording
+        faults = _minor_faults() if measure else 0  # type: ignore[misc]
         geo = None
         if not (self.same and _exporting()):
             geo = [self.dim_geometry(x.shape[2 + i], i) for i in (0, 1)]
@@ -261,9 +489,30 @@ class FusedConv(nn.Module):
             or None in geo
             or ((geo[0][0] or geo[1][0]) and (self.groups == 1 or _nonfinite()))
         ):
-            return self.run(self._explicit_pad(x), w, [0, 0], residual, use_onednn)
-        (grow_h, pad_h), (grow_w, pad_w) = geo  # type: ignore[misc]
-        return self.run(x, self.grow(w, grow_h, grow_w), [pad_h, pad_w], residual, use_onednn)
+            x = self._explicit_pad(x, plan)
+            given.append(x)
+            y = self.run(x, w, [0, 0], residual, use_onednn, out_plan)
+        else:
+            (grow_h, pad_h), (grow_w, pad_w) = geo  # type: ignore[misc]
+            w = self.grow(w, grow_h, grow_w)
+            y = self.run(x, w, [pad_h, pad_w], residual, use_onednn, out_plan)
+        if measure:
+            fresh = (_minor_faults() - faults) * _PAGE  # type: ignore[misc]
+            if fresh >= FAULT_FRACTION * y.numel() * y.element_size():
+                plan.faulting.add(id(self))  # type: ignore[union-attr]
+        if lender is not None:
+            for t in given:
+                lender.give(t)
+        return y
+
+
+#: in-place activations after a convolution written into a plan buffer
+_ACT_INPLACE: dict[str, Any] = {
+    "swish": lambda t: F.silu(t, inplace=True),
+    "hardtanh": lambda t: t.clamp_(0.0, 6.0),
+    "sigmoid": lambda t: t.sigmoid_(),
+    "hardswish": lambda t: F.hardswish(t, inplace=True),
+}
 
 
 class FusedSE(nn.Module):
@@ -324,6 +573,8 @@ class FusedBlock(nn.Module):
 
     #: the first block after an output level checks its input (see the module docstring)
     checks_input = False
+    #: the last block before an output level returns a new tensor, never a plan buffer
+    fresh_output = False
 
     def __init__(self, convs: list[FusedConv], se: FusedSE | None, has_skip: bool) -> None:
         super().__init__()
@@ -341,23 +592,35 @@ class FusedBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.checks_input:
             _check_finite(x)
+        plan = _plan()
         shortcut = x
         convs = list(self.convs)
         y = self._expand_depthwise_tiled(x) if self.tileable else None
         if y is not None:
+            if plan is not None and not self.has_skip:
+                plan.give(x)
             x, convs = y, convs[2:]
         for conv in convs[:-1]:
-            x = conv(x)
+            y = conv(x, pooled=True)
+            if plan is not None and (x is not shortcut or not self.has_skip):
+                plan.give(x)  # dead: consumed, and not the shortcut
+            x = y
         last = convs[-1]
         gate = self.se(x) if self.se is not None else None
         residual = shortcut if self.has_skip else None
+        pooled = not self.fresh_output
         if last.onednn is not None and last.onednn[0] == "none":
-            return last(x, residual=residual, scale=gate)
-        # activation after the last conv (ConvBnAct): add the shortcut after it
-        y = last(x, scale=gate)
-        if residual is None:
-            return y
-        return y.add_(residual) if last.uses_onednn(x) else y + residual
+            y = last(x, residual=residual, scale=gate, pooled=pooled)
+        else:
+            # activation after the last conv (ConvBnAct): add the shortcut after it
+            y = last(x, scale=gate, pooled=pooled)
+            if residual is not None:
+                y = y.add_(residual) if last.uses_onednn(x) else y + residual
+        if plan is not None:
+            plan.give(x)
+            if residual is not None and residual is not y:
+                plan.give(residual)
+        return y
 
     def _expand_depthwise_tiled(self, x: torch.Tensor) -> torch.Tensor | None:
         """Depthwise(expand(x)) in row tiles, or None where tiling does not apply."""
@@ -378,15 +641,21 @@ class FusedBlock(nn.Module):
         h_out = (h + top_pad + bottom_pad - d * (k - 1) - 1) // s + 1
         kernel = dw.grow(dw.weight, False, width[0])
         rows = max(1, TILE_BYTES // (row_bytes * s))
+        plan = _plan()
         tiles = []
         for o0 in range(0, h_out, rows):
             o1 = min(h_out, o0 + rows)
             i0, i1 = o0 * s - top_pad, (o1 - 1) * s - top_pad + d * (k - 1) + 1
+            # tiles are new tensors: each reuses the memory of the one freed before it
             m = pw(x[:, :, max(i0, 0) : min(i1, h)])
             if i0 < 0 or i1 > h:
                 m = F.pad(m, (0, 0, max(0, -i0), max(0, i1 - h)))
             tiles.append(dw.run(m, kernel, [0, width[1]], use_onednn=True))
-        return torch.cat(tiles, dim=2)
+        if plan is None:
+            return torch.cat(tiles, dim=2)
+        first = tiles[0]
+        out = plan.take((b, first.shape[1], h_out, first.shape[3]), first)
+        return torch.cat(tiles, dim=2, out=out)
 
 
 def fuse_block(block: nn.Module) -> FusedBlock:
@@ -425,8 +694,14 @@ def check_fusable(model: nn.Module) -> None:
         )
 
 
-def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
-    """Fuse an effzoo/timm EfficientNet feature extractor in place and return it."""
+def fuse_model(
+    model: nn.Module, *, channels_last: bool | None = None, reuse_buffers: bool = True
+) -> nn.Module:
+    """Fuse an effzoo/timm EfficientNet feature extractor in place and return it.
+
+    ``reuse_buffers``: give the model a memory plan (``BufferPool``): on the CPU its
+    intermediate feature maps are written into buffers kept from the previous call
+    of the same input shape instead of memory the allocator maps in afresh."""
     if getattr(model, "fused", False):
         return model
     check_fusable(model)
@@ -435,8 +710,15 @@ def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Mod
     stages = [[fuse_block(block).eval() for block in stage] for stage in model.blocks]
     # each segment between output levels checks its input for NaN/inf
     stem.checks_input = True
+    out_idx = getattr(model, "_stage_out_idx", ())
+    stem.pools_output = 0 not in out_idx
     for j, stage in enumerate(stages):
-        stage[0].checks_input = j in getattr(model, "_stage_out_idx", ())
+        stage[0].checks_input = j in out_idx
+        stage[-1].fresh_output = j + 1 in out_idx
+    # one memory plan for the whole model (see ``planned``)
+    pool = BufferPool() if reuse_buffers else None
+    for m in (stem, *(b for stage in stages for b in stage)):
+        m.pool = pool
     model.conv_stem = stem
     model.bn1 = nn.Identity().eval()
     for stage, fused in zip(model.blocks, stages):

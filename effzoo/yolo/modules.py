@@ -24,6 +24,7 @@ from torch import nn
 
 from ..backbone import Backbone
 from ..errors import InvalidArgumentError
+from ..fuse import planned
 
 
 def stage_ends(backbone: Backbone) -> list[int]:
@@ -74,7 +75,8 @@ class BackboneStem(nn.Module):
                 f"or build the model with ch={x.shape[1] if x.dim() == 4 else '...'}"
             )
         x = (x - self.mean) / self.std
-        return bb.blocks(bb.bn1(bb.conv_stem(x)))
+        with planned(bb.conv_stem, x):  # fused: reuse buffers between calls
+            return bb.blocks(bb.bn1(bb.conv_stem(x)))
 
     def extra_repr(self) -> str:
         return f"P{self.level}, stages 0..{len(self.backbone.blocks) - 1}"
@@ -90,7 +92,8 @@ class BackboneStages(nn.Module):
         self.level = level
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(x)
+        with planned(self.stages[0][0], x):  # fused: reuse buffers between calls
+            return self.stages(x)
 
     def extra_repr(self) -> str:
         last = self.first + len(self.stages) - 1
