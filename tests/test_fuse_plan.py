@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_fuse import _rel_err, _small, yolo_lite0
 
 import effzoo
 import effzoo.fuse as fz
-from test_fuse import _rel_err, _small, yolo_lite0
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
