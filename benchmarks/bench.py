@@ -388,6 +388,7 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             device=args.device,
             log=log,
+            unplanned="fused_unplanned" in peers,
         )
         yolo = [r for r in results if r.variant.startswith("yolo")]
         print(table(yolo, baseline="yolo11n"), flush=True)

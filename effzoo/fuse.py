@@ -184,22 +184,25 @@ class _Plan:
 
 
 class BufferPool:
-    """The memory plan of one fused model: a ``_Plan`` per input shape, at most
-    ``PLAN_SHAPES`` of them. Copies and pickles of the model start empty."""
+    """The memory plan of one fused model: for each segment (the whole model, or one
+    of the layers an Ultralytics model splits it into) a ``_Plan`` per input shape,
+    at most ``PLAN_SHAPES`` of them. Copies and pickles of the model start empty."""
 
     def __init__(self) -> None:
-        self._plans: OrderedDict[tuple[Any, ...], _Plan] = OrderedDict()
+        self._plans: dict[int, OrderedDict[tuple[Any, ...], _Plan]] = {}
         self._lock = threading.Lock()
 
-    def plan(self, x: torch.Tensor) -> _Plan:
+    def plan(self, first: nn.Module, x: torch.Tensor) -> _Plan:
+        """The plan of the segment starting at ``first`` for input ``x`` (most recent now)."""
         key = (tuple(x.shape), x.dtype, str(x.device))
         with self._lock:
-            plan = self._plans.get(key)
+            plans = self._plans.setdefault(id(first), OrderedDict())
+            plan = plans.get(key)
             if plan is None:
-                plan = self._plans[key] = _Plan()
-                while len(self._plans) > PLAN_SHAPES:
-                    self._plans.popitem(last=False)
-            self._plans.move_to_end(key)
+                plan = plans[key] = _Plan()
+                while len(plans) > PLAN_SHAPES:
+                    plans.popitem(last=False)
+            plans.move_to_end(key)
             return plan
 
     def clear(self) -> None:
@@ -208,16 +211,16 @@ class BufferPool:
             self._plans.clear()
 
     def shapes(self) -> list[tuple[Any, ...]]:
-        """The input shapes whose buffers are kept, least recently used first."""
-        return [k[0] for k in self._plans]
+        """The input shapes whose buffers are kept, per segment least recently used first."""
+        with self._lock:
+            return [k[0] for plans in self._plans.values() for k in plans]
 
     def nbytes(self) -> int:
         """Bytes of the idle buffers kept (all of them between calls)."""
+        with self._lock:
+            plans = [p for ps in self._plans.values() for p in ps.values()]
         return sum(
-            t.numel() * t.element_size()
-            for p in list(self._plans.values())
-            for ts in list(p.idle.values())
-            for t in ts
+            t.numel() * t.element_size() for p in plans for ts in list(p.idle.values()) for t in ts
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -252,7 +255,7 @@ def planned(first: nn.Module, x: torch.Tensor) -> Iterator[None]:
         yield
         return
     prev = _plan()
-    _STATE.plan = plan = pool.plan(x)
+    _STATE.plan = plan = pool.plan(first, x)
     plan.calls += 1
     try:
         yield

@@ -38,7 +38,7 @@ def _pair(name: str) -> tuple[effzoo.Backbone, effzoo.Backbone]:
 
 def _planned_convs(fused: torch.nn.Module) -> int:
     pool = fused.conv_stem.pool
-    return sum(len(p.faulting) for p in pool._plans.values())
+    return sum(len(p.faulting) for plans in pool._plans.values() for p in plans.values())
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -179,8 +179,9 @@ def test_no_process_wide_setting_changes() -> None:
     assert dict(os.environ) == env and torch.get_num_threads() == threads
 
 
-def test_yolo_predict_runs_on_the_plan(tmp_path: Path, plan_everything: None) -> None:
-    """Ultralytics fuses, then calls the split layers: each segment uses the plan."""
+def test_ultralytics_fused_model_runs_on_the_plan(tmp_path: Path, plan_everything: None) -> None:
+    """Ultralytics fuses (as predict does), then calls the split layers: each layer keeps
+    its own plan, reused call after call."""
     model = yolo_lite0(tmp_path)
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
@@ -188,6 +189,8 @@ def test_yolo_predict_runs_on_the_plan(tmp_path: Path, plan_everything: None) ->
         model.fuse(verbose=False)
         outs = [model(x)[0] for _ in range(3)]
     pool = next(m.pool for m in model.modules() if isinstance(m, fz.FusedConv))
-    assert len(pool.shapes()) >= 2  # the stem's input and the later segments' inputs
+    plans = [p for ps in pool._plans.values() for p in ps.values()]
+    assert len(plans) == 5  # one per layer (P1..P5), each used by all three calls
+    assert [p.calls for p in plans] == [3] * 5
     for out in outs:
         torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
