@@ -18,7 +18,23 @@ block (``ConvBnAct``, ``DepthwiseSeparableConv``, ``InvertedResidual``,
   padding of ``end``: the same taps as an explicit pad, without copying the
   (large) input; a dense convolution pads explicitly (cheaper than a bigger kernel);
 * in an inverted residual with a large expanded tensor, expansion and depthwise
-  convolution run in row tiles (see ``FusedBlock``).
+  convolution run in row tiles (see ``FusedBlock``);
+* the model plans its own memory (``BufferPool``, on by default, ``reuse_buffers=False``
+  turns it off). PyTorch allocates every intermediate feature map afresh and glibc
+  hands large blocks back to the OS, so each call page-faults them in again (B0 at
+  640: about 10k minor faults per call). Inside a fused forward on the CPU (float32,
+  no gradient) a plan per input shape keeps buffers between calls: a block's residual
+  add is written into its input's buffer, the stem's channels-last copy and explicit
+  paddings go into kept buffers, and a convolution whose new output page-faulted
+  during the first ``RECORD_CALLS`` calls of that shape writes into a kept, zeroed
+  buffer (oneDNN's in-place convolution adds to its output) with its activation
+  applied in place. Zeroing costs a pass over the buffer, so only outputs that
+  faulted are planned. Returned feature maps are always new tensors: a caller may
+  keep them across calls. Each segment (the whole model, or each layer an
+  Ultralytics model splits it into) keeps plans for at most ``PLAN_SHAPES`` input
+  shapes, least recently used dropped. Threads may share a fused model: buffers are
+  handed out with atomic list operations, so concurrent calls get distinct ones.
+  Nothing process-wide (allocator, environment, threads) is changed.
 
 The result equals the unfused model within float tolerance (reassociation only),
 at any batch size (0 included). NaN and infinity in the input propagate as in the

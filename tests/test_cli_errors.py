@@ -231,6 +231,29 @@ def test_yaml_valid_edges(place: Path, capsys: pytest.CaptureFixture[str]) -> No
         assert cli(["yaml", "efficientnet_lite0", "-o", "/dev/null"], capsys)[0] == 0
 
 
+def test_yaml_says_what_a_width_shrunk_pretrained_backbone_starts_from(
+    place: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from effzoo.yolo.rows import WIDTH_ADVICE
+
+    for args, noted in (
+        (["--width", "0.25"], True),
+        (["--width", "0.5", "--depth", "0.5"], True),
+        ([], False),
+        (["--depth", "0.5"], False),
+        (["--width", "0.25", "--scratch"], False),  # random init: nothing inherited
+    ):
+        code, out, err = cli(["yaml", "efficientnet_lite0", *args], capsys)
+        assert code == 0 and "backbone:" in out, err
+        notes = [ln for ln in err.splitlines() if ln.startswith("effzoo yaml: note:")]
+        assert len(notes) == int(noted), (args, err)
+        if noted:
+            assert f"--width {args[1]} starts the backbone from a channel subset" in notes[0]
+            assert WIDTH_ADVICE in notes[0]
+    code, out, _ = cli(["yaml", "--help"], capsys)
+    assert "Which backbone?" in " ".join(out.split()) and "docs/which-backbone.md" in out
+
+
 # -- effzoo demo ---------------------------------------------------------------------------
 
 DEMO_CASES = {

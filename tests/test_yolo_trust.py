@@ -91,6 +91,7 @@ def test_each_build_logs_once_what_the_backbone_starts_from(monkeypatch, args, s
     with pytest.MonkeyPatch.context() as mp:  # the unavailable case warns too; not asserted here
         mp.setattr("warnings.warn", lambda *a, **k: None)
         model, lines = _build_logged(_dict(args))
+    lines = [ln for ln in lines if ": note: " not in ln]  # the width note: tested below
     assert len(lines) == 1, lines
     assert lines[0].startswith("effzoo: my.yaml, backbone row 0: ")
     for text in says:
@@ -98,6 +99,32 @@ def test_each_build_logs_once_what_the_backbone_starts_from(monkeypatch, args, s
     assert model.model[0].provenance == lines[0].split("backbone row 0: ", 1)[1]
     tag = model.model[0].backbone.pretrained_cfg["tag"]
     assert (tag is None) == ("random init" in lines[0])  # never names weights not loaded
+
+
+@pytest.mark.parametrize(
+    ("args", "noted"),
+    [
+        (["efficientnet_lite0", 0.25], True),
+        (["efficientnet_lite0", 0.5, 0.5], True),
+        (["efficientnet_lite0"], False),  # full width: exact weights
+        (["efficientnet_lite0", 1.0, 0.5], False),  # depth only
+        (["efficientnet_lite0", 0.25, 1.0, False], False),  # random init: nothing inherited
+    ],
+)
+def test_a_width_shrunk_pretrained_row_says_what_it_keeps_and_what_to_consider(args, noted):
+    model, lines = _build_logged(_dict(args))
+    notes = [ln for ln in lines if ": note: " in ln]
+    if not noted:
+        assert notes == []
+        return
+    assert len(notes) == 1
+    assert notes[0].startswith(f"effzoo: my.yaml, backbone row 0: note: width x{args[1]:g} keeps")
+    kept = sum(p.numel() for layer in model.model[:5] for p in layer.parameters())
+    full = sum(p.numel() for p in effzoo.create("efficientnet_lite0").parameters())
+    assert (
+        f"keeps {kept / 1e6:.2f}M of the {full / 1e6:.2f}M ImageNet-trained parameters" in notes[0]
+    )
+    assert rows.WIDTH_ADVICE in notes[0] and "docs/which-backbone.md" in notes[0]
 
 
 def test_random_init_pretrained_cfg_names_no_weights():

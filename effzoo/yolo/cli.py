@@ -11,7 +11,15 @@ from .. import _checks as checks
 from ..cli.paths import output_file, write_text
 from ..registry import lookup
 from .patches import register
+from .rows import WIDTH_ADVICE
 from .templates import TASKS, list_cfgs, model_yaml, short_name
+
+
+#: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
+WHICH_BACKBONE = (
+    "with ImageNet weights, a full-width backbone in the scale-n head (the default) "
+    "rather than a width-shrunk one; see docs/which-backbone.md"
+)
 
 
 def yaml_main(argv: Sequence[str] | None = None) -> int:
@@ -20,7 +28,8 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         prog="effzoo yaml",
         description="Write a YOLO11 model yaml with an effzoo backbone, made from the "
         "installed Ultralytics' own YOLO11 file.",
-        epilog="Train it with: effzoo yolo train model=FILE data=...",
+        epilog="Train it with: effzoo yolo train model=FILE data=...  "
+        f"Which backbone? {WHICH_BACKBONE}",
     )
     p.add_argument("variant", help="backbone variant or alias, e.g. efficientnet_v2_s")
     p.add_argument("--task", choices=TASKS, default="detect")
@@ -48,6 +57,13 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         depth=args.depth,
         pretrained=not args.scratch,
     )
+    if args.width < 1.0 and not args.scratch:
+        print(
+            f"effzoo yaml: note: --width {args.width:g} starts the backbone from a channel "
+            f"subset of {name}'s ImageNet weights (inherited, never trained at this width); "
+            f"{WIDTH_ADVICE}",
+            file=sys.stderr,
+        )
     if out is None:
         sys.stdout.write(text)
         return 0

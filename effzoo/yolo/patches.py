@@ -53,7 +53,7 @@ from typing import Any
 from ..errors import UltralyticsContractError
 from . import templates
 from .modules import BackboneStem, fold_backbones
-from .rows import RowSpec, build_layers, find_row
+from .rows import RowSpec, build_layers, find_row, width_note
 
 _MARK = "__effzoo__"
 #: the oldest Ultralytics release the YOLO tests pass on, measured with scripts/compat.sh
@@ -216,7 +216,11 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         from ultralytics.nn import tasks
 
         layers = build_layers(spec, in_chans=int(ch), checkpoint=checkpoint_start(spec))
-        tasks.LOGGER.info(f"effzoo: {spec.where.split(' [')[0]}: {layers[0].provenance}")
+        where = spec.where.split(" [")[0]
+        tasks.LOGGER.info(f"effzoo: {where}: {layers[0].provenance}")
+        note = width_note(spec, layers)
+        if note:
+            tasks.LOGGER.info(f"effzoo: {where}: note: {note}")
         chans = list(layers[0].backbone.out_channels)
         d = dict(d)
         d["backbone"] = [[-1, 1, "Index", [c, 0]] for c in chans] + list(d["backbone"][1:])

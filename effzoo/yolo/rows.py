@@ -175,6 +175,33 @@ def _size(spec: RowSpec) -> str:
     return f"{spec.variant}{extra}"
 
 
+def width_note(spec: RowSpec, layers: Sequence[nn.Module]) -> str:
+    """One line for a row narrower than its variant that inherited ImageNet weights:
+    what it keeps of them, and what to consider instead ("" for any other row)."""
+    weights = getattr(layers[0], "backbone", None)
+    weights = getattr(weights, "weights", None)
+    if spec.width >= 1.0 or weights is None or not getattr(weights, "inherited", False):
+        return ""
+    import torch
+
+    with torch.device("meta"):  # shapes only: no memory, no weights
+        full = create(spec.variant, pretrained=False)
+    n_full = sum(p.numel() for p in full.parameters())
+    n_kept = sum(p.numel() for layer in layers for p in layer.parameters())
+    return (
+        f"width x{spec.width:g} keeps {n_kept / 1e6:.2f}M of the {n_full / 1e6:.2f}M "
+        f"ImageNet-trained parameters of {spec.variant} (a channel subset, never trained at "
+        f"this width); {WIDTH_ADVICE}"
+    )
+
+
+#: what the measurements in docs/which-backbone.md support for width-shrunk pretrained rows
+WIDTH_ADVICE = (
+    "a full-width pretrained backbone (width 1.0; the yaml's scale still sizes the head) "
+    "learned faster and scored higher in docs/which-backbone.md"
+)
+
+
 def build_layers(
     spec: RowSpec, *, in_chans: int = 3, checkpoint: Mapping[str, str] | None = None
 ) -> list[nn.Module]:
