@@ -14,7 +14,6 @@ from .patches import register
 from .rows import WIDTH_ADVICE
 from .templates import TASKS, list_cfgs, model_yaml, short_name
 
-
 #: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
 WHICH_BACKBONE = (
     "with ImageNet weights, a full-width backbone in the scale-n head (the default) "
