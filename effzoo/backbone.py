@@ -197,11 +197,19 @@ class Backbone(EfficientNetFeatures):
         The model must be in eval mode (``ExportError`` otherwise) and stays there:
         ``train(True)`` raises ``ExportError``. ``channels_last``
         (default: on) also switches the weights, the input and the outputs to the
-        channels-last memory format; the values are the same either way. See
+        channels-last memory format; the values are the same either way.
+        ``reuse_buffers`` (default: on) gives the model a memory plan: on the CPU its
+        intermediate feature maps reuse buffers kept from earlier calls of the same
+        input shape (at most ``effzoo.fuse.PLAN_SHAPES`` shapes) instead of memory
+        mapped in afresh; returned feature maps are always new tensors. See
         ``effzoo.fuse`` for what is fused and docs/performance.md for the gains.
         """
+        from . import _checks as checks
         from .fuse import fuse_model
 
+        if channels_last is not None:
+            channels_last = checks.boolean("channels_last", channels_last)
+        reuse_buffers = checks.boolean("reuse_buffers", reuse_buffers)
         fuse_model(self, channels_last=channels_last, reuse_buffers=reuse_buffers)
         return self
 

