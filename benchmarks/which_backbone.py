@@ -100,8 +100,9 @@ def size(m: Model) -> dict[str, float]:
     return {"params_M": round(params / 1e6, 3), "gflops_640": round(get_flops(model, 640), 2)}
 
 
-def train_one(m: Model, start: str, epochs: int, threads: int) -> dict[str, Any]:
-    """Train one model on the demo data; the whole validation curve and the final metrics."""
+def train_one(m: Model, start: str, epochs: int, threads: int, seed: int = 0) -> dict[str, Any]:
+    """Train one model on the demo data; the whole validation curve and the final metrics.
+    ``seed`` is the training seed (initialisation, augmentation, order); the data stay."""
     import torch
     from ultralytics import YOLO
 
@@ -131,7 +132,7 @@ def train_one(m: Model, start: str, epochs: int, threads: int) -> dict[str, Any]
         project=str(work / "runs"),
         name="run",
         exist_ok=True,
-        seed=DATA["seed"],
+        seed=seed,
         deterministic=True,
         amp=False,
         plots=False,
@@ -154,6 +155,7 @@ def train_one(m: Model, start: str, epochs: int, threads: int) -> dict[str, Any]
         "final": final,
         "minutes": round(minutes, 2),
         "threads": threads,
+        "seed": seed,
         "data": DATA,
     }
 
@@ -172,8 +174,9 @@ def latency(rounds: int, per_round: int, threads: int) -> dict[str, Any]:
     return {"machine": machine(), "size": 640, "threads": threads, "times_ms": times}
 
 
-def _result_path(m: Model, start: str, epochs: int) -> Path:
-    return RESULTS / f"train-{m.name}-{start}-{epochs}ep.json"
+def _result_path(m: Model, start: str, epochs: int, seed: int = 0) -> Path:
+    tail = f"-seed{seed}" if seed else ""
+    return RESULTS / f"train-{m.name}-{start}-{epochs}ep{tail}.json"
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -182,12 +185,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     for name in names:
         m = BY_NAME[name]
         for start in _starts(m):
-            path = _result_path(m, start, args.epochs)
+            if args.start and start != args.start:
+                continue
+            path = _result_path(m, start, args.epochs, args.seed)
             if path.exists():
                 continue
             print(f"[which-backbone] {m.name} {start} {args.epochs} epochs", flush=True)
             cmd = [sys.executable, __file__, "_one", m.name, start, str(args.epochs)]
-            cmd += ["--threads", str(args.threads)]
+            cmd += ["--threads", str(args.threads), "--seed", str(args.seed)]
             log = RESULTS / "logs" / f"{path.stem}.log"
             log.parent.mkdir(exist_ok=True)
             with log.open("w") as f:
@@ -198,9 +203,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_one(args: argparse.Namespace) -> None:
     m = BY_NAME[args.name]
-    result = train_one(m, args.start, args.epochs, args.threads)
+    result = train_one(m, args.start, args.epochs, args.threads, args.seed)
     result.update(size(m))
-    path = _result_path(m, args.start, args.epochs)
+    path = _result_path(m, args.start, args.epochs, args.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"[which-backbone] wrote {path}", flush=True)
@@ -221,10 +226,15 @@ def _reach(curve: list[float], fraction: float = 0.9) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= target), None)
 
 
+def _key(r: dict[str, Any]) -> tuple[str, str, int]:
+    return r["model"], r["start"], r["epochs"]
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     import statistics
 
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("train-*.json"))]
+    every = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("train-*.json"))]
+    runs = [r for r in every if not r.get("seed")]
     budgets = sorted({r["epochs"] for r in runs})
     lat = (
         json.loads((RESULTS / "latency.json").read_text())
@@ -259,6 +269,17 @@ def cmd_report(args: argparse.Namespace) -> None:
                     row += f" {r['curve_map50_95'][-1]:.3f} | {reach} |"
             lines.append(row)
     print("\n".join(lines))
+    print("\nthe same run with other training seeds (mAP50-95 at the last epoch):")
+    for r in runs:
+        same = [o for o in every if o.get("seed") and _key(o) == _key(r)]
+        if same:
+            vals = [r["curve_map50_95"][-1]] + [o["curve_map50_95"][-1] for o in same]
+            seeds = [0] + [o["seed"] for o in same]
+            print(
+                f"- {r['model']} {r['start']} @{r['epochs']}: "
+                + ", ".join(f"seed {s_} {v:.3f}" for s_, v in zip(seeds, vals))
+                + f" (spread {max(vals) - min(vals):.3f})"
+            )
     _plot(runs, budgets)
 
 
@@ -298,11 +319,14 @@ def main() -> None:
     t.add_argument("--epochs", type=int, required=True)
     t.add_argument("--only", nargs="*", choices=sorted(BY_NAME))
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0, help="training seed (0: the table's runs)")
+    t.add_argument("--start", choices=["pretrained", "scratch"], help="only this start")
     o = sub.add_parser("_one")
     o.add_argument("name", choices=sorted(BY_NAME))
     o.add_argument("start", choices=["pretrained", "scratch"])
     o.add_argument("epochs", type=int)
     o.add_argument("--threads", type=int, default=1)
+    o.add_argument("--seed", type=int, default=0)
     lat = sub.add_parser("latency")
     lat.add_argument("--rounds", type=int, default=5)
     lat.add_argument("--per-round", type=int, default=3)
