@@ -291,14 +291,15 @@ def _plot(runs: list[dict[str, Any]], budgets: list[int]) -> None:
 
     longest = max(budgets)
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for r in runs:
+    colour = {m.name: f"C{i}" for i, m in enumerate(MODELS)}  # one per model
+    for r in sorted(runs, key=lambda r: list(BY_NAME).index(r["model"])):
         if r["epochs"] != longest:
             continue
-        style = "-" if r["start"] == "pretrained" else "--"
         ax.plot(
             range(1, len(r["curve_map50_95"]) + 1),
             r["curve_map50_95"],
-            style,
+            "-" if r["start"] == "pretrained" else "--",  # solid: ImageNet start
+            color=colour[r["model"]],
             label=f"{r['model']} ({r['start']})",
         )
     ax.set_xlabel("epoch")
