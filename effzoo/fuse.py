@@ -26,7 +26,8 @@ block (``ConvBnAct``, ``DepthwiseSeparableConv``, ``InvertedResidual``,
   no gradient) a plan per input shape keeps buffers between calls: a block's residual
   add is written into its input's buffer, the stem's channels-last copy and explicit
   paddings go into kept buffers, and a convolution whose new output page-faulted
-  during the first ``RECORD_CALLS`` calls of that shape writes into a kept, zeroed
+  in ``FAULTED_CALLS`` of the ``RECORD_CALLS`` calls after the first one of that shape
+  (the first call faults everywhere) writes into a kept, zeroed
   buffer (oneDNN's in-place convolution adds to its output) with its activation
   applied in place. Zeroing costs a pass over the buffer, so only outputs that
   faulted are planned. Returned feature maps are always new tensors: a caller may
@@ -130,8 +131,10 @@ def _nonfinite() -> bool:
 #: a fused model keeps the intermediate buffers of this many input shapes
 #: (batch, channels, height, width, dtype), least recently used dropped
 PLAN_SHAPES = 4
-#: calls of a shape that measure which convolution outputs page-fault
+#: calls of a shape that measure which convolution outputs page-fault (after the
+#: first, whose every allocation is new); an output faulting in two of them is planned
 RECORD_CALLS = 3
+FAULTED_CALLS = 2
 #: an output is planned once a quarter of its bytes or more came as fresh pages
 FAULT_FRACTION = 0.25
 _PAGE = 4096
@@ -161,14 +164,22 @@ class _Plan:
     def __init__(self) -> None:
         self.idle: dict[tuple[Any, ...], list[torch.Tensor]] = {}
         self.lent: dict[int, tuple[torch.Tensor, tuple[Any, ...]]] = {}
-        #: convolutions (by id) whose new output the allocator mapped in afresh
+        #: convolutions (by id) whose new output the allocator mapped in afresh, call
+        #: after call: they write into plan buffers from then on
         self.faulting: set[int] = set()
+        self.faults: dict[int, int] = {}  # recorded calls in which each one faulted
         self.calls = 0
 
     @property
     def recording(self) -> bool:
-        """Whether this call still measures which outputs fault (the first calls)."""
-        return self.calls <= RECORD_CALLS and _minor_faults is not None
+        """Whether this call measures which outputs fault (calls 2 .. RECORD_CALLS + 1)."""
+        return 1 < self.calls <= RECORD_CALLS + 1 and _minor_faults is not None
+
+    def faulted(self, conv: nn.Module) -> None:
+        """``conv``'s new output page-faulted in this call."""
+        n = self.faults[id(conv)] = self.faults.get(id(conv), 0) + 1
+        if n >= FAULTED_CALLS:
+            self.faulting.add(id(conv))
 
     def take(
         self, size: Any, like: torch.Tensor, channels_last: bool | None = None
@@ -519,7 +530,7 @@ class FusedConv(nn.Module):
         if measure:
             fresh = (_minor_faults() - faults) * _PAGE  # type: ignore[misc]
             if fresh >= FAULT_FRACTION * y.numel() * y.element_size():
-                plan.faulting.add(id(self))  # type: ignore[union-attr]
+                plan.faulted(self)  # type: ignore[union-attr]
         if lender is not None:
             for t in given:
                 lender.give(t)

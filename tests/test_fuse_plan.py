@@ -27,8 +27,14 @@ FAMILIES = ["efficientnet_b0", "efficientnet_lite0", "efficientnet_v2_b0", "effi
 
 @pytest.fixture
 def plan_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Plan every convolution output, not only those that page-faulted."""
+    """Plan every convolution output, not only those that page-faulted: from the
+    third call of a shape on (``CALLS`` calls reach it)."""
     monkeypatch.setattr(fz, "FAULT_FRACTION", 0.0)
+    monkeypatch.setattr(fz, "FAULTED_CALLS", 1)
+
+
+#: calls of one shape after which every path of the plan has run (see ``plan_everything``)
+CALLS = 4
 
 
 def _pair(name: str) -> tuple[effzoo.Backbone, effzoo.Backbone]:
@@ -47,7 +53,7 @@ def test_planned_equals_eager_alternating_shapes(name: str, plan_everything: Non
     inputs = [torch.randn(1, 3, 65, 47), torch.randn(2, 3, 64, 64), torch.randn(1, 3, 33, 71)]
     with torch.no_grad():
         refs = [model(x) for x in inputs]
-        for _ in range(3):  # recording calls, then calls on the plan, shapes alternating
+        for _ in range(CALLS):  # recording calls, then calls on the plan, shapes alternating
             for x, ref in zip(inputs, refs):
                 assert _rel_err(ref, fused(x)) < 1e-4
     assert _planned_convs(fused) > 0  # the planned path ran
@@ -62,7 +68,7 @@ def test_planned_equals_unplanned_exactly_for_relu6(plan_everything: None) -> No
     plain = copy.deepcopy(model).fuse(reuse_buffers=False)
     x = torch.randn(1, 3, 97, 64)
     with torch.no_grad():
-        for _ in range(3):
+        for _ in range(CALLS):
             assert all(torch.equal(a, b) for a, b in zip(planned(x), plain(x)))
 
 
@@ -70,7 +76,7 @@ def test_returned_features_survive_later_calls(plan_everything: None) -> None:
     model, fused = _pair("efficientnet_b0")
     a, b = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        for _ in range(fz.RECORD_CALLS + 1):  # on the plan from here
+        for _ in range(CALLS):  # on the plan from here
             first = fused(a)
         kept = [t.clone() for t in first]
         second = fused(b)
@@ -86,7 +92,7 @@ def test_returned_features_survive_later_calls(plan_everything: None) -> None:
 def test_batch_zero_and_one(plan_everything: None) -> None:
     model, fused = _pair("efficientnet_v2_b0")
     with torch.no_grad():
-        for _ in range(2):
+        for _ in range(CALLS):
             empty = fused(torch.randn(0, 3, 64, 64))
             assert [t.shape[0] for t in empty] == [0, 0, 0]
             x = torch.randn(1, 3, 64, 64)
@@ -99,7 +105,7 @@ def test_tiled_blocks_on_the_plan(plan_everything: None, monkeypatch: pytest.Mon
     model, fused = _pair("efficientnet_b3")
     x = torch.randn(1, 3, 70, 66)
     with torch.no_grad():
-        for _ in range(3):
+        for _ in range(CALLS):
             assert _rel_err(model(x), fused(x)) < 1e-4
 
 
@@ -160,7 +166,7 @@ def test_no_plan_for_grad_non_finite_or_opt_out(plan_everything: None) -> None:
     nan = x.clone()
     nan[0, :, 10, 10] = float("nan")
     with torch.no_grad():
-        for _ in range(2):
+        for _ in range(CALLS):
             got, ref = fused(nan), model(nan)
             assert all(torch.equal(g.isnan(), r.isnan()) for g, r in zip(got, ref))
     off = copy.deepcopy(model).fuse(reuse_buffers=False)
@@ -174,7 +180,7 @@ def test_no_process_wide_setting_changes() -> None:
     threads = torch.get_num_threads()
     _, fused = _pair("efficientnet_b0")
     with torch.no_grad():
-        for _ in range(fz.RECORD_CALLS + 1):
+        for _ in range(CALLS):
             fused(torch.randn(1, 3, 64, 64))
     assert dict(os.environ) == env and torch.get_num_threads() == threads
 
@@ -187,11 +193,11 @@ def test_ultralytics_fused_model_runs_on_the_plan(tmp_path: Path, plan_everythin
     with torch.no_grad():
         ref = model(x)[0]
         model.fuse(verbose=False)
-        outs = [model(x)[0] for _ in range(3)]
+        outs = [model(x)[0] for _ in range(CALLS)]
     pool = next(m.pool for m in model.modules() if isinstance(m, fz.FusedConv))
     plans = [p for ps in pool._plans.values() for p in ps.values()]
-    assert len(plans) == 5  # one per layer (P1..P5), each used by all three calls
-    assert [p.calls for p in plans] == [3] * 5
+    assert len(plans) == 5  # one per layer (P1..P5), each used by every call
+    assert [p.calls for p in plans] == [CALLS] * 5
     for out in outs:
         torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3 * float(ref.abs().max()))
 
