@@ -23,7 +23,7 @@ from effzoo.export import export_onnx
 
 
 def _conv_kind(weight: list[int]) -> str:
-    o, i_per_group, kh, kw = weight
+    _, i_per_group, kh, kw = weight
     if kh == kw == 1:
         return "conv 1x1"
     if i_per_group == 1:
