@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import os
@@ -37,6 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from effzoo.yolo.demo import DEFAULTS as DEMO
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "which-backbone"
@@ -70,7 +73,8 @@ MODELS = (
     Model("v2s-x0.25-d0.5", "efficientnet_v2_s", 0.25, 0.5, note="the recipe's V2 row"),
 )
 BY_NAME = {m.name: m for m in MODELS}
-DATA = dict(train_images=96, val_images=32, imgsz=160, seed=0)
+#: the demo's data, as ``effzoo demo`` makes it (its defaults, seed 0)
+DATA = {k: DEMO[k] for k in ("train_images", "val_images", "imgsz", "batch")} | {"seed": 0}
 
 
 def _starts(m: Model) -> list[str]:
@@ -126,7 +130,7 @@ def train_one(m: Model, start: str, epochs: int, threads: int, seed: int = 0) ->
         data=str(data),
         epochs=epochs,
         imgsz=DATA["imgsz"],
-        batch=8,
+        batch=DATA["batch"],
         device="cpu",
         workers=0,
         project=str(work / "runs"),
@@ -139,8 +143,6 @@ def train_one(m: Model, start: str, epochs: int, threads: int, seed: int = 0) ->
         verbose=False,
     )
     minutes = (time.time() - t0) / 60
-    import csv
-
     rows = list(csv.DictReader((Path(model.trainer.save_dir) / "results.csv").open()))
     key = next(k for k in rows[0] if k.strip() == "metrics/mAP50-95(B)")
     curve = [round(float(r[key]), 5) for r in rows]
