@@ -34,6 +34,11 @@ class CorruptWeightsError(EffzooError, ValueError):
     """A weights file that is truncated, unreadable or fails its checksum."""
 
 
+class UnverifiedWeightsError(EffzooError, ValueError):
+    """A cached file effzoo has no sha256 to check against (it never saw the Hub's answer
+    for it); it is not loaded, and no other copy is loaded in its place."""
+
+
 class WeightsMismatchError(EffzooError, ValueError):
     """A state dict whose keys or shapes do not fit the model."""
 

@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HOME", os.path.join(_ROOT, "hf_home"))
 os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(_ROOT, "ultralytics"))
 os.environ.setdefault("EFFZOO_TEST_ROOT", _ROOT)
 os.environ.pop("EFFZOO_WEIGHTS", None)
+# effzoo's record of verified files (effzoo.weights.verified): never the user's
+os.environ["EFFZOO_CACHE"] = os.path.join(_ROOT, "effzoo_cache")
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,14 @@
 """A loopback stand-in for the Hugging Face Hub, and helpers to run effzoo against it.
 
-It answers ``HEAD``/``GET /<org>/<repo>/resolve/<revision>/<file>`` the way
-huggingface_hub 2.x needs (read from its ``file_download``): ``X-Repo-Commit`` (the
-commit the revision resolves to), ``ETag`` (the sha256 of the file, as for LFS files),
-``Content-Length``, and byte ranges for resumed downloads; a missing repo or file gets
-404 with ``X-Error-Code`` like the Hub. ``POST /api/models/<org>/<repo>/paths-info/<rev>``
+It answers ``HEAD``/``GET /<org>/<repo>/resolve/<revision>/<file>`` the way the Hub
+answers for an LFS (or Xet-backed) file: ``302`` to a second server, the "CDN" (another
+port, so another origin: huggingface_hub drops the token there), with ``X-Repo-Commit``
+(the commit the revision resolves to), ``X-Linked-Etag`` (the file's sha256),
+``X-Linked-Size``, an ``ETag`` of the LFS pointer file's git blob sha1 and
+``Location``; the CDN serves the bytes, with byte ranges for resumed downloads. A
+missing repo or file gets 404 with ``X-Error-Code`` like the Hub. The ``sha1-etag`` and
+``weak-etag`` modes stand for a mirror or proxy that serves the file itself (``200``, no
+``X-Linked-*``) under another kind of ETag. ``POST /api/models/<org>/<repo>/paths-info/<rev>``
 answers like the Hub's paths-info API (``HfApi.get_paths_info``: size, git oid, and the
 LFS sha256 under ``lfs.oid``). Files are served from disk.
 
@@ -79,6 +83,19 @@ class Served:
             return f'W/"{self.size:x}-{self.commit[:8]}"'
         return f'"{self.sha256}"'
 
+    @property
+    def mirrored(self) -> bool:
+        """Served by a mirror that sends the file itself under another kind of ETag."""
+        return bool({"sha1-etag", "weak-etag"} & self.flags)
+
+    @property
+    def pointer_oid(self) -> str:
+        """The git blob sha1 of the LFS pointer file (the ETag the Hub sends beside
+        X-Linked-Etag for an LFS file)."""
+        text = f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\n"
+        text += f"size {self.size}\n"
+        return hashlib.sha1(b"blob %d\0" % len(text) + text.encode()).hexdigest()
+
 
 @dataclass
 class HubStandIn:
@@ -91,14 +108,21 @@ class HubStandIn:
     closing: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._servers = []
+        for cdn in (False, True):
+            server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn))
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            self._servers.append(server)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._servers[0].server_address[1]}"
+
+    @property
+    def cdn_url(self) -> str:
+        """The second server, where ``/resolve/`` redirects LFS downloads."""
+        return f"http://127.0.0.1:{self._servers[1].server_address[1]}"
 
     def add(self, repo: str, path: Path, filename: str = "model.safetensors") -> Served:
         """Serve a file that is on disk now."""
@@ -119,11 +143,12 @@ class HubStandIn:
 
     def close(self) -> None:
         self.closing.set()
-        self._server.shutdown()
-        self._server.server_close()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
 
 
-def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
+def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -133,9 +158,14 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
         def _find(self) -> tuple[Served | None, str]:
             path = unquote(self.path.split("?")[0]).lstrip("/")
             parts = path.split("/")
-            if len(parts) < 5 or parts[2] != "resolve":
+            if cdn:  # /<org>/<repo>/<file>
+                if len(parts) < 3:
+                    return None, "RepoNotFound"
+                repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+            elif len(parts) < 5 or parts[2] != "resolve":
                 return None, "RepoNotFound"
-            repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
+            else:
+                repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
             served = hub.files.get((repo, filename))
             if served is None:
                 known = any(r == repo for r, _ in hub.files)
@@ -145,13 +175,32 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
 
         def _headers(self, served: Served, status: int, length: int, extra: dict) -> None:
             self.send_response(status)
-            self.send_header("X-Repo-Commit", served.commit)
-            self.send_header("ETag", served.etag)
+            if cdn:  # a storage server: its own ETag, nothing of the Hub's
+                self.send_header("ETag", f'"{served.sha256[:32]}"')
+            else:
+                self.send_header("X-Repo-Commit", served.commit)
+                self.send_header("ETag", served.etag)
             self.send_header("Content-Length", str(length))
             self.send_header("Accept-Ranges", "bytes")
             for k, v in extra.items():
                 self.send_header(k, v)
             self.end_headers()
+
+        def _redirect(self, served: Served) -> bool:
+            """The Hub's answer for an LFS file: 302 to the CDN with X-Linked-* headers."""
+            if cdn or served.mirrored:
+                return False
+            path = unquote(self.path.split("?")[0]).lstrip("/").split("/")
+            location = f"{hub.cdn_url}/{'/'.join(path[:2])}/{'/'.join(path[4:])}"
+            self.send_response(302)
+            self.send_header("X-Repo-Commit", served.commit)
+            self.send_header("ETag", f'"{served.pointer_oid}"')
+            self.send_header("X-Linked-Etag", f'"{served.sha256}"')
+            self.send_header("X-Linked-Size", str(served.size))
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
 
         def _not_found(self, code: str, status: int = 404, extra: dict | None = None) -> None:
             body = json.dumps({"error": code}).encode()
@@ -200,13 +249,13 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             served, code = self._find()
             if served is None:
                 return self._not_found(code)
-            if not self._refused(served, download=False):
+            if not self._refused(served, download=False) and not self._redirect(served):
                 self._headers(served, 200, served.size, {})
 
         def _paths_info(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
             parts = unquote(self.path.split("?")[0]).strip("/").split("/")
-            if len(parts) < 6 or parts[:2] != ["api", "models"] or parts[4] != "paths-info":
+            if cdn or len(parts) < 6 or parts[:2] != ["api", "models"] or parts[4] != "paths-info":
                 return self._not_found("RepoNotFound")
             repo = "/".join(parts[2:4])
             mine = {f: s for (r, f), s in hub.files.items() if r == repo}
@@ -232,14 +281,14 @@ def _handler(hub: HubStandIn) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _get(self) -> None:
-            if self.path.startswith("/_control/"):
+            if self.path.startswith("/_control/") and not cdn:
                 _, _, mode, repo = self.path.split("/", 3)
                 hub.set_mode(unquote(repo), mode)
                 return self._reply_ok()
             served, code = self._find()
             if served is None:
                 return self._not_found(code)
-            if self._refused(served, download=True):
+            if self._refused(served, download=True) or self._redirect(served):
                 return
             start, status, extra = 0, 200, {}
             rng = self.headers.get("Range", "")
@@ -302,9 +351,11 @@ def closed_port() -> str:
 
 
 def hub_env(endpoint: str, hf_home: Path, **extra: str) -> dict[str, str]:
-    """An environment for a child process that talks only to ``endpoint``."""
+    """An environment for a child process that talks only to ``endpoint``; effzoo's record
+    of verified files (``EFFZOO_CACHE``) lies beside ``hf_home``, outside it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "EFFZOO_"))}
     env.update(
+        EFFZOO_CACHE=f"{hf_home}-effzoo",
         HF_ENDPOINT=endpoint,
         HF_HOME=str(hf_home),
         HF_HUB_DISABLE_TELEMETRY="1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from effzoo.weights import (
     store,
     tag_info,
     tags_for,
+    verified,
 )
 
 DEFAULTS = {  # the table
@@ -192,13 +194,19 @@ def test_tag_from_file_name_argument_and_hf_cache_path(b0_file, tmp_path: Path):
         "timm/tf_efficientnet_b0.ap_in1k",
         commit,
     )
-    # a cache entry links to a blob named by its sha256: a mismatch is corruption
+    # a blob's name means nothing (a Xet hash in huggingface_hub 2.x's shared store): a
+    # link into a 64-hex name that is not the file's sha256 loads as it is
     blobs = cached.parents[1] / "blobs"
     blobs.mkdir()
     (cached / "model.safetensors").rename(blobs / ("0" * 64))
     (cached / "model.safetensors").symlink_to(blobs / ("0" * 64))
-    with pytest.raises(CorruptWeightsError, match="cache entry says"):
+    rec = effzoo.create("efficientnet_b0", pretrained=cached / "model.safetensors").weights
+    assert rec.sha256 == hashlib.sha256((blobs / ("0" * 64)).read_bytes()).hexdigest()
+    # what effzoo verified for that repo at that commit decides: another sha256 is corruption
+    verified.remember(rec.repo, "model.safetensors", "f" * 64, commit=commit, etag=None, via="t")
+    with pytest.raises(CorruptWeightsError, match="corrupted") as e:
         effzoo.create("efficientnet_b0", pretrained=cached / "model.safetensors")
+    assert "ffffffffffff" in str(e.value) and "verified.json" in str(e.value)
 
 
 def test_store_copy_carries_its_tag_and_detects_corruption(b0_file, tmp_path: Path):

@@ -96,7 +96,8 @@ for key, etag in (("sha1", "sha1-etag"), ("weak", "weak-etag")):
     ctl(f"corrupt+{etag}", REPOS[key])
     bad = attempt(REPOS[key])
     ctl(etag, REPOS[key])
-    report[key] = dict(bad=bad, good=attempt(REPOS[key]))
+    good = attempt(REPOS[key])
+    report[key] = dict(bad=bad, good=good, again=attempt(REPOS[key]))
 ctl("no-lfs+sha1-etag", REPOS["no_lfs"])
 report["no_lfs"] = attempt(REPOS["no_lfs"])
 for status in ("401", "403"):  # REPOS["sha1"] is cached now
@@ -137,33 +138,45 @@ def _served(hub: HubStandIn, tag: str):
     return next(s for (r, _), s in hub.files.items() if r == f"timm/{tag}")
 
 
+def _requests(hub: HubStandIn, tag: str, method: str) -> list[str]:
+    return [p for m, p, *_ in hub.log if m == method and f"timm/{tag}/" in p]
+
+
 @pytest.mark.parametrize("key", ["sha1", "weak"])
 def test_non_sha256_etag_is_verified_against_the_hub_sha256(report: dict, hub, key: str):
-    bad, good = report[key]["bad"], report[key]["good"]
+    bad, good, again = report[key]["bad"], report[key]["good"], report[key]["again"]
     assert bad["error"] == "CorruptWeightsError", bad
     assert "corrupted" in bad["message"] and f"timm/{REPOS[key]}" in bad["message"]
-    assert bad["blobs"] == [], "a corrupted download stayed in the Hugging Face cache"
+    assert "downloaded twice" in bad["message"] and "nothing was deleted" in bad["message"]
     served = _served(hub, REPOS[key])
     assert good["ok"] and good["source"] == "hub" and good["sha256"] == served.sha256, good
-    # the verified blob is re-filed under its sha256, so the cache verifies it offline
-    assert good["blobs"] == [served.sha256]
-    asked = [p for m, p, *_ in hub.log if m == "POST" and f"timm/{REPOS[key]}/paths-info/" in p]
+    # effzoo renames and deletes nothing in huggingface_hub's cache: the bad copy was
+    # replaced through huggingface_hub (force_download), under hf's own name for it
+    assert len(bad["blobs"]) == 1 and good["blobs"] == bad["blobs"] == again["blobs"]
+    assert again["ok"] and again["sha256"] == served.sha256, again
+    asked = _requests(hub, REPOS[key], "POST")
     assert asked, "the sha256 was not taken from the Hub's paths-info API"
+    # the bad try asked and downloaded twice, the good one asked and downloaded once
+    # (the cached bad copy); the third, with the sha256 in effzoo's record, neither
+    assert len(asked) == 2, asked
+    assert len(_requests(hub, REPOS[key], "GET")) == 3
 
 
-def test_unverifiable_download_is_refused_and_evicted(report: dict):
+def test_unverifiable_file_is_refused_before_download(report: dict, hub):
     r = report["no_lfs"]
     assert r["error"] == "WeightsUnavailableError", r
     assert "cannot verify" in r["message"] and f"timm/{REPOS['no_lfs']}" in r["message"]
     assert "pretrained=" in r["message"] and "HF_ENDPOINT" in r["message"]
-    assert r["blobs"] == []
+    assert "nothing was downloaded" in r["message"]
+    assert r["blobs"] == [] and _requests(hub, REPOS["no_lfs"], "GET") == []
 
 
 def test_cached_copy_is_verified_offline(report: dict):
     assert report["offline"]["ok"] and report["offline"]["source"] == "hf-cache"
     r = report["offline_corrupted"]
     assert r["error"] == "CorruptWeightsError" and "corrupted" in r["message"], r
-    assert r["blobs"] == []
+    assert f"effzoo download {REPOS['weak']}" in r["message"]
+    assert r["blobs"] == report["offline"]["blobs"], "effzoo deleted a file of the HF cache"
 
 
 @pytest.mark.parametrize("status", ["401", "403"])
@@ -200,11 +213,24 @@ def test_abandoned_downloads_do_not_keep_the_process_alive(report: dict):
 def test_hub_timeout_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch):
     from effzoo.weights.sources import hub_timeout
 
-    monkeypatch.setenv("EFFZOO_HUB_TIMEOUT", "soon")
-    with pytest.raises(InvalidArgumentError, match="EFFZOO_HUB_TIMEOUT"):
-        hub_timeout()
+    for bad in ("soon", "0", "-3", "inf", "nan"):
+        monkeypatch.setenv("EFFZOO_HUB_TIMEOUT", bad)
+        with pytest.raises(InvalidArgumentError, match="EFFZOO_HUB_TIMEOUT"):
+            hub_timeout()
     monkeypatch.setenv("EFFZOO_HUB_TIMEOUT", "7.5")
     assert hub_timeout() == 7.5
+
+
+def test_hub_timeout_past_the_platform_clock_is_capped(monkeypatch: pytest.MonkeyPatch):
+    """1e10 s overflowed the platform's time_t inside a wait; it is capped when read, and a
+    wait of that length works."""
+    import threading
+
+    from effzoo.weights.sources import hub_timeout, within_deadline
+
+    monkeypatch.setenv("EFFZOO_HUB_TIMEOUT", "1e10")
+    assert hub_timeout() == threading.TIMEOUT_MAX
+    assert within_deadline(1e300, lambda: 42) == 42
 
 
 # --- torch files: read once, bounded -------------------------------------------------

@@ -1,4 +1,4 @@
-"""``effzoo`` command line: list | info | download | yaml | demo | yolo.
+"""``effzoo`` command line: list | info | download | env | yaml | demo | yolo.
 
 Each sub-command lives in its own module, imported only when it runs, and parses
 its own arguments, so ``effzoo list`` never imports Ultralytics. Results go to stdout; progress and
@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "list": ("effzoo.cli.info", "list_main", "table of every variant"),
     "info": ("effzoo.cli.info", "info_main", "one variant: levels, params, weights tags"),
     "download": ("effzoo.cli.download", "main", "prefetch weights for offline use"),
+    "env": ("effzoo.cli.env", "main", "what a bug report needs: versions, caches, what verifies"),
     "yaml": ("effzoo.yolo.cli", "yaml_main", "write a YOLO11 model yaml for a variant"),
     "demo": ("effzoo.yolo.demo", "main", "train a small YOLO11-EfficientNet offline"),
     "yolo": ("effzoo.yolo.cli", "yolo_main", "the Ultralytics CLI with effzoo registered"),

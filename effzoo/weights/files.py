@@ -178,18 +178,6 @@ def file_metadata(path: Path) -> dict[str, str]:
     return dict(read_header(path)[1].get("__metadata__") or {})
 
 
-def check_blob(path: Path) -> str:
-    """sha256 of a file, checked against its blob name when that is a sha256 (HF cache)."""
-    blob = path.resolve()
-    digest = sha256_file(blob)
-    if SHA256_RE.fullmatch(blob.name) and digest != blob.name:
-        raise CorruptWeightsError(
-            f"{path} is corrupted: its sha256 is {digest[:12]}..., its cache entry says "
-            f"{blob.name[:12]}...; delete it and download it again"
-        )
-    return digest
-
-
 def hf_cache_origin(path: Path) -> tuple[str, str, str | None] | None:
     """(org, repo name, commit or None) of a file inside a Hugging Face cache, else None."""
     m = _HF_CACHE_DIR.search(str(path.parent))

@@ -14,19 +14,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import InvalidArgumentError, WeightsMismatchError
+from ..errors import CorruptWeightsError, InvalidArgumentError, WeightsMismatchError
 from ..registry import BackboneSpec
-from . import convert
+from . import convert, verified
 from .files import (
     META_REPO,
     META_REVISION,
     META_SHA256,
     WeightsFile,
-    check_blob,
     hf_cache_origin,
     naming,
     read_state_dict,
-    sha256_file,
 )
 from .inherit import Selection, inherit
 from .resolve import WeightsSource
@@ -169,15 +167,26 @@ def _tag_note(source: WeightsSource) -> str:
 
 
 def _local_file(source: WeightsSource) -> WeightsFile:
-    """A file the user named, with what its metadata or cache location says of its origin."""
+    """A file the user named, with what its metadata or cache location says of its origin.
+
+    A file inside a Hugging Face cache is checked against effzoo's record when effzoo
+    verified that repo's file at that commit (the record, not the cache's names, says
+    what it must hash to)."""
     path = source.path
     assert path is not None
     meta = verify_store_copy(path) if path.suffix == ".safetensors" else {}
     cache = hf_cache_origin(path)
     repo = meta.get(META_REPO) or (f"{cache[0]}/{cache[1]}" if cache else None)
     revision = meta.get(META_REVISION) or (cache[2] if cache else None)
-    if cache and not meta:  # a file inside a Hugging Face cache: its blob is named by sha256
-        digest = check_blob(path)
-    else:
-        digest = meta.get(META_SHA256) or sha256_file(path)
+    if meta.get(META_SHA256):
+        return WeightsFile(path, "file", repo, revision, meta[META_SHA256])
+    digest = verified.file_sha256(path)
+    want = verified.sha256_for_commit(repo, path.name, revision) if repo and revision else None
+    if want is not None and digest != want:
+        raise CorruptWeightsError(
+            f"{path} is corrupted: its sha256 is {digest[:12]}..., the Hub gave {want[:12]}... "
+            f"for {repo}@{revision[:10]} when effzoo verified it ({verified.record_path()}); "
+            "it was not loaded. Fix: run `effzoo download` for its tag with the Hub reachable "
+            "(huggingface_hub downloads it anew)"
+        )
     return WeightsFile(path, "file", repo, revision, digest)

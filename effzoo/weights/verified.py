@@ -1,0 +1,182 @@
+"""effzoo's own record of the Hub files it verified, kept outside huggingface_hub's cache.
+
+huggingface_hub's cache layout is its private business: blob names are ETags in one
+release, symlinks into a shared Xet store named by Xet hash in the next, plain copies
+without symlinks on Windows. effzoo reads no meaning into those names and writes nothing
+there. What it knows, it keeps here, in one small JSON file,
+``<EFFZOO_CACHE>/verified.json`` (default ``$XDG_CACHE_HOME/effzoo``, else
+``~/.cache/effzoo``):
+
+* ``hub``: ``"<repo>/<filename>"`` -> the versions effzoo checked: the sha256 the Hub
+  said the file has (its ETag or X-Linked-Etag, or the paths-info API's LFS sha256 when
+  the ETag is not one), with the commit, the ETag and how the sha256 was learnt. A file
+  hashing to one of these is that version of the Hub's file, wherever and however it is
+  cached; so an offline load verifies against what effzoo checked before.
+* ``hashed``: a memo ``realpath -> [size, mtime_ns, ctime_ns, inode, sha256]``, so a file
+  unchanged since it was hashed is not read twice (a rewrite changes its ctime, which
+  no user call can set back; a replacement changes its inode).
+
+The file is replaced atomically under a file lock; one that cannot be read is taken as
+empty (and rewritten), one that cannot be written costs only a later re-hash or an
+offline refusal, never a wrong load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .files import SHA256_RE, sha256_file
+
+log = logging.getLogger("effzoo")
+
+CACHE_ENV = "EFFZOO_CACHE"
+RECORD_NAME = "verified.json"
+FORMAT = 1
+#: bounds: versions kept per Hub file, files kept in the hash memo
+MAX_VERSIONS, MAX_HASHED = 16, 512
+LOCK_S = 10.0
+
+
+def cache_dir() -> Path:
+    """effzoo's own cache directory (``EFFZOO_CACHE``, else the XDG cache home)."""
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if raw:
+        return Path(raw).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache")
+    return Path(base).expanduser() / "effzoo"
+
+
+def record_path() -> Path:
+    return cache_dir() / RECORD_NAME
+
+
+def _empty() -> dict[str, Any]:
+    return {"format": FORMAT, "hub": {}, "hashed": {}}
+
+
+def load() -> dict[str, Any]:
+    """The record as it is on disk (empty when missing or unreadable)."""
+    path = record_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _empty()
+    except (OSError, ValueError) as e:
+        log.warning("effzoo's record %s is unreadable (%s); starting a new one", path, e)
+        return _empty()
+    ok = (
+        isinstance(data, dict)
+        and data.get("format") == FORMAT
+        and isinstance(data.get("hub"), dict)
+        and isinstance(data.get("hashed"), dict)
+    )
+    if not ok:
+        log.warning("effzoo's record %s is not in format %d; starting a new one", path, FORMAT)
+        return _empty()
+    return data
+
+
+def _update(change: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``change`` to the record and write it back atomically, under its lock."""
+    from filelock import FileLock, Timeout
+
+    path = record_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock", timeout=LOCK_S):
+            data = load()
+            change(data)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(data, f, indent=1, sort_keys=True)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    except (OSError, Timeout) as e:  # a read-only home: verification still held this time
+        log.warning("could not update effzoo's record %s (%s); set %s to a writable "
+                    "directory to keep what was verified", path, e, CACHE_ENV)  # fmt: skip
+
+
+def _stat_key(path: Path) -> tuple[str, list[int]]:
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256, from the memo when the file (its real path, size and mtime) is
+    unchanged since it was hashed, else hashed now and remembered."""
+    real, stat = _stat_key(path)
+    hit = load()["hashed"].get(real)
+    if isinstance(hit, list) and len(hit) == 5 and hit[:4] == stat:
+        if SHA256_RE.fullmatch(str(hit[4])):
+            return str(hit[4])
+    digest = sha256_file(Path(real))
+
+    def put(data: dict[str, Any]) -> None:
+        hashed = data["hashed"]
+        hashed.pop(real, None)
+        hashed[real] = [*stat, digest]
+        for old in list(hashed)[: max(0, len(hashed) - MAX_HASHED)]:
+            del hashed[old]
+
+    _update(put)
+    return digest
+
+
+def forget_hash(path: Path) -> None:
+    """Drop a file from the memo (it is about to be replaced)."""
+    real = os.path.realpath(path)
+    if real in load()["hashed"]:
+        _update(lambda data: data["hashed"].pop(real, None))
+
+
+def versions(repo: str, filename: str) -> list[dict[str, Any]]:
+    """The versions of a Hub file effzoo verified, newest last."""
+    got = load()["hub"].get(f"{repo}/{filename}")
+    return [v for v in got if isinstance(v, dict)] if isinstance(got, list) else []
+
+
+def known(repo: str, filename: str, sha256: str) -> dict[str, Any] | None:
+    """The recorded version of a Hub file with this sha256, or None."""
+    return next((v for v in reversed(versions(repo, filename)) if v.get("sha256") == sha256), None)
+
+
+def sha256_for_etag(repo: str, filename: str, etag: str) -> str | None:
+    """The sha256 effzoo learnt for a version the server named by another kind of ETag."""
+    hit = next((v for v in reversed(versions(repo, filename)) if v.get("etag") == etag), None)
+    return hit["sha256"] if hit and SHA256_RE.fullmatch(str(hit.get("sha256"))) else None
+
+
+def sha256_for_commit(repo: str, filename: str, commit: str) -> str | None:
+    """The sha256 effzoo verified for the file at a commit, or None."""
+    hit = next((v for v in reversed(versions(repo, filename)) if v.get("commit") == commit), None)
+    return hit["sha256"] if hit else None
+
+
+def remember(
+    repo: str, filename: str, sha256: str, *, commit: str | None, etag: str | None, via: str
+) -> None:
+    """Record that the Hub's ``repo/filename`` at ``commit`` hashes to ``sha256``."""
+    entry = {"sha256": sha256, "commit": commit, "etag": etag, "via": via, "at": int(time.time())}
+
+    def put(data: dict[str, Any]) -> None:
+        key = f"{repo}/{filename}"
+        old = data["hub"].get(key)
+        kept = [
+            v
+            for v in (old if isinstance(old, list) else [])
+            if isinstance(v, dict) and (v.get("sha256"), v.get("etag")) != (sha256, etag)
+        ]
+        data["hub"][key] = [*kept, entry][-MAX_VERSIONS:]
+
+    _update(put)
