@@ -361,7 +361,8 @@ def hub_env(endpoint: str, hf_home: Path, **extra: str) -> dict[str, str]:
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_XET="1",
         OMP_NUM_THREADS="1",
-        PYTHONPATH=str(ROOT),
+        # this checkout first; an overlay of other releases (scripts/compat_weights.sh) kept
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     )
     env.update(extra)
     return env

@@ -195,7 +195,11 @@ def test_hub_operations_end_at_the_deadline(report: dict, mode: str):
     r = report[mode]
     assert r["error"] == "WeightsUnavailableError", r
     assert r["s"] < DEADLINE + 3, f"{mode}: took {r['s']:.1f} s"
-    assert f"{DEADLINE:g} s" in r["message"] and "EFFZOO_HUB_TIMEOUT" in r["message"]
+    # huggingface_hub 2.x waits out Retry-After (cut at the deadline); older releases
+    # (scripts/compat_weights.sh) give up on a 429 at once, which ends sooner still
+    quick_429 = mode == "429" and "429" in r["message"]
+    assert quick_429 or f"{DEADLINE:g} s" in r["message"], r["message"]
+    assert quick_429 or "EFFZOO_HUB_TIMEOUT" in r["message"]
     assert "effzoo download" in r["message"] and "HF_HUB_OFFLINE" in r["message"]
     assert not any(b for b in r["blobs"] if not b.endswith(".incomplete")), r["blobs"]
 

@@ -23,6 +23,7 @@ from ..weights.catalogue import TagInfo, catalogue
 from ..weights.sources import TIMEOUT_ENV, offline_mode
 from ..weights.store import store_dirs
 
+FLAGS = ("HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_SYMLINKS")
 PACKAGES = ("torch", "timm", "huggingface_hub", "hf_xet", "safetensors", "ultralytics")
 
 
@@ -103,8 +104,10 @@ def report() -> list[str]:
         *(f"- {p} version: {_version(p)}" for p in PACKAGES),
         f"- HF endpoint: {constants.ENDPOINT}",
         f"- Offline mode (HF_HUB_OFFLINE): {offline_mode()}",
-        f"- HF_HUB_DISABLE_XET: {constants.HF_HUB_DISABLE_XET}",
-        f"- HF_HUB_DISABLE_SYMLINKS: {constants.HF_HUB_DISABLE_SYMLINKS}",
+        *(
+            f"- {k}: {getattr(constants, k, 'n/a')}"
+            for k in ("HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_SYMLINKS")
+        ),
         f"- HF cache: {cache}",
         f"- HF shared Xet store: {store if store else 'none'}",
         f"- effzoo record: {record} ({n_files} Hub file(s) verified"
