@@ -1,13 +1,16 @@
 """ONNX export with dynamic height and width, and an ONNX Runtime session helper.
 
-TF "same" padding depends on the input size. The exported copy pads with
-``padding.pad_same``: integer ``x.size()`` arithmetic that stays symbolic under both
-exporters (the TorchScript tracer sees the sizes as tensors; the dynamo exporter
-as SymInts), in unfused (timm's ``Conv2dSame`` swapped for ``SymbolicConv2dSame``)
-and fused models alike, so one graph (``Shape -> ... -> Pad -> Conv``) serves
-every input size. ``verify`` runs the
-exported graph in ONNX Runtime at sizes other than the traced one, odd ones
-included, and compares with PyTorch.
+TF "same" padding depends on the input size. With ``dynamic`` (the default) the
+exported copy pads with ``padding.pad_same``: integer ``x.size()`` arithmetic that
+stays symbolic under both exporters (the TorchScript tracer sees the sizes as
+tensors; the dynamo exporter as SymInts), in unfused (timm's ``Conv2dSame`` swapped
+for ``SymbolicConv2dSame``) and fused models alike, so one graph
+(``Shape -> ... -> Pad -> Conv``) serves every input size. With ``dynamic=False``
+the padding is constant (``padding.static_sizes``): the convolution's own pads when
+symmetric, a constant ``Pad`` otherwise, which simplifiers and converters read
+right. Fused weights are exported contiguous NCHW (``fuse.contiguous_weights``).
+``verify`` runs the exported graph in ONNX Runtime at sizes other than the traced
+one, odd ones included, and compares with PyTorch.
 
 ``onnx``/``onnxruntime`` are optional: ``pip install onnx onnxruntime``.
 """
@@ -27,7 +30,8 @@ from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
 from torch import nn
 
 from .errors import ExportError
-from .padding import pad_same
+from .fuse import contiguous_weights
+from .padding import export_padding, static_sizes
 
 #: sizes ``verify`` checks besides the exported one (odd ones exercise "same" padding)
 VERIFY_SIZES: tuple[tuple[int, int], ...] = ((96, 128), (97, 75))
@@ -72,6 +76,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = _symbolic_same_padding(copy.deepcopy(model).eval().float().cpu())
+    contiguous_weights(model)
     in_chans = _in_chans(model)
     x = torch.randn(batch_size, in_chans, *input_size)
     names = output_names(model)
@@ -90,7 +95,7 @@ def export_onnx(
     else:
         kwargs["dynamic_axes"] = {"images": axes, **{n: axes for n in names}} if axes else None
         kwargs["dynamo"] = False
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), static_sizes(not dynamic):
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(model, (x,), str(path), **kwargs)
@@ -110,12 +115,13 @@ def export_onnx(
 
 
 class SymbolicConv2dSame(Conv2dSame):
-    """timm's ``Conv2dSame`` padded by ``padding.pad_same`` (same values, integer size
-    arithmetic); swapped in on the copy ``export_onnx`` exports."""
+    """timm's ``Conv2dSame`` padded by ``padding.export_padding`` (same values, integer
+    size arithmetic, constant at a static size); swapped in on the copy ``export_onnx``
+    exports."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        x, pad = export_padding(x, self.weight.shape[-2:], self.stride, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, pad, self.dilation, self.groups)
 
 
 def _symbolic_same_padding(model: nn.Module) -> nn.Module:

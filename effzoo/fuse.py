@@ -82,7 +82,7 @@ from timm.models._efficientnet_blocks import (
 from torch import nn
 
 from .errors import ExportError
-from .padding import pad_same, same_pad
+from .padding import export_padding, pad_same, same_pad
 
 #: at batch 1, fold the squeeze-excite gate into the projection weights
 #: (measured: B0 145 vs 152 ms, V2-S 519 vs 566 ms CPU time, 1 thread, 640x640)
@@ -512,14 +512,13 @@ class FusedConv(nn.Module):
         geo = None
         if not (self.same and _exporting()):
             geo = [self.dim_geometry(x.shape[2 + i], i) for i in (0, 1)]
+        if geo is None:  # a TF "same" conv being exported: constant pads at a static size
+            x, pad = export_padding(x, self.weight.shape[-2:], self.stride, self.dilation)
+            y = self.run(x, w, pad, residual, use_onednn, out_plan)
         # a grown kernel costs (k+1)^2/k^2 more work: worth it for a depthwise conv
         # (saves copying a large input), not for a dense one (measured both ways);
         # its zero tap would spread a neighbouring NaN or inf, so not on a non-finite input
-        if (
-            geo is None
-            or None in geo
-            or ((geo[0][0] or geo[1][0]) and (self.groups == 1 or _nonfinite()))
-        ):
+        elif None in geo or ((geo[0][0] or geo[1][0]) and (self.groups == 1 or _nonfinite())):
             x = self._explicit_pad(x, plan)
             given.append(x)
             y = self.run(x, w, [0, 0], residual, use_onednn, out_plan)
@@ -762,4 +761,20 @@ def fuse_model(
         stem.to_channels_last = True
     model.fused = True
     model.channels_last = channels_last
+    return model
+
+
+def contiguous_weights(model: nn.Module) -> nn.Module:
+    """Give every fused convolution in ``model`` contiguous NCHW weights and stop the
+    stems' channels-last input conversion, in place; returns ``model``.
+
+    For export: the values are unchanged, only the memory layout, which converters
+    read from the weights (ExecuTorch's XNNPACK passes refuse channels-last ones).
+    The CPU fast path then runs NCHW (slower, see ``CHANNELS_LAST_DEFAULT``)."""
+    for m in model.modules():
+        if isinstance(m, FusedConv):
+            m.weight.data = m.weight.data.contiguous()
+            m.to_channels_last = False
+        if getattr(m, "fused", False) and getattr(m, "channels_last", False):
+            m.channels_last = False
     return model

@@ -8,7 +8,12 @@ Wrapped at registration (each marked, so registering twice changes nothing):
   model table shows them. Every yaml build goes through it (also resume and
   fine-tuning from a checkpoint's stored yaml).
 - ``tasks.BaseModel.fuse``: folds the effzoo backbones before Ultralytics folds its
-  own Conv/BN pairs (Ultralytics fuses before predict and val).
+  own Conv/BN pairs (Ultralytics fuses before predict and val); inside an export, the
+  folded weights are made contiguous NCHW (``fuse.contiguous_weights``).
+- ``exporter.Exporter.__call__``: an export with ``dynamic=False`` (Ultralytics'
+  default) traces TF "same" padding as constants (``padding.static_sizes``), so no
+  simplifier or converter has to get shape-dependent asymmetric padding right
+  (onnxslim 0.1.98 does not: docs/deploy.md).
 - ``tasks.check_yaml`` as ``yaml_model_load`` sees it: a model name effzoo provides
   (``yolo11n-effv2s.yaml``, the recipe's ``yolo11-EfficientNetV1.yaml``) that is not
   a file on disk resolves to a yaml generated from the installed Ultralytics files.
@@ -46,11 +51,14 @@ import inspect
 import logging
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import UltralyticsContractError
+from ..fuse import contiguous_weights
+from ..padding import static_sizes
 from . import templates
 from .modules import BackboneStem, fold_backbones
 from .rows import RowSpec, build_layers, find_row, width_note
@@ -124,6 +132,7 @@ def _source(obj: Any) -> str:
 
 def _contract() -> list[str]:
     """The assumptions about Ultralytics' internals that do not hold (empty: all hold)."""
+    from ultralytics.engine import exporter
     from ultralytics.models.yolo.detect import DetectionTrainer
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
@@ -145,6 +154,11 @@ def _contract() -> list[str]:
             "yaml_model_load no longer resolves files through tasks.check_yaml",
         ),
         (callable(getattr(tasks.BaseModel, "fuse", None)), "BaseModel.fuse is gone"),
+        (
+            "self.args.dynamic" in _source(getattr(exporter, "Exporter", None))
+            and ".fuse(" in _source(getattr(exporter, "Exporter", None)),
+            "the Exporter no longer fuses the model and reads self.args.dynamic",
+        ),
         (
             "weights" in inspect.signature(DetectionTrainer.get_model).parameters,
             "trainers no longer rebuild models through get_model(cfg, weights)",
@@ -252,10 +266,34 @@ def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def fuse(self: Any, *args: Any, **kwargs: Any) -> Any:
         fold_backbones(self)
+        if getattr(_EXPORT, "active", False):  # the exporter's own copy of the model
+            contiguous_weights(self)
         return original(self, *args, **kwargs)
 
     setattr(fuse, _MARK, True)
     return fuse
+
+
+# -- Exporter.__call__: constant padding at a static size, NCHW weights -------------
+
+#: per thread: an Ultralytics export is running
+_EXPORT = threading.local()
+
+
+def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        prev = getattr(_EXPORT, "active", False)
+        _EXPORT.active = True
+        try:
+            # read when each graph is traced: the exporter owns its args
+            with static_sizes(lambda: not getattr(self.args, "dynamic", False)):
+                return original(self, *args, **kwargs)
+        finally:
+            _EXPORT.active = prev
+
+    setattr(__call__, _MARK, True)
+    return __call__
 
 
 # -- check_yaml: effzoo's model names -----------------------------------------------
@@ -344,7 +382,10 @@ def register() -> None:
     if registered():
         return
     check_contract()
+    from ultralytics.engine import exporter
+
     patches = (
+        (exporter.Exporter, "__call__", _wrap_export_call),
         (dist, "generate_ddp_file", _wrap_generate_ddp_file),
         (tasks, "check_yaml", _wrap_check_yaml),
         (tasks, "parse_model", _wrap_parse_model),
