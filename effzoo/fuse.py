@@ -773,7 +773,9 @@ def contiguous_weights(model: nn.Module) -> nn.Module:
     The CPU fast path then runs NCHW (slower, see ``CHANNELS_LAST_DEFAULT``)."""
     for m in model.modules():
         if isinstance(m, FusedConv):
-            m.weight.data = m.weight.data.contiguous()
+            # clone, not .contiguous(): a depthwise (C, 1, k, k) weight with channels-last
+            # strides counts as contiguous, yet PyTorch then picks channels-last outputs
+            m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
             m.to_channels_last = False
         if getattr(m, "fused", False) and getattr(m, "channels_last", False):
             m.channels_last = False
