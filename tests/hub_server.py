@@ -1,8 +1,8 @@
 """A loopback stand-in for the Hugging Face Hub, and helpers to run effzoo against it.
 
 It answers ``HEAD``/``GET /<org>/<repo>/resolve/<revision>/<file>`` the way the Hub
-answers for an LFS (or Xet-backed) file: ``302`` to a second server, the "CDN" (another
-port, so another origin: huggingface_hub drops the token there), with ``X-Repo-Commit``
+answers for an LFS (or Xet-backed) file: ``302`` to a second server, the "CDN" (on
+another host, 127.0.0.2: huggingface_hub drops the token there), with ``X-Repo-Commit``
 (the commit the revision resolves to), ``X-Linked-Etag`` (the file's sha256),
 ``X-Linked-Size``, an ``ETag`` of the LFS pointer file's git blob sha1 and
 ``Location``; the CDN serves the bytes, with byte ranges for resumed downloads. A
@@ -109,8 +109,10 @@ class HubStandIn:
 
     def __post_init__(self) -> None:
         self._servers = []
-        for cdn in (False, True):
-            server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self, cdn))
+        # the CDN on another host, as the Hub's (huggingface_hub 1.x follows a redirect to
+        # the same host name, whatever the port): 127.0.0.2 is loopback on Linux
+        for cdn, host in ((False, "127.0.0.1"), (True, "127.0.0.2")):
+            server = ThreadingHTTPServer((host, 0), _handler(self, cdn))
             server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self._servers.append(server)
@@ -122,7 +124,7 @@ class HubStandIn:
     @property
     def cdn_url(self) -> str:
         """The second server, where ``/resolve/`` redirects LFS downloads."""
-        return f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        return f"http://127.0.0.2:{self._servers[1].server_address[1]}"
 
     def add(self, repo: str, path: Path, filename: str = "model.safetensors") -> Served:
         """Serve a file that is on disk now."""

@@ -220,7 +220,9 @@ def test_bad_download_is_refused_and_replaced_through_hf(served_report: dict, mo
     # a truncated download never reaches the cache (huggingface_hub's size check); a
     # corrupted one stays where huggingface_hub put it (effzoo deletes nothing there),
     # is never loaded, and the next call has huggingface_hub download it anew
-    assert len(r["left_in_cache"]) == (0 if mode == "truncate" else 1), r["left_in_cache"]
+    # (huggingface_hub 0.x keeps its own .incomplete file to resume from: not a cached file)
+    cached = [b for b in r["left_in_cache"] if not b.endswith(".incomplete")]
+    assert len(cached) == (0 if mode == "truncate" else 1), r["left_in_cache"]
     assert r["second"] == "hub"
 
 

@@ -235,6 +235,24 @@ def _expected_sha256(
     return _hub_sha256(tag, commit, probe_s), "paths-info"
 
 
+def _metadata(url: str) -> Any:
+    """``get_hf_file_metadata`` after one HEAD without retries: an unreachable Hub must fail
+    fast. huggingface_hub >= 1.0 says so itself (``retry_on_errors=False``); older releases
+    retry a refused connection for seconds, so a plain HEAD through their own session
+    (proxies, headers) goes first."""
+    import huggingface_hub as hf
+    from huggingface_hub import constants
+
+    probe: dict[str, Any] = {"timeout": constants.HF_HUB_ETAG_TIMEOUT, "library_name": "effzoo"}
+    if "retry_on_errors" in inspect.signature(hf.get_hf_file_metadata).parameters:
+        return hf.get_hf_file_metadata(url, **probe, retry_on_errors=False)
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    headers = build_hf_headers(library_name="effzoo", library_version=__version__)
+    get_session().head(url, headers=headers, timeout=probe["timeout"], allow_redirects=False)
+    return hf.get_hf_file_metadata(url, **probe)
+
+
 def from_hub(tag: TagInfo) -> WeightsFile:
     """Fetch a tag's file through huggingface_hub, verified (the cache alone when offline)."""
     import huggingface_hub as hf
@@ -251,11 +269,8 @@ def from_hub(tag: TagInfo) -> WeightsFile:
     limit = hub_timeout()
     probe_s = min(PROBE_S, limit or PROBE_S)
     url = hf.hf_hub_url(tag.repo, tag.filename, revision=tag.revision)
-    probe: dict[str, Any] = {"timeout": constants.HF_HUB_ETAG_TIMEOUT, "library_name": "effzoo"}
-    if "retry_on_errors" in inspect.signature(hf.get_hf_file_metadata).parameters:
-        probe["retry_on_errors"] = False  # one HEAD: an unreachable Hub must fail fast
     try:
-        meta = within_deadline(probe_s, lambda: hf.get_hf_file_metadata(url, **probe))
+        meta = within_deadline(probe_s, lambda: _metadata(url))
     except DeadlineExceeded as e:
         return _from_cache(
             tag, f"the Hub did not answer within {e} (the deadline; {TIMEOUT_ENV} sets it)"
