@@ -3,9 +3,10 @@
     python scripts/gen_yolo_tables.py            # rewrite the table
     python scripts/gen_yolo_tables.py --check    # exit 1 if it is stale
 
-Each model yaml is generated from the installed Ultralytics' YOLO11 file
+Each model yaml is generated from the installed Ultralytics' file of its family
 (``effzoo.yolo.templates``). Parameters and GFLOPs are measured by Ultralytics on
-the built model (nc 80, 640 px, scale n, the backbone at its row's size), never typed.
+the built model (nc 80, 640 px, scale n or RT-DETR's l, the backbone at its row's
+size), never typed.
 """
 
 from __future__ import annotations
@@ -24,28 +25,39 @@ END = "<!-- end: model name table -->"
 
 
 def _row(name: str) -> str:
-    from ultralytics.nn.tasks import DetectionModel, PoseModel, SegmentationModel
+    from ultralytics.nn import tasks
     from ultralytics.utils.torch_utils import get_flops
 
     from effzoo.yolo.templates import MODELS, cfg_text
 
     model_name = MODELS[name]
     d = yaml.safe_load(cfg_text(name))
-    d["scale"], d["yaml_file"] = "n", name
+    d["scale"] = "l" if model_name.family == "rtdetr" else "n"  # RT-DETR has scale l only
+    d["yaml_file"] = name
     args = d["backbone"][0][3]
     if isinstance(args[-1], dict):
         args[-1] = {**args[-1], "pretrained": False}
     else:
         args.append({"pretrained": False})
-    classes = {"detect": DetectionModel, "segment": SegmentationModel, "pose": PoseModel}
-    model = classes[model_name.task](copy.deepcopy(d), verbose=False)
+    classes = {
+        "detect": tasks.DetectionModel,
+        "segment": tasks.SegmentationModel,
+        "pose": tasks.PoseModel,
+        "obb": tasks.OBBModel,
+        "classify": tasks.ClassificationModel,
+    }
+    cls = tasks.RTDETRDetectionModel if model_name.family == "rtdetr" else classes[model_name.task]
+    model = cls(copy.deepcopy(d), verbose=False)
     params = sum(p.numel() for p in model.parameters())
     gflops = get_flops(model, imgsz=640)
     chans = model.model[0].backbone.out_channels  # P1..P5, from the registry
     extra = f" x{args[1]} width, x{args[2]} depth" if len(args) > 2 else ""
+    levels = "P2 / " if model_name.variant == "p2" else ""
+    shown = chans[1:] if levels else chans[2:]
     return (
-        f"| `{name}` | {model_name.task} | {args[0]}{extra} | {params / 1e6:.2f}M | "
-        f"{gflops:.1f} | {' / '.join(str(c) for c in chans[2:])} |"
+        f"| `{name}` | {model_name.family} | {model_name.task} | {args[0]}{extra} | "
+        f"{params / 1e6:.2f}M | {gflops:.1f} | {levels}P3 / P4 / P5: "
+        f"{' / '.join(str(c) for c in shown)} |"
     )
 
 
@@ -55,8 +67,9 @@ def table() -> str:
 
     lines = [
         BEGIN,
-        "| name | task | backbone | params | GFLOPs (640) | P3 / P4 / P5 channels |",
-        "|---|---|---|---|---|---|",
+        "| name | family | task | backbone | params | GFLOPs (640) | levels the head reads: "
+        "channels |",
+        "|---|---|---|---|---|---|---|",
     ]
     for i, name in enumerate(MODELS):
         print(f"[{i + 1}/{len(MODELS)}] {name}", file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ from ..cli.paths import output_file, write_text
 from ..registry import lookup
 from .patches import register
 from .rows import WIDTH_ADVICE
-from .templates import TASKS, list_cfgs, model_yaml, short_name
+from .templates import FAMILIES, TASKS, check_level, list_cfgs, model_name, model_yaml
 
 #: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
 WHICH_BACKBONE = (
@@ -22,15 +22,20 @@ WHICH_BACKBONE = (
 
 
 def yaml_main(argv: Sequence[str] | None = None) -> int:
-    """``effzoo yaml VARIANT [--task detect] [-o FILE]``."""
+    """``effzoo yaml VARIANT [--family yolo26] [--p2] [--task detect] [-o FILE]``."""
     p = argparse.ArgumentParser(
         prog="effzoo yaml",
-        description="Write a YOLO11 model yaml with an effzoo backbone, made from the "
-        "installed Ultralytics' own YOLO11 file.",
-        epilog="Train it with: effzoo yolo train model=FILE data=...  "
+        description="Write an Ultralytics model yaml with an effzoo backbone, made from the "
+        "installed Ultralytics' own file of the family (YOLO11, YOLO12, YOLO26, RT-DETR).",
+        epilog="Train it with: effzoo yolo train model=FILE data=...  (an RT-DETR file: "
+        "RTDETR(FILE) in Python; its name must start with rtdetr for the CLI).  "
         f"Which backbone? {WHICH_BACKBONE}",
     )
     p.add_argument("variant", help="backbone variant or alias, e.g. efficientnet_v2_s")
+    p.add_argument("--family", choices=tuple(FAMILIES), default="yolo11", help="detector family")
+    level = p.add_mutually_exclusive_group()
+    level.add_argument("--p2", action="store_true", help="YOLO26-P2: a stride-4 head level")
+    level.add_argument("--p6", action="store_true", help="YOLO26-P6 (needs a stride-64 level)")
     p.add_argument("--task", choices=TASKS, default="detect")
     p.add_argument("--nc", type=int, default=None, help="number of classes (default 80)")
     p.add_argument("--width", type=float, default=1.0, help="extra backbone width multiplier")
@@ -44,10 +49,16 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
     checks.multiplier("--depth", args.depth)
     if args.nc is not None:
         checks.positive_int("--nc", args.nc)
+    lvl = "p2" if args.p2 else "p6" if args.p6 else ""
+    family = FAMILIES[args.family]
+    checks.choice("--task", args.task, family.tasks, where=f"--family {family.name}")
+    check_level(family.name, lvl)
     out = None
     if args.output is not None and args.output != "-":  # none or "-": stdout
-        suffix = "" if args.task == "detect" else f"-{args.task}"
-        out = output_file("-o", args.output, example=f"yolo11n-{short_name(name)}{suffix}.yaml")
+        example = model_name(name, args.task, family.name, lvl)
+        if family.name != "rtdetr":  # a scale letter after the family's number
+            example = example.replace(family.name, family.name + "n", 1)
+        out = output_file("-o", args.output, example=example)
     text = model_yaml(
         args.variant,
         task=args.task,
@@ -55,6 +66,8 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         width=args.width,
         depth=args.depth,
         pretrained=not args.scratch,
+        family=family.name,
+        level=lvl,
     )
     if args.width < 1.0 and not args.scratch:
         print(

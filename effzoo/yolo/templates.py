@@ -1,11 +1,15 @@
-"""YOLO11 model yamls with an effzoo backbone, made on the user's machine.
+"""Ultralytics model yamls with an effzoo backbone, made on the user's machine.
 
 effzoo ships no Ultralytics model file (they are AGPL-3.0). What it ships is the
 effzoo row and which Ultralytics file it goes into: a model yaml is generated from
-the *installed* Ultralytics' ``cfg/models/11/yolo11{,-seg,-pose,-obb,-cls}.yaml``
-with its stem and stage rows (everything before SPPF/C2PSA) replaced by the effzoo
-row, which occupies indices 0-4 (P1..P5); every later index is shifted to match, so
-the head's references to P3, P4 and its own layers still point at the same layers.
+the *installed* Ultralytics' own file of a detector family (``FAMILIES``: YOLO11,
+YOLO12, YOLO26 with its P2 and P6 variants, RT-DETR; each task the family ships) with
+its stem and stage rows (everything before SPPF/C2PSA, or the whole backbone where
+there is neither) replaced by the effzoo row, which occupies indices 0-4 (P1..P5).
+Which stock row ends which P-level is read from the rows' strides, the same way for
+every family; every later index is shifted to match, so the head's references to P2,
+P3, P4 and its own layers still point at the same layers. A head that reads a P6
+(stride 64) level gets an explicit error: no EfficientNet has one.
 
 ``effzoo yaml VARIANT`` writes one; the model names in ``MODELS``
 (``yolo11n-effv2s.yaml``, the forked recipe's ``yolo11-EfficientNetV1.yaml``, ...)
@@ -36,12 +40,41 @@ LEVELS = 5
 
 
 @dataclass(frozen=True)
+class Family:
+    """A detector family whose files the installed Ultralytics ships."""
+
+    name: str  # "yolo26": the prefix of effzoo's model names
+    folder: str  # under ultralytics/cfg/models
+    stem: str  # its file's stem: "yolo26", "rtdetr-l"
+    tasks: tuple[str, ...]
+    variants: tuple[str, ...]  # "" and the level variants: "p2", "p6"
+    since: str  # the first Ultralytics release that ships it (checked on PyPI's wheels)
+
+    def filename(self, task: str, variant: str = "") -> str:
+        return f"{self.stem}{'-' + variant if variant else ''}{_SUFFIX[task]}.yaml"
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in (
+        Family("yolo11", "11", "yolo11", TASKS, ("",), "8.3.0"),
+        Family("yolo12", "12", "yolo12", TASKS, ("",), "8.3.78"),
+        Family("yolo26", "26", "yolo26", TASKS, ("", "p2", "p6"), "8.4.0"),
+        Family("rtdetr", "rt-detr", "rtdetr-l", ("detect",), ("",), "8.0.0"),
+    )
+}
+VARIANTS = ("", "p2", "p6")
+
+
+@dataclass(frozen=True)
 class ModelName:
     """A model yaml name effzoo provides: an effzoo row in an Ultralytics file."""
 
     name: str
     task: str
     row: tuple[Any, ...]  # [from, repeats, module, args]
+    family: str = "yolo11"
+    variant: str = ""  # "", "p2", "p6"
 
 
 def effzoo_row(
@@ -61,10 +94,21 @@ def short_name(variant: str) -> str:
     return "eff" + lookup(variant).name.removeprefix("efficientnet_").replace("_", "")
 
 
-def _model(variant: str, task: str = "detect") -> ModelName:
-    name = f"yolo11-{short_name(variant)}{_SUFFIX[task]}.yaml"
-    return ModelName(name, task, effzoo_row(variant))
+def model_name(variant: str, task: str = "detect", family: str = "yolo11", level: str = "") -> str:
+    """effzoo's model name: ``yolo26-p2-effb0.yaml`` (a scale letter after the family's
+    number picks the head's scale: ``yolo26n-p2-effb0.yaml``), ``rtdetr-effb0.yaml``."""
+    prefix = family + (f"-{level}" if level else "")
+    return f"{prefix}-{short_name(variant)}{_SUFFIX[task]}.yaml"
 
+
+def _model(
+    variant: str, task: str = "detect", family: str = "yolo11", level: str = ""
+) -> ModelName:
+    name = model_name(variant, task, family, level)
+    return ModelName(name, task, effzoo_row(variant), family, level)
+
+
+_DETECTORS = ("efficientnet_lite0", "efficientnet_b0", "efficientnet_v2_s")
 
 #: every model name effzoo provides (``yolo11n-effv2s.yaml`` picks scale n of the second)
 MODELS: dict[str, ModelName] = {
@@ -78,6 +122,16 @@ MODELS: dict[str, ModelName] = {
         _model("efficientnet_b0", "segment"),
         _model("efficientnet_b0", "pose"),
         _model("efficientnet_v2_s", "segment"),
+        *(_model(v, family="yolo26") for v in (*_DETECTORS, "efficientnet_b3")),
+        *(_model(v, family="yolo26", level="p2") for v in _DETECTORS),
+        *(
+            _model(v, t, "yolo26")
+            for t in ("segment", "pose", "obb", "classify")
+            for v in ("efficientnet_lite0", "efficientnet_b0")
+        ),
+        *(_model(v, family="yolo12") for v in _DETECTORS),
+        _model("efficientnet_b0", "segment", "yolo12"),
+        *(_model(v, family="rtdetr") for v in _DETECTORS),
         # the forked recipe's two files: its rows, in stock YOLO11
         ModelName(
             "yolo11-EfficientNetV1.yaml",
@@ -93,45 +147,100 @@ MODELS: dict[str, ModelName] = {
 }
 
 
-def ultralytics_file(task: str) -> Path:
-    """The installed Ultralytics' YOLO11 model file for ``task``."""
+#: names of YOLO26's P6 variant: known, so that they get the explicit error (no
+#: EfficientNet has a stride-64 level) instead of "no such file"
+P6_NAMES: dict[str, ModelName] = {
+    m.name: m for m in (_model(v, family="yolo26", level="p6") for v in _DETECTORS)
+}
+
+
+def ultralytics_file(task: str, family: str = "yolo11", variant: str = "") -> Path:
+    """The installed Ultralytics' model file of ``family`` for ``task`` (and a level
+    variant such as ``p2``); one error naming the releases that ship it when absent."""
     import ultralytics
 
-    task = checks.choice("task", task, TASKS)
-    path = (
-        Path(ultralytics.__file__).parent / "cfg" / "models" / "11" / f"yolo11{_SUFFIX[task]}.yaml"
-    )
+    fam = FAMILIES[checks.choice("family", family, tuple(FAMILIES))]
+    task = checks.choice("task", task, fam.tasks)
+    variant = check_level(fam.name, variant)
+    if variant and task != "detect":
+        raise InvalidArgumentError(
+            f"{fam.name}'s {variant.upper()} variant is a detection model; "
+            f"use --task detect with --{variant}"
+        )
+    name = fam.filename(task, variant)
+    path = Path(ultralytics.__file__).parent / "cfg" / "models" / fam.folder / name
     if not path.is_file():
         raise UltralyticsContractError(
-            f"the installed Ultralytics {ultralytics.__version__} has no {path.name} "
-            f"(looked in {path.parent}); effzoo makes its YOLO11 yamls from it. "
-            'Install a supported release with YOLO11 (docs/yolo.md): pip install -U "effzoo[yolo]"'
+            f"the installed Ultralytics {ultralytics.__version__} has no {name} (looked in "
+            f"{path.parent}); effzoo makes its {fam.name} yamls from it, and Ultralytics "
+            f"ships {fam.name.upper()} from {fam.since} on: "
+            f'pip install -U "ultralytics>={fam.since}"'
         )
     return path
 
 
-def _shift(stock_backbone: list[list[Any]], source: str) -> tuple[int, dict[int, int]]:
-    """(first kept row, old index -> new index of each P-level's last row)."""
-    keep = next((i for i, r in enumerate(stock_backbone) if r[2] in _KEPT), None)
-    level, ends = 0, {}
-    for i, (_, _, module, args) in enumerate(stock_backbone[: keep or 0]):
-        if module == "Conv" and len(args) > 2 and args[2] == 2:  # a stride-2 conv starts a level
-            level += 1
-        ends[level] = i
-    if keep is None or sorted(ends) != list(range(1, LEVELS + 1)):
-        raise UltralyticsContractError(
-            f"{source} does not have the YOLO11 backbone effzoo expects (five stride-2 levels "
-            f"before {' or '.join(_KEPT)}); effzoo cannot place its row in it"
+def check_level(family: str, level: Any) -> str:
+    """A level variant (``"p2"``, ``"p6"``, ``""`` for none) the family has."""
+    fam = FAMILIES[family]
+    if not isinstance(level, str) or level not in fam.variants:
+        have = [f"--{v}" for v in fam.variants if v]
+        checks.fail(
+            f"{fam.name} has no {level!r} variant"
+            + (f"; it has {', '.join(have)}" if have else "; only yolo26 has --p2 and --p6")
         )
-    return keep, {ends[k]: k - 1 for k in ends}
+    return level
+
+
+def _stride(module: Any, args: Any) -> int:
+    """How much a stock backbone row downsamples (the modules Ultralytics' backbones use)."""
+    args = args if isinstance(args, list) else []
+    if module == "HGStem":  # two stride-2 convolutions
+        return 4
+    if module == "ResNetLayer":  # [c1, c2, s, is_first, n]: the first is conv + max pool
+        return 4 if len(args) > 3 and args[3] else int(args[2]) if len(args) > 2 else 1
+    if module in ("Conv", "DWConv", "GhostConv", "ADown", "SCDown") and len(args) > 2:
+        return int(args[2]) if checks.is_int(args[2]) else 1
+    return 1
+
+
+def _shift(stock_backbone: list[list[Any]], source: str) -> tuple[int, dict[int, int]]:
+    """(first kept row, old index -> new index of each P-level's last row).
+
+    The level of a row is the log2 of the stride so far, read from the rows' own
+    arguments (``_stride``); everything before SPPF/C2PSA (or the whole backbone where
+    there is neither: YOLO12, RT-DETR) is what the effzoo row replaces."""
+    keep = next((i for i, r in enumerate(stock_backbone) if r[2] in _KEPT), len(stock_backbone))
+    stride, ends = 1, {}
+    for i, (_, _, module, args) in enumerate(stock_backbone[:keep]):
+        stride *= _stride(module, args)
+        ends[stride.bit_length() - 1] = i
+    if max(ends, default=0) > LEVELS:
+        raise InvalidArgumentError(
+            f"{source} reads a P{max(ends)} (stride {2 ** max(ends)}) backbone level; no "
+            f"EfficientNet has one (their deepest level is P{LEVELS}, stride 32), so effzoo "
+            "cannot put its row in this file. Use the family's P5 file (e.g. yolo26) or its "
+            "P2 variant for small objects"
+        )
+    if not {3, 4, 5} <= set(ends):
+        raise UltralyticsContractError(
+            f"{source} does not have the backbone effzoo expects (five stride-2 levels, P3, "
+            f"P4 and P5 among them, before {' or '.join(_KEPT)}); effzoo cannot place its "
+            "row in it"
+        )
+    return keep, {ends[k]: k - 1 for k in ends if k >= 1}
 
 
 def splice(
     stock: dict[str, Any], row: tuple[Any, ...], *, source: str = "model yaml"
 ) -> dict[str, Any]:
-    """``stock`` (a parsed YOLO11 yaml) with its stem and stages replaced by ``row``."""
+    """``stock`` (a parsed Ultralytics model yaml) with its stem and stages replaced by
+    ``row``. Where the first kept row is C2PSA (the classify files: no SPPF before it),
+    which keeps its channel count, a 1x1 ``Conv`` to C2PSA's width is put in front of
+    it, as SPPF does in the detection files."""
     keep, level_ends = _shift(stock["backbone"], source)
-    offset = keep - LEVELS
+    kept = stock["backbone"][keep:]
+    bridge = [[-1, 1, "Conv", [kept[0][3][0], 1, 1]]] if kept and kept[0][2] == "C2PSA" else []
+    offset = keep - LEVELS - len(bridge)
 
     def new(i: int) -> int:
         if i < 0:
@@ -150,7 +259,7 @@ def splice(
         return [frm, *r[1:]]
 
     out = {k: v for k, v in stock.items() if k not in ("backbone", "head")}
-    out["backbone"] = [list(row)] + [remap(r) for r in stock["backbone"][keep:]]
+    out["backbone"] = [list(row), *bridge] + [remap(r) for r in kept]
     out["head"] = [remap(r) for r in stock.get("head") or []]
     return out
 
@@ -200,12 +309,20 @@ def render(d: dict[str, Any], *, header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(task: str, row: tuple[Any, ...], *, nc: int | None = None, note: str = "") -> str:
-    """The model yaml for ``row`` in the installed Ultralytics' YOLO11 file for ``task``."""
+def generate(
+    task: str,
+    row: tuple[Any, ...],
+    *,
+    nc: int | None = None,
+    note: str = "",
+    family: str = "yolo11",
+    variant: str = "",
+) -> str:
+    """The model yaml for ``row`` in the installed Ultralytics' ``family`` file for ``task``."""
     import ultralytics
     import yaml
 
-    path = ultralytics_file(task)
+    path = ultralytics_file(task, family, variant)
     text = path.read_text(encoding="utf-8")
     stock = yaml.safe_load(text)
     d = splice(stock, row, source=str(path))
@@ -231,22 +348,30 @@ def model_yaml(
     width: float = 1.0,
     depth: float = 1.0,
     pretrained: bool = True,
+    family: str = "yolo11",
+    level: str = "",
 ) -> str:
-    """The text of a YOLO11 model yaml whose backbone is ``variant``."""
+    """The text of a model yaml of ``family`` (and level variant ``p2``/``p6``) whose
+    backbone is ``variant``."""
     spec = lookup(variant)
-    task = checks.choice("task", task, TASKS)
+    family = checks.choice("family", family, tuple(FAMILIES))
+    task = checks.choice("task", task, FAMILIES[family].tasks)
+    level = check_level(family, level)
     width = checks.multiplier("width", width)
     depth = checks.multiplier("depth", depth)
     default_nc = 1000 if task == "classify" else 80
     nc = default_nc if nc is None else checks.positive_int("nc", nc)
     pretrained = checks.boolean("pretrained", pretrained)
-    flags = f" --task {task}" + (f" --nc {nc}" if nc != default_nc else "")
+    flags = "" if family == "yolo11" else f" --family {family}"
+    flags += (f" --{level}" if level else "") + f" --task {task}"
+    flags += f" --nc {nc}" if nc != default_nc else ""
     flags += (f" --width {width}" if width != 1.0 else "") + (
         f" --depth {depth}" if depth != 1.0 else ""
     )
     flags += "" if pretrained else " --scratch"
     row = effzoo_row(spec.name, width=width, depth=depth, pretrained=pretrained)
-    return generate(task, row, nc=nc, note=f"Written by `effzoo yaml {spec.name}{flags}`.")
+    note = f"Written by `effzoo yaml {spec.name}{flags}`."
+    return generate(task, row, nc=nc, note=note, family=family, variant=level)
 
 
 def list_cfgs() -> list[str]:
@@ -255,20 +380,20 @@ def list_cfgs() -> list[str]:
 
 
 def is_model_name(name: str) -> bool:
-    return Path(name).name in MODELS
+    return Path(name).name in MODELS or Path(name).name in P6_NAMES
 
 
 def cfg_text(name: str) -> str:
     """The generated text of a model name in ``MODELS`` (``yolo11-effb0.yaml``)."""
     key = Path(name).name
     key = key if key.endswith(".yaml") else f"{key}.yaml"
-    model = MODELS.get(key)
+    model = MODELS.get(key) or P6_NAMES.get(key)
     if model is None:
         raise InvalidArgumentError(
             f"effzoo provides no model yaml {name!r}; it provides: {', '.join(list_cfgs())}. "
             "`effzoo yaml VARIANT` writes one for any variant."
         )
-    return generate(model.task, model.row)
+    return generate(model.task, model.row, family=model.family, variant=model.variant)
 
 
 _OUT: list[Path] = []
