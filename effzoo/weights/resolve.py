@@ -1,5 +1,6 @@
-"""``pretrained=`` resolution: decide how to build a model for its weights, no I/O
-beyond a local file's header.
+"""``pretrained=`` resolution: decide how to build a model for its weights. Nothing is
+downloaded; a local safetensors file is read only as far as its header, a local torch
+file is unpickled (once: ``load_into`` takes its tensors from the source).
 
 ``resolve`` turns ``pretrained`` (False/None, True, a tag, a file path) into a
 ``WeightsSource``: which tag, which padding and BN epsilon, which preprocessing,
