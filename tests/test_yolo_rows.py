@@ -231,3 +231,42 @@ def test_docs_table_lists_every_shipped_file_with_registry_channels():
         spec = effzoo.lookup(args[0])
         bb = Backbone(spec, width_mult=width, depth_mult=depth, device="meta")
         assert line.split("|")[6].strip() == " / ".join(map(str, bb.out_channels)), name
+
+
+@pytest.mark.parametrize(
+    ("module", "meant"),
+    [
+        ("Efficientnet", "EfficientNet"),
+        ("efficientnet", "EfficientNet"),
+        ("EfficientNetV2", "EfficientNet"),
+        ("EfficentNet", "EfficientNet"),
+        ("Efficient\u200bNet", "EfficientNet"),
+        ("\ufeffEfficientNet", "EfficientNet"),
+        ("Efficient", "efficient"),
+        ("EfficientNet_V2", "efficientnet_v2"),
+    ],
+)
+def test_a_misspelt_module_name_gets_the_right_spelling(module, meant):
+    """Stock Ultralytics says ``KeyError: 'Efficientnet'``; effzoo names the module meant."""
+    d = _model_dict("efficientnet_b0")
+    d["backbone"][0][2] = module
+    with pytest.raises(InvalidArgumentError) as e:
+        _build(d)
+    msg = str(e.value)
+    assert f"did you mean {meant!r}" in msg and "backbone row 0" in msg, msg
+    assert ("invisible characters" in msg) == (
+        module.strip("\ufeff") != module or "\u200b" in module
+    )
+
+
+def test_other_modules_are_left_to_ultralytics():
+    for module in ("Conv", "C3k2", "nn.Upsample", "SPPF", "Concat", "EfficientNet", "efficient"):
+        assert rows.meant_module(module) is None, module
+
+
+@pytest.mark.parametrize("fields", [3, 5])
+def test_an_effzoo_row_with_other_than_four_fields_is_an_effzoo_error(fields):
+    d = _model_dict("efficientnet_b0")
+    d["backbone"][0] = [-1, 1, "EfficientNet", ["efficientnet_b0"], "extra"][:fields]
+    with pytest.raises(InvalidArgumentError, match=f"has four fields.*this one has {fields}"):
+        _build(d)

@@ -16,6 +16,8 @@ unchanged. Output channels come from the registry, never from the yaml.
 
 from __future__ import annotations
 
+import difflib
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +72,60 @@ class RowSpec:
 def is_effzoo_row(row: Any) -> bool:
     """Whether a yaml row ``[from, repeats, module, args]`` names an effzoo module."""
     return isinstance(row, (list, tuple)) and len(row) == 4 and row[2] in MODULE_NAMES
+
+
+#: characters that do not show (zero-width spaces and joiners, word joiner, BOM, soft hyphen)
+_INVISIBLE = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
+#: spellings, lower-cased without "-", "_" and spaces, that mean the canonical module
+_CANONICAL_FOLDS = {"efficientnet", "efficientnetv1", "efficientnetv2", "efficientnetlite"}
+
+
+def meant_module(module: Any) -> str | None:
+    """The effzoo module name a row's misspelt module name means (a case or spelling
+    variant, or the name with invisible characters in it), else None."""
+    if not isinstance(module, str) or module in MODULE_NAMES or len(module) > 64:
+        return None
+    plain = _INVISIBLE.sub("", module).strip()
+    if plain in MODULE_NAMES:
+        return plain
+    lower = plain.lower()
+    recipe = next((n for n in RECIPE_NAMES if n == lower), None)
+    if recipe is not None:
+        return recipe
+    folded = re.sub(r"[-_\s]", "", lower)
+    if folded in _CANONICAL_FOLDS:
+        return CANONICAL
+    close = difflib.get_close_matches(plain, MODULE_NAMES, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def check_module_names(d: Mapping[str, Any], name: str) -> None:
+    """One effzoo error for a row whose module is a misspelt effzoo module, or an effzoo
+    row with other than four fields (stock Ultralytics says ``KeyError: 'Efficientnet'``
+    or ``not enough values to unpack``)."""
+    for section in ("backbone", "head"):
+        rows = d.get(section)
+        for index, row in enumerate(rows if isinstance(rows, list) else []):
+            if not isinstance(row, (list, tuple)) or len(row) < 3:
+                continue
+            module = row[2]
+            where = f"{name}, {section} row {index}"
+            meant = meant_module(module)
+            if meant is not None:
+                shown = ascii(module) if _INVISIBLE.search(module) else repr(module)
+                hidden = " (it holds invisible characters)" if _INVISIBLE.search(module) else ""
+                checks.fail(
+                    f"unknown module {shown}{hidden}; did you mean {meant!r}? effzoo's modules "
+                    f"are {', '.join(MODULE_NAMES)} (the variant goes in the args, e.g. "
+                    f"[-1, 1, {CANONICAL}, [efficientnet_v2_s]])",
+                    where=where,
+                )
+            if module in MODULE_NAMES and len(row) != 4:
+                checks.fail(
+                    f"an effzoo row has four fields, [from, repeats, module, args]; this one has "
+                    f"{len(row)}: write it as [-1, 1, {module}, [efficientnet_b0]]",
+                    where=where,
+                )
 
 
 def _multiplier(where: str, key: str, value: Any, scale_value: float) -> float:
@@ -336,6 +392,7 @@ def repair_scales(d: dict[str, Any], name: str) -> list[str]:
 def find_row(d: dict[str, Any]) -> RowSpec | None:
     """The checked effzoo row of a model dict, or None; a misplaced row raises."""
     name = d.get("yaml_file") or "model yaml"
+    check_module_names(d, name)
     found: list[tuple[str, Sequence[Any]]] = []
     for section in ("backbone", "head"):
         for index, row in enumerate(d.get(section) or []):
