@@ -270,7 +270,7 @@ def test_dynamic_onnx_matches_pytorch_at_other_sizes(zoo: Zoo, row: str) -> None
         assert rel_error(run_onnx(path, x), zoo.reference(row, x)) <= TOL, (h, w)
 
 
-@pytest.mark.parametrize("row", ["lite0", "v2s"])
+@pytest.mark.parametrize("row", ["lite0", "v2b0"])
 def test_torchscript_matches_pytorch_with_nchw_weights(zoo: Zoo, row: str) -> None:
     path = zoo.export(row, "torchscript")
     x = _image()
@@ -279,7 +279,7 @@ def test_torchscript_matches_pytorch_with_nchw_weights(zoo: Zoo, row: str) -> No
     assert all(_nchw(p) for p in ts.parameters())  # what ExecuTorch asks
 
 
-@pytest.mark.parametrize("row", ["lite0", "v2s"])
+@pytest.mark.parametrize("row", ["lite0", "v2b0"])
 def test_openvino_fp32_matches_pytorch(zoo: Zoo, row: str) -> None:
     pytest.importorskip("openvino")
     path = zoo.export(row, "openvino")
@@ -287,7 +287,7 @@ def test_openvino_fp32_matches_pytorch(zoo: Zoo, row: str) -> None:
     assert rel_error(run_openvino(path, x), zoo.reference(row, x)) <= TOL
 
 
-@pytest.mark.parametrize("row", ["lite0", "v2s"])
+@pytest.mark.parametrize("row", ["lite0", "v2b0"])
 def test_ncnn_matches_pytorch(zoo: Zoo, row: str) -> None:
     pytest.importorskip("ncnn")
     pytest.importorskip("pnnx")
