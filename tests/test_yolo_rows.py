@@ -190,7 +190,9 @@ def test_model_names_are_what_effzoo_yaml_writes():
     for name, model in MODELS.items():
         if model.row[2] != "EfficientNet":  # the recipe's rows: tests/test_yolo_templates.py
             continue
-        written = yaml.safe_load(model_yaml(model.row[3][0], task=model.task))
+        written = yaml.safe_load(
+            model_yaml(model.row[3][0], task=model.task, family=model.family, level=model.variant)
+        )
         assert yaml.safe_load(cfg_text(name)) == written, name
 
 
@@ -229,8 +231,11 @@ def test_docs_table_lists_every_shipped_file_with_registry_channels():
         args = MODELS[name].row[3]
         width, depth = (args[1], args[2]) if len(args) == 3 else (1.0, 1.0)
         spec = effzoo.lookup(args[0])
-        bb = Backbone(spec, width_mult=width, depth_mult=depth, device="meta")
-        assert line.split("|")[6].strip() == " / ".join(map(str, bb.out_channels)), name
+        levels = (1, 2, 3, 4) if MODELS[name].variant == "p2" else (2, 3, 4)  # P2 or P3 on
+        bb = Backbone(spec, width_mult=width, depth_mult=depth, out_indices=levels, device="meta")
+        cell = line.split("|")[7].strip()  # "P3 / P4 / P5: 40 / 112 / 320"
+        assert cell.split(": ")[1] == " / ".join(map(str, bb.out_channels)), name
+        assert cell.split(": ")[0] == " / ".join(f"P{i + 1}" for i in levels), name
 
 
 @pytest.mark.parametrize(
