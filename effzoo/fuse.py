@@ -780,3 +780,38 @@ def contiguous_weights(model: nn.Module) -> nn.Module:
         if getattr(m, "fused", False) and getattr(m, "channels_last", False):
             m.channels_last = False
     return model
+
+
+def symmetric_padding_at(model: nn.Module, x: torch.Tensor) -> int:
+    """Make every fused TF "same" convolution of ``model`` pad symmetrically at the
+    input size of ``x``, in place: where the padding is asymmetric, the kernel gets a
+    leading zero row/column (a new parameter, dilation 1) and the convolution the
+    padding of the end side, the same taps. Valid at that input size only: for a
+    converter that reads no ``Pad`` before a convolution right (Paddle Inference 3.2
+    aborts on one) and exports at a static size. Returns the convolutions changed."""
+    sizes: dict[int, tuple[int, int]] = {}
+    convs = [m for m in model.modules() if isinstance(m, FusedConv) and m.same]
+
+    def record(m: nn.Module, args: tuple[Any, ...]) -> None:
+        sizes[id(m)] = (int(args[0].shape[2]), int(args[0].shape[3]))
+
+    hooks = [c.register_forward_pre_hook(record) for c in convs]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    changed = 0
+    for c in convs:
+        if id(c) not in sizes:
+            continue
+        geo = [c.dim_geometry(sizes[id(c)][i], i) for i in (0, 1)]
+        if None in geo:
+            continue
+        (grow_h, pad_h), (grow_w, pad_w) = geo  # type: ignore[misc]
+        w = c.grow(c.weight.detach(), grow_h, grow_w)
+        c.weight = nn.Parameter(w.clone(memory_format=torch.contiguous_format), requires_grad=False)
+        c.same, c.padding = False, (pad_h, pad_w)
+        changed += bool(grow_h or grow_w)
+    return changed

@@ -364,3 +364,19 @@ def test_export_onnx_static_size_survives_onnxslim(tmp_path: Path) -> None:
     slim = tmp_path / "slim.onnx"
     onnx.save(onnxslim.slim(onnx.load(str(path))), str(slim))
     assert compare_onnx(model, slim, sizes=[(64, 64)]) <= TOL
+
+
+def test_symmetric_padding_at_keeps_the_taps_at_that_size() -> None:
+    """Paddle's static exports: asymmetric TF pads become grown kernels with symmetric
+    padding (scripts/deploy_matrix.sh runs Paddle itself)."""
+    from effzoo.fuse import symmetric_padding_at
+
+    model = effzoo.create("efficientnet_v2_b0", pretrained=False).eval().fuse()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        assert symmetric_padding_at(model, x) > 0
+        after = model(x)
+    assert not any(m.same for m in model.modules() if isinstance(m, FusedConv))
+    for a, b in zip(after, before):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UltralyticsContractError
-from ..fuse import contiguous_weights
+from ..fuse import contiguous_weights, symmetric_padding_at
 from ..padding import static_sizes
 from . import templates
 from .modules import BackboneStem, fold_backbones
@@ -266,8 +266,11 @@ def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def fuse(self: Any, *args: Any, **kwargs: Any) -> Any:
         fold_backbones(self)
-        if getattr(_EXPORT, "active", False):  # the exporter's own copy of the model
+        exporter = getattr(_EXPORT, "exporter", None)
+        if exporter is not None:  # the exporter's own copy of the model
             contiguous_weights(self)
+            if _needs_symmetric_pads(exporter):
+                _symmetric_pads(self, kwargs.get("imgsz", args[1] if len(args) > 1 else None))
         return original(self, *args, **kwargs)
 
     setattr(fuse, _MARK, True)
@@ -276,21 +279,39 @@ def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
 
 # -- Exporter.__call__: constant padding at a static size, NCHW weights -------------
 
-#: per thread: an Ultralytics export is running
+#: per thread: the Ultralytics exporter running, if any
 _EXPORT = threading.local()
+#: formats whose converter or runtime mishandles a ``Pad`` before a convolution: their
+#: static exports pad symmetrically by growing kernels (Paddle Inference 3.2.2 aborts)
+SYMMETRIC_PAD_FORMATS = frozenset({"paddle"})
+
+
+def _needs_symmetric_pads(exporter: Any) -> bool:
+    args = exporter.args
+    return str(args.format).lower() in SYMMETRIC_PAD_FORMATS and not args.dynamic
+
+
+def _symmetric_pads(model: Any, imgsz: Any) -> None:
+    import torch
+
+    if imgsz is None:
+        return
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)[-2:]
+    ch = int(getattr(model, "yaml", {}).get("channels", 3))
+    symmetric_padding_at(model, torch.zeros(1, ch, int(h), int(w)))
 
 
 def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-        prev = getattr(_EXPORT, "active", False)
-        _EXPORT.active = True
+        prev = getattr(_EXPORT, "exporter", None)
+        _EXPORT.exporter = self
         try:
             # read when each graph is traced: the exporter owns its args
             with static_sizes(lambda: not getattr(self.args, "dynamic", False)):
                 return original(self, *args, **kwargs)
         finally:
-            _EXPORT.active = prev
+            _EXPORT.exporter = prev
 
     setattr(__call__, _MARK, True)
     return __call__
