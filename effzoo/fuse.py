@@ -797,7 +797,8 @@ def symmetric_padding_at(model: nn.Module, x: torch.Tensor) -> int:
 
     hooks = [c.register_forward_pre_hook(record) for c in convs]
     try:
-        with torch.no_grad():
+        # with grad mode on (nothing requires grad) no oneDNN tiling bypasses forward()
+        with torch.enable_grad():
             model(x)
     finally:
         for h in hooks:
