@@ -21,6 +21,8 @@ _STRIDES = ", ".join(map(str, LEVEL_STRIDES))
 MAX_MULTIPLIER = 4.0
 #: the most input channels a stem may take (hyperspectral stacks stay far below)
 MAX_IN_CHANS = 1024
+#: the most classes a model yaml (``nc``) may ask for: ImageNet-21k has 21,843
+MAX_CLASSES = 100_000
 
 
 def fail(

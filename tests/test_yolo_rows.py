@@ -275,3 +275,16 @@ def test_an_effzoo_row_with_other_than_four_fields_is_an_effzoo_error(fields):
     d["backbone"][0] = [-1, 1, "EfficientNet", ["efficientnet_b0"], "extra"][:fields]
     with pytest.raises(InvalidArgumentError, match=f"has four fields.*this one has {fields}"):
         _build(d)
+
+
+def test_class_count_has_one_bound_in_the_row_checks_and_effzoo_yaml(capsys):
+    from effzoo.cli import main
+
+    assert main(["yaml", "efficientnet_b0", "--nc", "100000000000000000000"]) == 1
+    assert "--nc 100000000000000000000 is too large: at most 100000" in capsys.readouterr().err
+    d = _model_dict("efficientnet_b0")
+    d["nc"] = 10**20
+    with pytest.raises(InvalidArgumentError, match=r"nc \d+ is too large: at most 100000"):
+        DetectionModel(copy.deepcopy(d), verbose=False)
+    d["nc"] = 100_000
+    rows.find_row(d)  # at the bound: accepted

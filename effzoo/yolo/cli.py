@@ -48,7 +48,7 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
     checks.multiplier("--width", args.width)
     checks.multiplier("--depth", args.depth)
     if args.nc is not None:
-        checks.positive_int("--nc", args.nc)
+        checks.positive_int("--nc", args.nc, most=checks.MAX_CLASSES)
     lvl = "p2" if args.p2 else "p6" if args.p6 else ""
     family = FAMILIES[args.family]
     checks.choice("--task", args.task, family.tasks, where=f"--family {family.name}")

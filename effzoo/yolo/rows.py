@@ -409,6 +409,8 @@ def find_row(d: dict[str, Any]) -> RowSpec | None:
     if not found:
         return None
     repair_scales(d, name)
+    if "nc" in d:  # the head's class count: the bound `effzoo yaml --nc` has
+        checks.positive_int("nc", d["nc"], where=name, most=checks.MAX_CLASSES)
     width, depth = _scale(d, name)
     where, row = found[0]
     spec = parse_row(row, where=where, scale_width=width, scale_depth=depth)

@@ -360,7 +360,7 @@ def model_yaml(
     width = checks.multiplier("width", width)
     depth = checks.multiplier("depth", depth)
     default_nc = 1000 if task == "classify" else 80
-    nc = default_nc if nc is None else checks.positive_int("nc", nc)
+    nc = default_nc if nc is None else checks.positive_int("nc", nc, most=checks.MAX_CLASSES)
     pretrained = checks.boolean("pretrained", pretrained)
     flags = "" if family == "yolo11" else f" --family {family}"
     flags += (f" --{level}" if level else "") + f" --task {task}"
