@@ -60,7 +60,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "# Deploy matrix, $DATE"
     echo
     echo "\`bash scripts/deploy_matrix.sh $*\` (ROWS=\"$ROWS\", IMGSZ=$IMGSZ): Ultralytics' own"
-    echo "\`model.export(format=...)\` with its defaults, the artifact loaded as \`YOLO(path)\`"
+    echo "\`model.export(format=...)\` with its defaults, the artifact loaded the way \`YOLO(path)\`"
     echo "loads it (OpenVINO: its own API, INFERENCE_PRECISION_HINT=f32), raw output against"
     echo "a float64 PyTorch run; rel = max |diff| / max |PyTorch|, boxes and scores each."
     echo
