@@ -408,3 +408,31 @@ def test_bench_single_sample_runs_and_reports_no_spread(tmp_path: Path) -> None:
     results = json.loads(out.read_text())["results"]
     assert [r["iqr_ms"] for r in results] == [None, None]
     assert all(len(r["rounds"]) == 1 and r["median_ms"] > 0 for r in results)
+
+
+_EFFZOO = [sys.executable, "-m", "effzoo"]
+
+
+@pytest.mark.parametrize("argv", [["list"], ["yaml", "efficientnet_b0"]])
+def test_a_closed_stdout_ends_with_one_line_and_a_non_zero_code(argv):
+    """``effzoo list >&-`` exited 0 with the table lost; ``effzoo yaml`` said "unexpected"."""
+    cmd = " ".join([*map(str, _EFFZOO), *argv]) + " >&-"
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc
+    assert (
+        proc.stderr.strip().splitlines()[-1]
+        == f"effzoo {argv[0]}: error: standard output is closed"
+    )
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
+def test_effzoo_yaml_to_a_stdout_that_cannot_encode_writes_utf8(encoding, tmp_path):
+    """A Windows redirect (cp1252) failed with UnicodeEncodeError on the license line's emoji."""
+    pytest.importorskip("ultralytics")
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    proc = subprocess.run(
+        [*_EFFZOO, "yaml", "efficientnet_b0"], capture_output=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.decode("utf-8")  # the file a redirect writes: UTF-8, as Ultralytics reads
+    assert text.startswith("# Ultralytics \U0001f680") and "EfficientNet, [efficientnet_b0]" in text

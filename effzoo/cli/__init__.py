@@ -68,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     ns, rest = parser.parse_known_args(argv[:1])
+    if sys.stdout is None or getattr(sys.stdout, "closed", False):  # `effzoo list >&-`
+        if sys.stderr is not None:
+            print(f"effzoo {ns.command}: error: standard output is closed", file=sys.stderr)
+        return 1
     module, func, _ = COMMANDS[ns.command]
     prefix = f"effzoo {ns.command}: error:"
     try:

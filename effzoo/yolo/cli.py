@@ -77,11 +77,29 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     if out is None:
-        sys.stdout.write(text)
+        _write_stdout(text)
         return 0
     write_text("-o", out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _write_stdout(text: str) -> None:
+    """``text`` on stdout in any encoding: a console or redirect that cannot encode it
+    (cp1252 on Windows, ASCII) gets the UTF-8 bytes, so ``effzoo yaml V > my.yaml`` is a
+    UTF-8 file as Ultralytics reads it; without a byte stream, unencodable characters
+    (the emoji of Ultralytics' license line) are replaced."""
+    try:
+        sys.stdout.write(text)
+    except UnicodeEncodeError:
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(text.encode("utf-8"))
+            buffer.flush()
+        else:
+            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+            sys.stdout.write(text.encode(encoding, "replace").decode(encoding))
 
 
 def yolo_main(argv: Sequence[str] | None = None) -> int:
