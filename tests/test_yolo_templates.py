@@ -150,3 +150,31 @@ def test_offline_quieting_is_opt_in():
         print(before, getattr(checks.check_font, "__effzoo__", False))
     """
     assert yolo_helpers.run_fresh(code).split() == ["False", "True"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("yolo11n-efflite0", "yolo11n-efflite0.yaml"),  # no suffix: taken for weights
+        ("YOLO11n-efflite0.yaml", "yolo11n-efflite0.yaml"),
+        ("yolo11n-efflite0.yml", "yolo11n-efflite0.yaml"),
+        ("yolo26s-P2-effb0.yaml", "yolo26s-p2-effb0.yaml"),
+        ("yolo11-efficientnetv1.yaml", "yolo11-EfficientNetV1.yaml"),
+    ],
+)
+def test_a_mistyped_model_name_gets_the_right_one(typed, meant, tmp_path, monkeypatch):
+    """Stock Ultralytics says FileNotFoundError with no hint."""
+    from ultralytics import YOLO
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(effzoo.InvalidArgumentError, match=f"did you mean effzoo's '{meant}'"):
+        YOLO(typed)
+
+
+def test_names_that_are_not_effzoo_names_are_left_to_ultralytics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert templates.suggest_name("yolo11n-efflite0.yaml") is None  # exact: it builds
+    for name in ("yolo11n.yaml", "my-model.yaml", "yolo11n.pt", "x" * 300):
+        assert templates.suggest_name(name) is None, name
+    (tmp_path / "YOLO11n-efflite0.yaml").write_text(templates.cfg_text("yolo11-efflite0.yaml"))
+    assert tasks.yaml_model_load("YOLO11n-efflite0.yaml")["yaml_file"] == "YOLO11n-efflite0.yaml"

@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import UltralyticsContractError
+from ..errors import InvalidArgumentError, UltralyticsContractError
 from ..fuse import contiguous_weights, symmetric_padding_at
 from ..padding import static_sizes
 from . import templates
@@ -132,7 +132,7 @@ def _source(obj: Any) -> str:
 
 def _contract() -> list[str]:
     """The assumptions about Ultralytics' internals that do not hold (empty: all hold)."""
-    from ultralytics.engine import exporter
+    from ultralytics.engine import exporter, model
     from ultralytics.models.yolo.detect import DetectionTrainer
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
@@ -154,6 +154,10 @@ def _contract() -> list[str]:
             "yaml_model_load no longer resolves files through tasks.check_yaml",
         ),
         (callable(getattr(tasks.BaseModel, "fuse", None)), "BaseModel.fuse is gone"),
+        (
+            callable(getattr(model.Model, "_load", None)),
+            "ultralytics.engine.model.Model._load (weights files) is gone",
+        ),
         (
             "self.args.dynamic" in _source(getattr(exporter, "Exporter", None))
             and ".fuse(" in _source(getattr(exporter, "Exporter", None)),
@@ -320,16 +324,51 @@ def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
 # -- check_yaml: effzoo's model names -----------------------------------------------
 
 
+def _misnamed(file: Any) -> None:
+    """A bare name that is not a file and means an effzoo model name spelt otherwise
+    (``.yaml`` missing, ``.yml``, another case): one effzoo error naming the right one."""
+    path = Path(str(file))
+    if len(path.parts) != 1 or path.exists():
+        return
+    meant = templates.suggest_name(path.name)
+    if meant is not None:
+        raise InvalidArgumentError(
+            f"no model file {path.name!r}; did you mean effzoo's {meant!r}? (effzoo's model "
+            "names end in .yaml; `effzoo yolo --help` lists them)"
+        )
+
+
 def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def check_yaml(file: Any, *args: Any, **kwargs: Any) -> Any:
         path = Path(str(file))
         if len(path.parts) == 1 and not path.exists() and templates.is_model_name(path.name):
             return str(templates.cfg_path(path.name))
-        return original(file, *args, **kwargs)
+        try:
+            found = original(file, *args, **kwargs)
+        except FileNotFoundError:
+            _misnamed(file)
+            raise
+        if not found:  # hard=False: the caller tries the scale-less name next
+            _misnamed(file)
+        return found
 
     setattr(check_yaml, _MARK, True)
     return check_yaml
+
+
+def _wrap_model_load(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``YOLO("yolo11n-efflite0")`` (no suffix) is taken for a weights file to download;
+    a name that means an effzoo model name gets the effzoo error instead."""
+
+    @functools.wraps(original)
+    def _load(self: Any, weights: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(weights, str) and not Path(weights).suffix:
+            _misnamed(weights)
+        return original(self, weights, *args, **kwargs)
+
+    setattr(_load, _MARK, True)
+    return _load
 
 
 # -- a checkpoint is its own start ---------------------------------------------------
@@ -403,10 +442,11 @@ def register() -> None:
     if registered():
         return
     check_contract()
-    from ultralytics.engine import exporter
+    from ultralytics.engine import exporter, model
 
     patches = (
         (exporter.Exporter, "__call__", _wrap_export_call),
+        (model.Model, "_load", _wrap_model_load),
         (dist, "generate_ddp_file", _wrap_generate_ddp_file),
         (tasks, "check_yaml", _wrap_check_yaml),
         (tasks, "parse_model", _wrap_parse_model),

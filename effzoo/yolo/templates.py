@@ -379,6 +379,28 @@ def list_cfgs() -> list[str]:
     return sorted(MODELS)
 
 
+_SCALE = re.compile(r"^(\D*\d+)([nslmx])(?=-)")
+
+
+def suggest_name(name: str) -> str | None:
+    """The effzoo model name a mistyped one means (``.yaml`` missing, ``.yml``, another
+    case: ``YOLO11n-efflite0.yml`` -> ``yolo11n-efflite0.yaml``), else None."""
+    base = Path(str(name)).name
+    if len(base) > 200:
+        return None
+    stem = re.sub(r"\.ya?ml$", "", base, flags=re.IGNORECASE)
+    known = {n.lower(): n for n in (*MODELS, *P6_NAMES)}
+    lower = stem.lower() + ".yaml"
+    scale = _SCALE.match(lower)
+    unscaled = _SCALE.sub(r"\1", lower) if scale else lower
+    real = known.get(lower) or known.get(unscaled)
+    if real is None:
+        return None
+    if scale and real.lower() == unscaled:  # put the scale letter back after the number
+        real = re.sub(r"^(\D*\d+)", lambda m: m.group(1) + scale.group(2), real, count=1)
+    return None if real == base else real
+
+
 def is_model_name(name: str) -> bool:
     return Path(name).name in MODELS or Path(name).name in P6_NAMES
 
