@@ -54,7 +54,6 @@ PEERS = (
     "ultralytics",
     ORT,
     "fused_nchw",
-    "fused_unplanned",
     "compiled",
 )
 DEFAULT_PEERS = PEERS[:-3]
@@ -141,10 +140,6 @@ def candidates(
         model = effzoo.create(spec.name, out_indices=out_indices).eval().to(device)
         return _call(amp(model.fuse(channels_last=False)), x)
 
-    def effzoo_fused_unplanned() -> Callable[[], Any]:
-        model = effzoo.create(spec.name, out_indices=out_indices).eval().to(device)
-        return _call(amp(model.fuse(reuse_buffers=False)), x)
-
     def timm_model() -> nn.Module:
         import timm
 
@@ -201,7 +196,6 @@ def candidates(
     add("effzoo", effzoo_eager, "effzoo eager (timm blocks)")
     add("fused", effzoo_fused, "effzoo .fuse()")
     add("fused_nchw", effzoo_fused_nchw, "effzoo .fuse(channels_last=False)")
-    add("fused_unplanned", effzoo_fused_unplanned, "effzoo .fuse(reuse_buffers=False)")
     add(BASELINE, timm_eager, f"timm {spec.timm_arch} features_only")
     add("timm_cl", timm_cl, "timm features_only, channels_last")
     if tv_name:
@@ -279,9 +273,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--peers",
         default=",".join(DEFAULT_PEERS),
-        help=f"comma list of {', '.join(PEERS)}; the last three are not in the default: "
-        "'fused_nchw' (fuse without channels-last), 'fused_unplanned' (fuse without its "
-        "memory plan, reuse_buffers=False), 'compiled' (torch.compile, slow to build)",
+        help=f"comma list of {', '.join(PEERS)}; the last two are not in the default: "
+        "'fused_nchw' (fuse without channels-last), 'compiled' (torch.compile, slow to build)",
     )
     p.add_argument(
         "--device",
@@ -388,7 +381,6 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             device=args.device,
             log=log,
-            unplanned="fused_unplanned" in peers,
         )
         yolo = [r for r in results if r.variant.startswith("yolo")]
         print(table(yolo, baseline="yolo11n"), flush=True)

@@ -53,10 +53,8 @@ def yolo_candidates(
     device: str = "cpu",
     log: Callable[[str], None] = lambda s: None,
     models: Sequence[tuple[str, str, str]] = (),
-    unplanned: bool = False,
 ) -> list[Candidate]:
     """``predict`` callables for stock YOLO11n and YOLO11n-<variant>, already warmed up;
-    ``unplanned`` adds each effzoo model without its memory plan (``-noplan``);
     ``models`` (name, note, yaml) replaces that list (``which_backbone.py``)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
@@ -72,8 +70,6 @@ def yolo_candidates(
             path = work / f"{name}.yaml"  # "n" in the file name selects scale n
             path.write_text(model_yaml(variant, pretrained=False))
             models.append((name, f"effzoo {lookup(variant).name} backbone, scale n", str(path)))
-            if unplanned:  # the same model with the fused backbone's memory plan removed
-                models.append((f"{name}-noplan", "the same, fuse(reuse_buffers=False)", str(path)))
     cands = []
     for name, note, cfg in models:
         t = time.perf_counter()
@@ -83,10 +79,6 @@ def yolo_candidates(
             if device == "cuda":
                 kwargs["half"] = True
             model.predict(img, **kwargs)  # builds the predictor, fuses the model
-            if name.endswith("-noplan"):
-                for m in model.model.modules():
-                    if "pool" in vars(m):
-                        m.pool = None  # as fuse(reuse_buffers=False) leaves it
 
         def run(model: Any = model, kwargs: dict[str, Any] = kwargs) -> Any:
             return model.predict(img, **kwargs)
@@ -105,13 +97,10 @@ def yolo_results(
     device: str = "cpu",
     variants: Sequence[str] = DEFAULT_YOLO_VARIANTS,
     log: Callable[[str], None] = lambda s: None,
-    unplanned: bool = False,
 ) -> list[Result]:
     """Interleaved ``predict`` timings; empty (with a message) without Ultralytics."""
     try:
-        cands = yolo_candidates(
-            variants=variants, size=size, device=device, log=log, unplanned=unplanned
-        )
+        cands = yolo_candidates(variants=variants, size=size, device=device, log=log)
     except ImportError as e:
         log(f'yolo: skipped ({e}); pip install "effzoo[yolo]"')
         return []

@@ -16,7 +16,6 @@ import matplotlib.pyplot as plt
 
 STYLE = {
     "fused": ("effzoo .fuse()", "o", "C3"),
-    "fused_unplanned": (".fuse(reuse_buffers=False)", "x", "C5"),
     "effzoo": ("effzoo eager", "o", "C1"),
     "timm": ("timm features_only", "s", "C0"),
     "timm_cl": ("timm channels_last", "s", "C9"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import reprlib
 from typing import Any, NoReturn
 
 from .errors import EffzooError, InvalidArgumentError
@@ -23,6 +24,18 @@ MAX_MULTIPLIER = 4.0
 MAX_IN_CHANS = 1024
 #: the most classes a model yaml (``nc``) may ask for: ImageNet-21k has 21,843
 MAX_CLASSES = 100_000
+
+
+#: how a user's value is shown in a message: bounded in depth, length and characters,
+#: so a YAML alias bomb ("billion laughs") in a row is never expanded
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict = 3, 6, 6, 6
+_SHOWN.maxstring, _SHOWN.maxother = 80, 80
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, at most a few hundred characters whatever ``value`` holds."""
+    return _SHOWN.repr(value)
 
 
 def fail(
@@ -57,12 +70,14 @@ def multiplier(name: str, value: Any, *, where: str = "") -> float:
         finite = True
     if not is_number(value) or not finite or value <= 0:
         fail(
-            f"{name} must be a positive number, got {value!r}; 1.0 keeps the variant's own size",
+            f"{name} must be a positive number, got {shown(value)}; "
+            "1.0 keeps the variant's own size",
             where=where,
         )
     if value > MAX_MULTIPLIER:
         fail(
-            f"{name} {value!r} is too large: at most {MAX_MULTIPLIER:g} on top of the variant's "
+            f"{name} {shown(value)} is too large: at most {MAX_MULTIPLIER:g} on top of "
+            "the variant's "
             "own size; for a bigger backbone pick a larger variant (effzoo list)",
             where=where,
         )
@@ -72,7 +87,7 @@ def multiplier(name: str, value: Any, *, where: str = "") -> float:
 def boolean(name: str, value: Any, *, where: str = "") -> bool:
     """``True`` or ``False`` (a string like "False" is refused: it would read as true)."""
     if not is_bool(value):
-        fail(f"{name} must be True or False, got {value!r}", where=where)
+        fail(f"{name} must be True or False, got {shown(value)}", where=where)
     return bool(value)
 
 
@@ -91,7 +106,7 @@ def levels(name: str, value: Any, *, first: int, where: str = "") -> tuple[int, 
     if not idx or not all(is_int(i) for i in idx):
         fail(
             f"{name} must be a non-empty sequence of {kind} (strides {_STRIDES}), "
-            f"got {value!r}; {example}",
+            f"got {shown(value)}; {example}",
             where=where,
         )
     idx = tuple(int(i) for i in idx)
@@ -116,7 +131,7 @@ def levels(name: str, value: Any, *, first: int, where: str = "") -> tuple[int, 
 def drop_path_rate(value: Any, *, where: str = "") -> float:
     """Stochastic depth rate in [0, 1)."""
     if not is_number(value) or not 0.0 <= value < 1.0:
-        fail(f"drop_path_rate must be in [0, 1) (a number), got {value!r}", where=where)
+        fail(f"drop_path_rate must be in [0, 1) (a number), got {shown(value)}", where=where)
     return float(value)
 
 
@@ -131,7 +146,7 @@ def pretrained(
     if isinstance(value, str) and value.strip():
         return value
     fail(
-        f"pretrained must be False, True, a weights tag or a file path, got {value!r}",
+        f"pretrained must be False, True, a weights tag or a file path, got {shown(value)}",
         where=where,
     )
 
@@ -139,28 +154,28 @@ def pretrained(
 def positive_int(name: str, value: Any, *, where: str = "", most: int | None = None) -> int:
     """An integer >= 1 (``in_chans``, ``nc``), at most ``most`` when given."""
     if not is_int(value) or value < 1:
-        fail(f"{name} must be an integer >= 1, got {value!r}", where=where)
+        fail(f"{name} must be an integer >= 1, got {shown(value)}", where=where)
     if most is not None and value > most:
-        fail(f"{name} {value!r} is too large: at most {most}", where=where)
+        fail(f"{name} {shown(value)} is too large: at most {most}", where=where)
     return int(value)
 
 
 def non_negative_int(name: str, value: Any, *, where: str = "") -> int:
     """An integer >= 0 (``--workers``, ``--warmup``)."""
     if not is_int(value) or value < 0:
-        fail(f"{name} must be an integer >= 0, got {value!r}", where=where)
+        fail(f"{name} must be an integer >= 0, got {shown(value)}", where=where)
     return int(value)
 
 
 def optional_str(name: str, value: Any, *, where: str = "") -> str | None:
     """``None`` or a non-empty string."""
     if value is not None and (not isinstance(value, str) or not value.strip()):
-        fail(f"{name} must be a string or None, got {value!r}", where=where)
+        fail(f"{name} must be a string or None, got {shown(value)}", where=where)
     return value
 
 
 def choice(name: str, value: Any, options: tuple[str, ...], *, where: str = "") -> str:
     """One of ``options``."""
     if not isinstance(value, str) or value not in options:
-        fail(f"unknown {name} {value!r}; choose one of {', '.join(options)}", where=where)
+        fail(f"unknown {name} {shown(value)}; choose one of {', '.join(options)}", where=where)
     return str(value)

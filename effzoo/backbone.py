@@ -8,6 +8,7 @@ stages past the deepest requested level left out, and the feature contract
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 from torch import nn
 
 from .errors import ExportError, InvalidArgumentError
-from .fuse import planned
+from .inputs import check_images
 from .registry import LEVEL_STRIDES, BackboneSpec
 from .training import checkpoint_stage
 
@@ -153,34 +154,23 @@ class Backbone(EfficientNetFeatures):
         ``InvalidArgumentError`` for an input that is not (batch, in_chans, height, width).
         """
         self._check_input(x)
-        with planned(self.conv_stem, x):  # fused: reuse buffers between calls
-            x = self.bn1(self.conv_stem(x))
-            features = [x] if 0 in self._stage_out_idx else []
-            ckpt = (
-                self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
-            )
-            for i, stage in enumerate(self.blocks):
-                x = checkpoint_stage(stage, x) if ckpt else stage(x)
-                if i + 1 in self._stage_out_idx:
-                    features.append(x)
+        x = self.bn1(self.conv_stem(x))
+        features = [x] if 0 in self._stage_out_idx else []
+        ckpt = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
+        for i, stage in enumerate(self.blocks):
+            x = checkpoint_stage(stage, x) if ckpt else stage(x)
+            if i + 1 in self._stage_out_idx:
+                features.append(x)
         return features
 
     def _check_input(self, x: torch.Tensor) -> None:
-        """A clear error instead of the stem convolution's. Shapes only; skipped by
-        the TorchScript tracer, whose sizes are tensors (the stem checks its example)."""
-        want = self.conv_stem.weight.shape[1]  # in_chans, also after fuse()
-        if torch.jit.is_tracing() or (x.dim() == 4 and x.shape[1] == want):
-            return
-        if x.dim() != 4:
-            raise InvalidArgumentError(
-                f"{self.spec.name} takes a 4-d (batch, {want}, height, width) tensor, "
-                f"got shape {tuple(x.shape)}"
-            )
-        got = x.shape[1]
-        raise InvalidArgumentError(
-            f"{self.spec.name} was built for {want}-channel images, got a {got}-channel input "
-            f"of shape {tuple(x.shape)}; convert the images to {want} channels, or "
-            f"build the model for them with create({self.spec.name!r}, ..., in_chans={got})"
+        """A clear error instead of one from inside torch (``effzoo.inputs``)."""
+        name = self.spec.name
+        check_images(
+            x,
+            self.conv_stem.weight,  # in_chans, dtype and device, also after fuse()
+            who=name,
+            channels_fix=f"build the model for them with create({name!r}, ..., in_chans={{got}})",
         )
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -191,26 +181,34 @@ class Backbone(EfficientNetFeatures):
             )
         self.grad_checkpointing = bool(enable)
 
-    def fuse(self, *, channels_last: bool | None = None, reuse_buffers: bool = True) -> Backbone:
+    def fuse(self, *, channels_last: bool | None = None, reuse_buffers: Any = None) -> Backbone:
         """Fold batch norms and fuse activations in place for inference; returns ``self``.
 
         The model must be in eval mode (``ExportError`` otherwise) and stays there:
         ``train(True)`` raises ``ExportError``. ``channels_last``
         (default: on) also switches the weights, the input and the outputs to the
-        channels-last memory format; the values are the same either way.
-        ``reuse_buffers`` (default: on) gives the model a memory plan: on the CPU its
-        intermediate feature maps reuse buffers kept from earlier calls of the same
-        input shape (at most ``effzoo.fuse.PLAN_SHAPES`` shapes) instead of memory
-        mapped in afresh; returned feature maps are always new tensors. See
-        ``effzoo.fuse`` for what is fused and docs/performance.md for the gains.
+        channels-last memory format; the values are the same either way. The fused
+        model equals the unfused one in every mode (grad, no_grad, inference_mode,
+        float32/bfloat16/float16, autocast). See ``effzoo.fuse`` for what is fused and
+        docs/performance.md for the gains. ``reuse_buffers`` is accepted for effzoo 0.1
+        code and does nothing (the memory plan it switched was removed; a
+        ``FutureWarning`` says so).
         """
         from . import _checks as checks
         from .fuse import fuse_model
 
         if channels_last is not None:
             channels_last = checks.boolean("channels_last", channels_last)
-        reuse_buffers = checks.boolean("reuse_buffers", reuse_buffers)
-        fuse_model(self, channels_last=channels_last, reuse_buffers=reuse_buffers)
+        if reuse_buffers is not None:
+            checks.boolean("reuse_buffers", reuse_buffers)
+            warnings.warn(
+                "fuse(reuse_buffers=...) does nothing since effzoo removed the fused "
+                "model's memory plan (docs/performance.md, 'Memory between calls'); "
+                "drop the argument",
+                FutureWarning,
+                stacklevel=2,
+            )
+        fuse_model(self, channels_last=channels_last)
         return self
 
     def freeze(self, stages: int | None = None) -> Backbone:

@@ -88,8 +88,8 @@ def test_fused_native_size_batch_and_grad_paths(name: str) -> None:
 def test_tiled_expansion_equals_untiled(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _small(name)
     fused = copy.deepcopy(model).fuse()
-    monkeypatch.setattr(fz, "TILE_MIN_BYTES", 0)
-    monkeypatch.setattr(fz, "TILE_BYTES", 2048)  # a few rows per tile
+    monkeypatch.setattr(fz.blocks, "TILE_MIN_BYTES", 0)
+    monkeypatch.setattr(fz.blocks, "TILE_BYTES", 2048)  # a few rows per tile
     calls: list[int] = []
     orig = fz.FusedBlock._expand_depthwise_tiled
 

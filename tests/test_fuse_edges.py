@@ -159,7 +159,10 @@ def test_channel_mismatch_is_a_clear_error() -> None:
         with pytest.raises(InvalidArgumentError, match=r"3-channel images, got a 1-channel") as e:
             _run(model, torch.randn(1, 1, 64, 64))
         assert "in_chans=1" in str(e.value)
-        with pytest.raises(ValueError, match=r"4-d \(batch, 3, height, width\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"4-d float tensor \(batch, 3, height, width\).*got shape \(3, 64, 64\)",
+        ):
             _run(model, torch.randn(3, 64, 64))
     for model in (gray, copy.deepcopy(gray).fuse()):
         with pytest.raises(InvalidArgumentError, match=r"1-channel images.*in_chans=3"):

@@ -4,6 +4,7 @@ and the contract check of the Ultralytics internals effzoo's patches rely on."""
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import yaml
@@ -107,6 +108,13 @@ def test_unknown_names_and_bad_arguments_are_typed_errors():
         templates.model_yaml("efficientnet_b0", nc=0)
 
 
+class _Reformatted(logging.Logger):
+    """A logger whose lines start differently (as a reformatted model table would)."""
+
+    def info(self, msg, *args, **kwargs):
+        super().info(f"| {msg}", *args, **kwargs)
+
+
 def test_contract_holds_on_the_installed_ultralytics():
     assert patches._contract() == []
     patches.check_contract()
@@ -117,6 +125,26 @@ def test_contract_holds_on_the_installed_ultralytics():
     [
         (lambda mp: mp.delattr(tasks, "Index"), "no Index module"),
         (lambda mp: mp.setattr(tasks, "yaml_model_load", lambda path: {}), "check_yaml"),
+        # a build that no longer calls the module-global parse_model (behaviour, not text)
+        (
+            lambda mp: mp.setattr(
+                tasks.ClassificationModel, "_from_yaml", lambda self, *a, **k: None
+            ),
+            "no longer built through tasks.parse_model",
+        ),
+        # a model table that no longer starts with index and 'from' as effzoo rewrites it
+        (
+            lambda mp: mp.setattr(tasks, "LOGGER", _Reformatted("effzoo-test-reformatted")),
+            "model-table line changed",
+        ),
+        (
+            lambda mp: mp.setattr(
+                __import__("ultralytics.engine.exporter").engine.exporter,
+                "Exporter",
+                type("Exporter", (), {"__call__": lambda self: None}),
+            ),
+            "the Exporter no longer fuses",
+        ),
     ],
 )
 def test_a_moved_internal_is_one_error_naming_the_versions(monkeypatch, breakage, what):

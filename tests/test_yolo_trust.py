@@ -235,7 +235,10 @@ def test_rows_scales_and_sizes_that_cannot_build_name_the_file_and_row(edit, whe
 
 def test_a_one_channel_image_into_a_three_channel_model_is_an_error():
     model = tasks.DetectionModel(_dict(["efficientnet_b0", {"pretrained": False}]), nc=3)
-    with pytest.raises(InvalidArgumentError, match=r"takes images of 3 channels.*\(1, 1, 64, 64\)"):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"3-channel images, got a 1-channel input of shape \(1, 1, 64, 64\).*ch=1",
+    ):
         model.eval()(torch.rand(1, 1, 64, 64))
 
 
@@ -270,7 +273,11 @@ def test_list_models_takes_a_pattern_string():
 
 
 def test_only_an_unfused_checkpoint_of_the_same_row_is_the_start():
-    """What `checkpoint_start` accepts as the start of a rebuild (a trainer's get_model)."""
+    """What `checkpoint_start` accepts as the start of a rebuild: the weights a trainer's
+    get_model was given (any trainer class, one defined after registration too); a
+    user's own function named get_model with a `weights` argument is not a rebuild."""
+    from ultralytics.engine.trainer import BaseTrainer
+
     from effzoo.yolo import patches
 
     d = _dict(["efficientnet_b0", {"pretrained": False}])
@@ -278,16 +285,27 @@ def test_only_an_unfused_checkpoint_of_the_same_row_is_the_start():
     model = tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
     model.pt_path = "run/weights/best.pt"
 
-    def get_model(cfg=None, weights=None):  # the frame Ultralytics' trainers have
+    class Probe(BaseTrainer):  # defined after register(): wrapped by __init_subclass__
+        def get_model(self, cfg=None, weights=None, verbose=True):
+            return patches.checkpoint_start(self.row)
+
+    trainer = object.__new__(Probe)
+    trainer.row = spec
+    found = trainer.get_model(weights=model)
+    assert found == {"file": "run/weights/best.pt", "start": model.model[0].provenance}
+    assert trainer.get_model(None, model) == found  # positional, as Ultralytics may call it
+    assert trainer.get_model(weights=None) is None
+    assert patches.checkpoint_start(spec) is None  # not inside a get_model at all
+
+    def get_model(cfg=None, weights=None):  # a user's own helper of the same shape
         return patches.checkpoint_start(spec)
 
-    found = get_model(weights=model)
-    assert found == {"file": "run/weights/best.pt", "start": model.model[0].provenance}
-    assert get_model(weights=None) is None
-    other = effzoo.yolo.find_row(_dict(["efficientnet_b0", 0.5, 1.0, False]))
-    assert patches.checkpoint_start(other) is None  # not inside a get_model at all
-    model.eval().fuse()  # folded weights could not be transferred: not a start
     assert get_model(weights=model) is None
+    trainer.row = effzoo.yolo.find_row(_dict(["efficientnet_b0", 0.5, 1.0, False]))
+    assert trainer.get_model(weights=model) is None  # another row: not its start
+    trainer.row = spec
+    model.eval().fuse()  # folded weights could not be transferred: not a start
+    assert trainer.get_model(weights=model) is None
 
 
 def test_the_model_table_shows_the_multipliers():
@@ -297,3 +315,59 @@ def test_the_model_table_shows_the_multipliers():
     assert len(rows) == 5
     assert "efficientnet_b0 x0.25/0.5 P1 (8 ch)" in rows[0]
     assert "efficientnet_b0 x0.25/0.5 P5 (80 ch)" in rows[4]
+
+
+#: nine levels of nine aliases: 9**9 (387 million) strings once expanded, 2 kB of YAML
+_BOMB = "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else ', '.join(['lol'] * 9)}]\n"
+    for i in range(9)
+)
+#: where in an effzoo model yaml the bomb goes: (row args or scales, the message it gets)
+_BOMB_PLACES = {
+    "variant": ("[-1, 1, EfficientNet, [*l8]]", "the first arg must be a variant name"),
+    "width": ("[-1, 1, EfficientNet, [efficientnet_b0, *l8]]", "width must be a positive"),
+    "levels": ("[-1, 1, EfficientNet, [efficientnet_b0, {levels: *l8}]]", "levels must be"),
+    "option": ("[-1, 1, EfficientNet, [efficientnet_b0, {bogus: *l8}]]", "unknown option"),
+    "scales": ("[-1, 1, EfficientNet, [efficientnet_b0]]", "scales entry n"),
+}
+
+
+def test_a_yaml_alias_bomb_in_an_effzoo_row_fails_fast_and_small(tmp_path):
+    """A "billion laughs" row is refused with effzoo's typed error in bounded time and
+    memory: no check or message expands it (a watchdog kills the process at 1.5 GiB)."""
+    head = "head:\n  - [[-1], 1, Detect, [nc]]\n"
+    for place, (row, _) in _BOMB_PLACES.items():
+        scales = "scales:\n  n: *l8\n" if place == "scales" else ""
+        text = f"{_BOMB}nc: 3\n{scales}backbone:\n  - {row}\n{head}"
+        (tmp_path / f"yolo11n-{place}.yaml").write_text(text)
+    out = yolo_helpers.run_fresh(
+        f"""
+        import os, resource, threading, time
+        def watchdog():
+            while True:
+                rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                if rss > 1.5 * 2**30:
+                    print("OUT OF BOUNDS", flush=True)
+                    os._exit(3)
+                time.sleep(0.05)
+        threading.Thread(target=watchdog, daemon=True).start()
+        import effzoo.yolo
+        from ultralytics.nn.tasks import DetectionModel
+        from effzoo.errors import InvalidArgumentError
+        for place in {list(_BOMB_PLACES)!r}:
+            t = time.perf_counter()
+            try:
+                DetectionModel({str(tmp_path)!r} + f"/yolo11n-{{place}}.yaml", verbose=False)
+            except InvalidArgumentError as e:
+                print(place, round(time.perf_counter() - t, 2), len(str(e)), str(e)[:300])
+            else:
+                print(place, "built")
+        """,
+        timeout=120,
+    )
+    lines = {ln.split()[0]: ln.split(maxsplit=3) for ln in out.splitlines() if ln.strip()}
+    for place, (_, message) in _BOMB_PLACES.items():
+        assert place in lines, out
+        _, seconds, length, text = lines[place]
+        assert float(seconds) < 5 and int(length) < 4000, lines[place]
+        assert message in text, lines[place]

@@ -5,7 +5,6 @@ the floor; docs/yolo.md, "Ultralytics versions", holds its last table)."""
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 import yolo_helpers
@@ -60,16 +59,6 @@ def test_the_installed_release_is_accepted():
     assert not patches._older(ultralytics.__version__, FLOOR)
     patches.check_version()
     assert patches.registered()
-
-
-def test_the_comparison_without_packaging(monkeypatch):
-    installed = ultralytics.__version__
-    monkeypatch.setitem(sys.modules, "packaging.version", None)  # import fails
-    assert patches._release("8.3.59") == (8, 3, 59)
-    assert _refusal(monkeypatch, "8.3.58") is not None
-    assert _refusal(monkeypatch, "8.3.9") is not None
-    for version in (FLOOR, "8.10.0", installed):
-        assert _refusal(monkeypatch, version) is None, version
 
 
 def test_an_unreadable_version_is_left_to_the_contract_check(monkeypatch):

@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone
-from ..errors import InvalidArgumentError
-from ..fuse import planned
+from ..inputs import check_images
 
 
 def stage_ends(backbone: Backbone) -> list[int]:
@@ -67,16 +66,14 @@ class BackboneStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bb = self.backbone
-        if x.dim() != 4 or x.shape[1] != self.mean.shape[1]:
-            want = self.mean.shape[1]
-            raise InvalidArgumentError(
-                f"{self.row or 'the effzoo backbone'} takes images of {want} channels, got a "
-                f"tensor of shape {tuple(x.shape)}; convert the images (e.g. grayscale to RGB) "
-                f"or build the model with ch={x.shape[1] if x.dim() == 4 else '...'}"
-            )
+        check_images(
+            x,
+            bb.conv_stem.weight,
+            who=self.row or "the effzoo backbone",
+            channels_fix="build the model with ch={got}",
+        )
         x = (x - self.mean) / self.std
-        with planned(bb.conv_stem, x):  # fused: reuse buffers between calls
-            return bb.blocks(bb.bn1(bb.conv_stem(x)))
+        return bb.blocks(bb.bn1(bb.conv_stem(x)))
 
     def extra_repr(self) -> str:
         return f"P{self.level}, stages 0..{len(self.backbone.blocks) - 1}"
@@ -92,8 +89,7 @@ class BackboneStages(nn.Module):
         self.level = level
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with planned(self.stages[0][0], x):  # fused: reuse buffers between calls
-            return self.stages(x)
+        return self.stages(x)
 
     def extra_repr(self) -> str:
         last = self.first + len(self.stages) - 1

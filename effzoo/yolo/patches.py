@@ -20,9 +20,13 @@ Wrapped at registration (each marked, so registering twice changes nothing):
 - ``dist.generate_ddp_file``: the script Ultralytics writes for multi-GPU workers
   imports ``effzoo.yolo`` first, so a worker has the rows registered.
 
+- ``get_model`` of every trainer class (``BaseTrainer`` and its subclasses, also those
+  defined later, through ``BaseTrainer.__init_subclass__``): while it runs, the
+  ``weights`` it was given are the checkpoint being rebuilt (a context variable).
+
 A checkpoint is its own start: when Ultralytics rebuilds a model to load a checkpoint
 into it (resume, ``YOLO("best.pt").train()``, ``pretrained=best.pt``: a trainer's
-``get_model(cfg, weights)``), ``checkpoint_start`` finds that checkpoint and the row
+``get_model(cfg, weights)``), ``checkpoint_start`` reads that checkpoint and the row
 is built without fetching ImageNet weights (Ultralytics transfers the checkpoint's).
 
 Each build of a model with an effzoo row logs one line through Ultralytics' LOGGER:
@@ -45,12 +49,12 @@ with double quotes: they work in cmd.exe, PowerShell and POSIX shells alike.)
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import copy
 import functools
 import importlib
 import inspect
 import logging
-import re
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,25 +74,22 @@ _MARK = "__effzoo__"
 FLOOR = "8.3.59"
 #: the Ultralytics releases the adapter supports (pyproject's ``yolo`` extra says the same)
 SUPPORTED = f">={FLOOR}"
-#: the model-table line stock ``parse_model`` logs for each layer
-_TABLE_LINE = re.compile(r"\{i:>3\}\{(?:f!s|str\(f\)):>20\}")
-#: a call of parse_model by its bare name (a module-global lookup, so the wrapper is seen)
-_CALLS_PARSE_MODEL = re.compile(r"(?<!def )(?<![.\w])parse_model\(")
+#: the start of the model-table line stock ``parse_model`` logs for layer 0 of a row
+#: ``[-1, ...]`` (the line ``_TableRewrite`` replaces for effzoo's layers)
+_TABLE_START = f"{0:>3}{-1!s:>20}"
+#: the smallest model stock builds: one Conv and a classification head
+_PROBE = {"nc": 2, "backbone": [[-1, 1, "Conv", [8, 3, 2]]], "head": [[-1, 1, "Classify", [2]]]}
 
 
 def _release(version: str) -> tuple[int, ...] | None:
-    """The release numbers of ``version`` ("8.3.59rc1" -> (8, 3, 59)); None if unreadable."""
+    """The release numbers of ``version`` ("8.3.59rc1" -> (8, 3, 59)); None if unreadable.
+    (packaging is a dependency of huggingface_hub, hence always there.)"""
+    from packaging.version import InvalidVersion, Version
+
     try:
-        from packaging.version import InvalidVersion, Version
-    except ImportError:  # packaging comes with matplotlib, an Ultralytics dependency
-        pass
-    else:
-        try:
-            return Version(version).release
-        except InvalidVersion:
-            return None
-    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", version)
-    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+        return Version(version).release
+    except InvalidVersion:
+        return None
 
 
 def _older(version: str, floor: str) -> bool:
@@ -121,13 +122,56 @@ def _uses_global(func: Any, name: str) -> bool:
     return code is not None and name in code.co_names
 
 
-def _source(obj: Any) -> str:
-    """Python source of ``obj``, or "" where there is none (a frozen or .pyc-only install:
-    the check that reads it then reports the internal as moved, as one typed error)."""
+def _names(cls: Any) -> set[str]:
+    """Every global and attribute name the methods of ``cls`` use (nested code too; of
+    the original where effzoo wrapped one)."""
+    found: set[str] = set()
+    methods = [getattr(f, "__wrapped__", f) for f in vars(cls).values()] if cls else []
+    codes = [getattr(f, "__code__", None) for f in methods]
+    while codes:
+        code = codes.pop()
+        if code is not None:
+            found.update(code.co_names)
+            codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+    return found
+
+
+def _probe_build() -> tuple[bool, bool]:
+    """Build the smallest stock model with a spy on ``tasks.parse_model``: (the build went
+    through the module-global ``tasks.parse_model``, whose wrapper effzoo installs; its
+    model-table line for layer 0 starts as ``_TableRewrite`` expects). Nothing is logged."""
+    from ultralytics.nn import tasks
+
+    calls: list[int] = []
+    lines: list[str] = []
+    original = tasks.parse_model
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    class Capture(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            lines.append(record.getMessage())
+            return False  # swallowed: the probe prints nothing
+
+    capture, logger = Capture(), tasks.LOGGER
+    level, disabled = logger.level, logging.root.manager.disable
+    logger.addFilter(capture)
+    logger.setLevel(logging.INFO)  # whatever the user set: the records reach the filter
+    logging.disable(logging.NOTSET)
+    tasks.parse_model = spy
     try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        return ""
+        tasks.ClassificationModel(copy.deepcopy(_PROBE), ch=3, verbose=True)
+    except Exception:
+        return bool(calls), False
+    finally:
+        tasks.parse_model = original
+        logger.removeFilter(capture)
+        logger.setLevel(level)
+        logging.disable(disabled)
+    table = any(ln.startswith(_TABLE_START) and "Conv" in ln for ln in lines)
+    return bool(calls), table
 
 
 def _contract() -> list[str]:
@@ -139,16 +183,14 @@ def _contract() -> list[str]:
 
     parse_model = getattr(tasks.parse_model, "__wrapped__", tasks.parse_model)
     load = tasks.yaml_model_load
+    built, table = _probe_build() if hasattr(tasks, "ClassificationModel") else (False, False)
     checks = [
         (hasattr(tasks, "Index"), "ultralytics.nn.tasks has no Index module (rows need it)"),
         (
             list(inspect.signature(parse_model).parameters)[:2] == ["d", "ch"],
             "tasks.parse_model(d, ch, ...) changed its signature",
         ),
-        (
-            bool(_CALLS_PARSE_MODEL.search(_source(tasks))),
-            "models are no longer built through tasks.parse_model",
-        ),
+        (built, "models are no longer built through tasks.parse_model"),
         (
             _uses_global(load, "check_yaml"),
             "yaml_model_load no longer resolves files through tasks.check_yaml",
@@ -159,8 +201,7 @@ def _contract() -> list[str]:
             "ultralytics.engine.model.Model._load (weights files) is gone",
         ),
         (
-            "self.args.dynamic" in _source(getattr(exporter, "Exporter", None))
-            and ".fuse(" in _source(getattr(exporter, "Exporter", None)),
+            {"dynamic", "fuse"} <= _names(getattr(exporter, "Exporter", None)),
             "the Exporter no longer fuses the model and reads self.args.dynamic",
         ),
         (
@@ -168,10 +209,7 @@ def _contract() -> list[str]:
             "trainers no longer rebuild models through get_model(cfg, weights)",
         ),
         (hasattr(tasks, "LOGGER"), "ultralytics.nn.tasks has no LOGGER"),
-        (
-            bool(_TABLE_LINE.search(_source(parse_model))),
-            "parse_model's model-table line changed",
-        ),
+        (table, "parse_model's model-table line changed"),
         (
             _uses_global(getattr(dist, "generate_ddp_command", None), "generate_ddp_file"),
             "the DDP launcher no longer writes its script through dist.generate_ddp_file",
@@ -374,25 +412,77 @@ def _wrap_model_load(original: Callable[..., Any]) -> Callable[..., Any]:
 # -- a checkpoint is its own start ---------------------------------------------------
 
 
-def checkpoint_start(spec: RowSpec, depth: int = 40) -> dict[str, str] | None:
+#: the checkpoint a trainer's ``get_model(cfg, weights)`` is rebuilding a model for
+_REBUILDING: contextvars.ContextVar[Any] = contextvars.ContextVar("effzoo_rebuilding", default=None)
+
+
+def _wrap_get_model(original: Callable[..., Any]) -> Callable[..., Any]:
+    """A trainer's ``get_model``: while it runs, ``checkpoint_start`` sees its ``weights``."""
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def get_model(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            weights = signature.bind(self, *args, **kwargs).arguments.get("weights")
+        except TypeError:  # let Ultralytics' own call raise its own error
+            weights = None
+        token = _REBUILDING.set(weights)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            _REBUILDING.reset(token)
+
+    setattr(get_model, _MARK, True)
+    return get_model
+
+
+def _wrap_trainer(cls: type) -> None:
+    """Wrap ``get_model`` where ``cls`` defines its own (idempotent)."""
+    own = cls.__dict__.get("get_model")
+    if callable(own) and not getattr(own, _MARK, False):
+        cls.get_model = _wrap_get_model(own)  # type: ignore[attr-defined]
+
+
+def _trainers(base: type) -> Iterator[type]:
+    for sub in base.__subclasses__():
+        yield sub
+        yield from _trainers(sub)
+
+
+def _patch_trainers() -> None:
+    """Every trainer class, those defined later too (a user's own, a lazily imported task)."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    for cls in (BaseTrainer, *_trainers(BaseTrainer)):
+        _wrap_trainer(cls)
+    own = BaseTrainer.__dict__.get("__init_subclass__")
+    if getattr(getattr(own, "__func__", own), _MARK, False):
+        return
+
+    def __init_subclass__(cls: type, **kwargs: Any) -> None:
+        if own is not None:
+            own.__func__(cls, **kwargs)
+        else:
+            super(BaseTrainer, cls).__init_subclass__(**kwargs)  # type: ignore[misc]
+        _wrap_trainer(cls)
+
+    setattr(__init_subclass__, _MARK, True)
+    BaseTrainer.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
+
+
+def checkpoint_start(spec: RowSpec) -> dict[str, str] | None:
     """The checkpoint whose backbone Ultralytics will transfer into the model being built.
 
     Ultralytics rebuilds a model from its yaml for resume, fine-tuning and
-    ``pretrained=`` inside a trainer's ``get_model(cfg, weights)`` and then loads
-    ``weights`` into it. When ``weights`` holds an effzoo backbone of the same row (variant,
-    multipliers, levels), that backbone is the start: nothing is fetched. Returns
-    ``{"file": ..., "start": ...}`` (the checkpoint and what its backbone started from).
+    ``pretrained=`` inside a trainer's ``get_model(cfg, weights)`` (wrapped, see
+    ``_patch_trainers``) and then loads ``weights`` into it. When ``weights`` holds an
+    effzoo backbone of the same row (variant, multipliers, levels), that backbone is the
+    start: nothing is fetched. Returns ``{"file": ..., "start": ...}`` (the checkpoint
+    and what its backbone started from).
     """
-    frame = sys._getframe(1)  # the caller, then its callers
-    for _ in range(depth):
-        if frame is None:
-            return None
-        if frame.f_code.co_name == "get_model" and "weights" in frame.f_locals:
-            break
-        frame = frame.f_back  # type: ignore[assignment]
-    else:
+    weights = _REBUILDING.get()
+    if weights is None:
         return None
-    weights = frame.f_locals["weights"]
     stem = next(
         (m for m in getattr(weights, "modules", list)() if isinstance(m, BackboneStem)), None
     )
@@ -455,6 +545,7 @@ def register() -> None:
     for owner, name, wrap in patches:
         if not getattr(getattr(owner, name), _MARK, False):
             setattr(owner, name, wrap(getattr(owner, name)))
+    _patch_trainers()
 
 
 def registered() -> bool:

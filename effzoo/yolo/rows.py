@@ -112,7 +112,7 @@ def check_module_names(d: Mapping[str, Any], name: str) -> None:
             where = f"{name}, {section} row {index}"
             meant = meant_module(module)
             if meant is not None:
-                shown = ascii(module) if _INVISIBLE.search(module) else repr(module)
+                shown = ascii(module) if _INVISIBLE.search(module) else checks.shown(module)
                 hidden = " (it holds invisible characters)" if _INVISIBLE.search(module) else ""
                 checks.fail(
                     f"unknown module {shown}{hidden}; did you mean {meant!r}? effzoo's modules "
@@ -143,7 +143,8 @@ def _refuse_full_width_commas(args: Any, where: str) -> None:
     if bad is not None:
         fixed = bad.replace(FULL_WIDTH_COMMA, ", ")
         checks.fail(
-            f"{bad!r} contains a full-width comma '{FULL_WIDTH_COMMA}' (U+FF0C), so YAML reads "
+            f"{checks.shown(bad)} contains a full-width comma '{FULL_WIDTH_COMMA}' (U+FF0C), "
+            "so YAML reads "
             f"it as one string; write it with an ASCII comma: {fixed}",
             where=where,
         )
@@ -160,14 +161,19 @@ def parse_row(
     frm, repeats, module, args = row
     _refuse_full_width_commas(args, where)
     if module not in MODULE_NAMES:
-        checks.fail(f"{module!r} is not an effzoo module ({', '.join(MODULE_NAMES)})", where=where)
+        checks.fail(
+            f"{checks.shown(module)} is not an effzoo module ({', '.join(MODULE_NAMES)})",
+            where=where,
+        )
     if frm != -1:
         checks.fail(
-            f"an effzoo row reads the image: its 'from' must be -1, got {frm!r}", where=where
+            f"an effzoo row reads the image: its 'from' must be -1, got {checks.shown(frm)}",
+            where=where,
         )
     if repeats != 1:
         checks.fail(
-            f"an effzoo row cannot repeat: its 'repeats' must be 1, got {repeats!r}", where=where
+            f"an effzoo row cannot repeat: its 'repeats' must be 1, got {checks.shown(repeats)}",
+            where=where,
         )
     if not isinstance(args, (list, tuple)) or not args:
         checks.fail(
@@ -177,7 +183,7 @@ def parse_row(
     options: dict[str, Any] = {}
     if isinstance(args[-1], Mapping):
         options = dict(args.pop())
-        unknown = sorted(map(repr, set(options) - set(KEYS)))
+        unknown = sorted(map(checks.shown, set(options) - set(KEYS)))
         if unknown:
             checks.fail(f"unknown option(s) {unknown}; options are {', '.join(KEYS)}", where=where)
     if not args:
@@ -196,7 +202,9 @@ def parse_row(
             checks.fail(f"{key} is given twice (positionally and as an option)", where=where)
         options[key] = value
     if not isinstance(variant, str):
-        checks.fail(f"the first arg must be a variant name, got {variant!r}", where=where)
+        checks.fail(
+            f"the first arg must be a variant name, got {checks.shown(variant)}", where=where
+        )
     try:
         spec = lookup(variant)
     except EffzooError as e:
@@ -318,7 +326,7 @@ def _scale(d: dict[str, Any], name: str) -> tuple[float, float]:
     if scales is not None and not isinstance(scales, Mapping):
         checks.fail(
             f"scales must be a mapping of scale letters to [depth, width, max_channels], "
-            f"e.g. n: [0.50, 0.25, 1024]; got {scales!r}",
+            f"e.g. n: [0.50, 0.25, 1024]; got {checks.shown(scales)}",
             where=f"{name}, scales",
         )
     if scales:
@@ -330,7 +338,7 @@ def _scale(d: dict[str, Any], name: str) -> tuple[float, float]:
             if not ok or not all(checks.is_number(v) for v in entry):
                 checks.fail(
                     f"must be [depth, width, max_channels] numbers, e.g. n: [0.50, 0.25, 1024]; "
-                    f"got {entry!r}",
+                    f"got {checks.shown(entry)}",
                     where=where,
                 )
             depth = checks.multiplier("depth", entry[0], where=where)  # the head's too
@@ -398,7 +406,7 @@ def find_row(d: dict[str, Any]) -> RowSpec | None:
         for index, row in enumerate(d.get(section) or []):
             if not is_effzoo_row(row):
                 continue
-            where = f"{name}, {section} row {index} {list(row)}"
+            where = f"{name}, {section} row {index} {checks.shown(list(row))}"
             if section != "backbone" or index != 0:
                 checks.fail(
                     "an effzoo row must be the first row of the backbone "
