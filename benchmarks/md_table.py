@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import Result  # noqa: E402
+from timing import Result
 
 SHORT = {"efficientnet_b0": "B0", "efficientnet_b3": "B3", "efficientnet_v2_s": "V2-S"}
 SHORT["efficientnet_v2_m"] = "V2-M"

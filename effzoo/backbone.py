@@ -57,7 +57,7 @@ def stages_for_level(stage_args: Sequence[Sequence[dict[str, Any]]], level: int)
     return needed
 
 
-def common_kwargs(
+def timm_kwargs(
     spec: BackboneSpec,
     *,
     width_mult: float,
@@ -82,7 +82,30 @@ def common_kwargs(
     )
 
 
-class Backbone(EfficientNetFeatures):
+class _Variant:
+    """What Backbone and Classifier share: the spec and scaling they were built with,
+    and where their weights came from."""
+
+    def _built_as(
+        self,
+        spec: BackboneSpec,
+        width_mult: float,
+        depth_mult: float,
+        padding: str,
+        bn_eps: float | None,
+    ) -> None:
+        self.spec = spec
+        self.width_mult = float(width_mult)
+        self.depth_mult = float(depth_mult)
+        self.padding = padding
+        self.bn_eps = bn_eps
+        #: preprocessing of the weights (mean, std, input_size, ...); set by create()
+        self.pretrained_cfg: dict[str, Any] = {}
+        #: where the weights came from (None: random init); set by create()
+        self.weights: Any = None
+
+
+class Backbone(_Variant, EfficientNetFeatures):
     """An EfficientNet as a multi-scale feature extractor.
 
     ``forward(x)`` returns a list of feature maps, one per entry of ``out_indices``
@@ -109,7 +132,7 @@ class Backbone(EfficientNetFeatures):
         super().__init__(
             args,
             out_indices=tuple(out_indices),
-            **common_kwargs(
+            **timm_kwargs(
                 spec,
                 width_mult=width_mult,
                 in_chans=in_chans,
@@ -119,18 +142,10 @@ class Backbone(EfficientNetFeatures):
                 device=device,
             ),
         )
-        self.spec = spec
+        self._built_as(spec, width_mult, depth_mult, padding, bn_eps)
         self.out_indices = tuple(out_indices)
-        self.width_mult = float(width_mult)
-        self.depth_mult = float(depth_mult)
-        self.padding = padding
-        self.bn_eps = bn_eps
         self.out_channels: list[int] = list(self.feature_info.channels())
         self.strides: list[int] = list(self.feature_info.reduction())
-        #: preprocessing of the weights (mean, std, input_size, ...); set by create()
-        self.pretrained_cfg: dict[str, Any] = {}
-        #: where the weights came from (None: random init); set by create()
-        self.weights: Any = None
 
     def extra_repr(self) -> str:
         return (
@@ -272,7 +287,7 @@ class Backbone(EfficientNetFeatures):
         return [nn.ModuleList([self.conv_stem, self.bn1]), *self.blocks]
 
 
-class Classifier(EfficientNet):
+class Classifier(_Variant, EfficientNet):
     """The full ImageNet classifier of a variant (``create(..., features_only=False)``)."""
 
     def __init__(
@@ -295,7 +310,7 @@ class Classifier(EfficientNet):
             block_args(spec, depth_mult),
             num_classes=num_classes,
             num_features=rnd(spec.num_features) if spec.round_num_features else spec.num_features,
-            **common_kwargs(
+            **timm_kwargs(
                 spec,
                 width_mult=width_mult,
                 in_chans=in_chans,
@@ -305,10 +320,4 @@ class Classifier(EfficientNet):
                 device=device,
             ),
         )
-        self.spec = spec
-        self.width_mult = float(width_mult)
-        self.depth_mult = float(depth_mult)
-        self.padding = padding
-        self.bn_eps = bn_eps
-        self.pretrained_cfg: dict[str, Any] = {}
-        self.weights: Any = None
+        self._built_as(spec, width_mult, depth_mult, padding, bn_eps)

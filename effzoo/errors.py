@@ -4,7 +4,14 @@ from __future__ import annotations
 
 
 class EffzooError(Exception):
-    """Base class of every error effzoo raises on purpose."""
+    """Base class of every error effzoo raises on purpose.
+
+    ``reason``: where given, the cause in one clause, as data (a build log quotes it;
+    the message itself is for people and may be reworded)."""
+
+    def __init__(self, *args: object, reason: str | None = None) -> None:
+        super().__init__(*args)
+        self.reason = reason
 
     def __str__(self) -> str:  # KeyError quotes its message; keep ours readable
         return str(self.args[0]) if self.args else ""

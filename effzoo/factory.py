@@ -67,7 +67,6 @@ def create(
     pretrained = checks.pretrained(pretrained)
     out_indices = checks.levels("out_indices", out_indices, first=0)
     features_only = checks.boolean("features_only", features_only)
-    weights_tag = checks.optional_str("weights_tag", weights_tag)
 
     source = weights.resolve(spec, pretrained, weights_tag=weights_tag)
     build = dict(

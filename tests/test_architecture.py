@@ -104,3 +104,16 @@ def test_no_ultralytics_file_or_tooling_in_the_package():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     data = meta["tool"]["setuptools"]["package-data"]
     assert data["effzoo"] and not [p for ps in data.values() for p in ps if ".yaml" in p]
+
+
+def test_no_stack_walks_or_source_reading_in_the_package():
+    """Seams are explicit (wrapped calls, context variables), never found by reading the
+    interpreter's stack or another package's source text."""
+    banned = ("sys._getframe", "inspect.stack", "currentframe", "inspect.getsource")
+    found = [
+        f"{path.relative_to(ROOT)}: {word}"
+        for path in sorted(PKG.rglob("*.py"))
+        for word in banned
+        if word in path.read_text(encoding="utf-8")
+    ]
+    assert found == []

@@ -59,7 +59,7 @@ def _cached_tags(store: Path | None) -> list[str]:
     from huggingface_hub import try_to_load_from_cache
 
     lines = []
-    for info in catalogue()[1].values():
+    for info in catalogue().tags.values():
         try:
             found = try_to_load_from_cache(info.repo, info.filename, revision=info.revision)
         except Exception:  # an unreadable cache entry: say so below, per tag

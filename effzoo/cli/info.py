@@ -16,7 +16,7 @@ def describe_tags(name: str) -> list[str]:
     """One line per tag of a variant for ``effzoo info``: repo, padding, input, cache state."""
     lines = []
     for i, t in enumerate(tags_for(name)):
-        info = catalogue()[1][t]
+        info = catalogue().tags[t]
         p = info.preprocessing
         norm = "imagenet" if p.mean == IMAGENET_MEAN else "0.5/0.5"
         where = "cached" if is_cached(info) else "not cached"

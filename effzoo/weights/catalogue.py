@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import UnknownTagError
 from ..registry import BackboneSpec, lookup
@@ -88,9 +88,16 @@ class TagInfo:
     offline_copies: tuple[OfflineCopy, ...] = ()
 
 
+class Catalogue(NamedTuple):
+    """The shipped weights catalogue."""
+
+    variants: dict[str, tuple[str, ...]]  # variant -> its tag names, default first
+    tags: dict[str, TagInfo]  # tag name -> what it is
+
+
 @lru_cache(maxsize=1)
-def catalogue() -> tuple[dict[str, tuple[str, ...]], dict[str, TagInfo]]:
-    """(variant -> tag names, default first; tag name -> TagInfo) from the shipped JSON."""
+def catalogue() -> Catalogue:
+    """The weights catalogue, read once from the shipped JSON."""
     raw = json.loads(CATALOGUE_PATH.read_text())
     tags = {}
     for name, r in raw["tags"].items():
@@ -110,12 +117,12 @@ def catalogue() -> tuple[dict[str, tuple[str, ...]], dict[str, TagInfo]]:
             preprocessing=pre, license=r["license"], offline_copies=copies,
         )  # fmt: skip
     variants = {v: tuple(r["tags"]) for v, r in raw["variants"].items()}
-    return variants, tags
+    return Catalogue(variants, tags)
 
 
 def tags_for(spec: BackboneSpec | str) -> list[str]:
     """The variant's weights tags (timm ``arch.tag`` names), default first."""
-    return list(catalogue()[0].get(lookup(spec).name, ()))
+    return list(catalogue().variants.get(lookup(spec).name, ()))
 
 
 def tag_info(spec: BackboneSpec | str, tag: str) -> TagInfo:
@@ -123,7 +130,7 @@ def tag_info(spec: BackboneSpec | str, tag: str) -> TagInfo:
     (``ap_in1k``); ``UnknownTagError`` lists the valid ones."""
     spec = lookup(spec)
     names = tags_for(spec)
-    infos = catalogue()[1]
+    infos = catalogue().tags
     t = tag.strip()
     if t in names:
         return infos[t]

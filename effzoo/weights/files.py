@@ -3,7 +3,7 @@
 A ``.safetensors`` file is validated from its header before any tensor is read;
 a torch file is read with ``torch.load(weights_only=True)``, once, after checking
 what it may inflate to (``EFFZOO_MAX_PTH_BYTES``). Every error is a
-``CorruptWeightsError`` or ``WeightsMismatchError`` naming the file and what to do
+``CorruptWeightsError`` or ``WeightsMismatchError`` errors_name_file the file and what to do
 (``InvalidArgumentError`` for an unknown suffix).
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -64,7 +64,7 @@ class WeightsFile:
 
 
 def expand_path(raw: str | os.PathLike[str], what: str) -> Path:
-    """``raw`` with ``~`` expanded; ``WeightsNotFoundError`` naming it when ``~user`` is
+    """``raw`` with ``~`` expanded; ``WeightsNotFoundError`` errors_name_file it when ``~user`` is
     unknown here (``what`` says where the path came from)."""
     try:
         return Path(raw).expanduser()
@@ -72,19 +72,20 @@ def expand_path(raw: str | os.PathLike[str], what: str) -> Path:
         user = str(raw).split("/", 1)[0].split(os.sep, 1)[0]
         raise WeightsNotFoundError(
             f"{what} {str(raw)!r}: cannot expand {user!r}, there is no such user (or no home "
-            "directory) on this machine; give the full path"
+            "directory) on this machine; give the full path",
+            reason=f"cannot expand {user!r} in {what}",
         ) from None
 
 
 @contextmanager
-def naming(path: Path) -> Iterator[None]:
+def errors_name_file(path: Path) -> Iterator[None]:
     """Put ``path`` in front of a weights error raised inside that does not name it."""
     try:
         yield
     except (CorruptWeightsError, WeightsMismatchError) as e:
         if str(path) in str(e):
             raise
-        raise type(e)(f"{path}: {e}") from e
+        raise type(e)(f"{path}: {e}", reason=e.reason) from e
 
 
 def sha256_file(path: Path, start: int = 0) -> str:
@@ -178,16 +179,28 @@ def file_metadata(path: Path) -> dict[str, str]:
     return dict(read_header(path)[1].get("__metadata__") or {})
 
 
-def hf_cache_origin(path: Path) -> tuple[str, str, str | None] | None:
-    """(org, repo name, commit or None) of a file inside a Hugging Face cache, else None."""
+class CacheOrigin(NamedTuple):
+    """Where a file inside a Hugging Face cache came from."""
+
+    org: str
+    name: str  # the repo's name within ``org``
+    commit: str | None
+
+    @property
+    def repo(self) -> str:
+        return f"{self.org}/{self.name}"
+
+
+def hf_cache_origin(path: Path) -> CacheOrigin | None:
+    """The repo and commit of a file inside a Hugging Face cache, else None."""
     m = _HF_CACHE_DIR.search(str(path.parent))
-    return (m.group(1), m.group(2), m.group(3)) if m else None
+    return CacheOrigin(m.group(1), m.group(2), m.group(3)) if m else None
 
 
 def peek(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor shapes of a safetensors file, from its header alone."""
     header = read_header(path)[1]
-    with naming(path):
+    with errors_name_file(path):
         return unwrap_keys({k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"})
 
 
@@ -239,7 +252,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             sd = load_file(str(path))
         except Exception as e:  # safetensors raises its own SafetensorError
             raise CorruptWeightsError(f"{path} could not be read as safetensors ({e})") from e
-        with naming(path):
+        with errors_name_file(path):
             return unwrap(sd)
     if path.suffix not in TORCH_SUFFIXES:
         raise InvalidArgumentError(
@@ -258,5 +271,5 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"{first}); it is truncated or not a plain state dict: "
             "re-save it with torch.save(model.state_dict(), path)"
         ) from e
-    with naming(path):
+    with errors_name_file(path):
         return unwrap(obj)

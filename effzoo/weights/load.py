@@ -22,8 +22,8 @@ from .files import (
     META_REVISION,
     META_SHA256,
     WeightsFile,
+    errors_name_file,
     hf_cache_origin,
-    naming,
     read_state_dict,
 )
 from .inherit import Selection, inherit
@@ -54,15 +54,19 @@ class WeightsRecord:
     def exact(self) -> bool:
         return not self.inherited
 
-    def __str__(self) -> str:
+    def describe(self) -> str:
+        """What was loaded and how, without the variant it was loaded into."""
         origin = self.repo or self.path
         rev = f"@{self.revision[:10]}" if self.revision else ""
         how = "inherited" if self.inherited else "exact"
         note = f"; {self.note}" if self.note else ""
         return (
-            f"{self.variant} <- {self.tag or 'untagged file'} from {origin}{rev} via {self.source} "
+            f"{self.tag or 'untagged file'} from {origin}{rev} via {self.source} "
             f"(sha256 {self.sha256[:12]}, {self.layout} layout) {how}: {self.selection}{note}"
         )
+
+    def __str__(self) -> str:
+        return f"{self.variant} <- {self.describe()}"
 
 
 def _reference(spec: BackboneSpec, num_classes: int) -> dict[str, tuple[int, ...]]:
@@ -99,7 +103,7 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
         got = get_file(source.tag)
     else:  # pragma: no cover - resolve never builds one
         raise InvalidArgumentError("a weights source needs a tag or a path")
-    with naming(got.path):
+    with errors_name_file(got.path):
         state, sel, layout = _fit(model, spec, source, got)
         target = model.state_dict()
         on_meta = any(t.is_meta for t in target.values())
@@ -134,10 +138,13 @@ def _fit(
     """The file's tensors, converted to timm keys and fitted to ``model``: exactly at
     width/depth 1.0, by weight selection when the model is scaled."""
     raw = source.tensors if source.tensors is not None else read_state_dict(got.path)
-    layout = convert.detect_layout(raw)
-    shapes = {k: tuple(v.shape) for k, v in raw.items()}
-    convert.check_shapes(shapes, layout)
-    nc = convert.classifier_classes(shapes, layout) or source.num_classes
+    if source.path is not None and source.layout is not None:
+        layout, nc = source.layout, source.num_classes  # resolve() checked this file
+    else:  # a Hub file: its layout and classifier are read here, once
+        layout = convert.detect_layout(raw)
+        shapes = {k: tuple(v.shape) for k, v in raw.items()}
+        convert.check_shapes(shapes, layout)
+        nc = convert.classifier_classes(shapes, layout) or source.num_classes
     reference = _reference(spec, nc)
     sd = convert.to_timm(raw, layout, reference)
     _adapt_stem(sd, int(model.conv_stem.weight.shape[1]))  # type: ignore[union-attr]
@@ -176,8 +183,8 @@ def _local_file(source: WeightsSource) -> WeightsFile:
     assert path is not None
     meta = verify_store_copy(path) if path.suffix == ".safetensors" else {}
     cache = hf_cache_origin(path)
-    repo = meta.get(META_REPO) or (f"{cache[0]}/{cache[1]}" if cache else None)
-    revision = meta.get(META_REVISION) or (cache[2] if cache else None)
+    repo = meta.get(META_REPO) or (cache.repo if cache else None)
+    revision = meta.get(META_REVISION) or (cache.commit if cache else None)
     if meta.get(META_SHA256):
         return WeightsFile(path, "file", repo, revision, meta[META_SHA256])
     digest = verified.file_sha256(path)

@@ -33,16 +33,16 @@ from .catalogue import (
 from .files import (
     META_TAG,
     TORCH_SUFFIXES,
+    errors_name_file,
     expand_path,
     file_metadata,
     hf_cache_origin,
-    naming,
     peek,
     read_state_dict,
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WeightsSource:
     """Where weights come from and how the model must be built for them (no I/O yet)."""
 
@@ -65,7 +65,13 @@ class WeightsSource:
 
 def _from_tag(info: TagInfo, **extra: Any) -> WeightsSource:
     return WeightsSource(
-        info.variant, info.padding, info.bn_eps, info.num_classes, info.preprocessing, info, **extra
+        variant=info.variant,
+        padding=info.padding,
+        bn_eps=info.bn_eps,
+        num_classes=info.num_classes,
+        preprocessing=info.preprocessing,
+        tag=info,
+        **extra,
     )
 
 
@@ -106,9 +112,10 @@ def resolve(
     if not path.is_file():
         raise WeightsNotFoundError(
             f"no weights file {path}; give an existing .safetensors/.pth path, or a tag of "
-            f"{spec.name}: {', '.join(tags_for(spec))}"
+            f"{spec.name}: {', '.join(tags_for(spec))}",
+            reason=f"no weights file {path}",
         )
-    with naming(path):
+    with errors_name_file(path):
         return _resolve_file(spec, path, weights_tag)
 
 
@@ -125,14 +132,14 @@ def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> We
     meta = file_metadata(path) if path.suffix == ".safetensors" else {}
     cache = hf_cache_origin(path)
     by_name = path.name.split(".safetensors")[0] if path.suffix == ".safetensors" else path.stem
-    infos = catalogue()[1]
+    infos = catalogue().tags
     info: TagInfo | None = None
     if weights_tag is not None:
         info, how = tag_info(spec, weights_tag), "argument"
     elif META_TAG in meta:
         info, how = tag_info(spec, meta[META_TAG]), "metadata"
-    elif by_name in infos or (cache and cache[1] in infos):
-        info, how = tag_info(spec, by_name if by_name in infos else cache[1]), "filename"
+    elif by_name in infos or (cache and cache.name in infos):
+        info, how = tag_info(spec, by_name if by_name in infos else cache.name), "filename"
     elif layout == "lukemelas":  # ports of Google's TF checkpoints: TF padding, eps 1e-3
         tf = [t for t in tags_for(spec) if infos[t].arch.startswith("tf_")]
         plain = [t for t in tf if infos[t].tag == "in1k"]
@@ -142,7 +149,15 @@ def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> We
         pre = Preprocessing(IMAGENET_MEAN, IMAGENET_STD, d.input_size, d.interpolation, d.crop_pct)
         eps = 1e-3 if spec.family == "v2" else 1e-5
         return WeightsSource(
-            spec.name, "", eps, nc or 1000, pre, None, path, layout, "layout", tensors
+            variant=spec.name,
+            padding="",
+            bn_eps=eps,
+            num_classes=nc or 1000,
+            preprocessing=pre,
+            path=path,
+            layout=layout,
+            tag_from="layout",
+            tensors=tensors,
         )
     else:
         info, how = default_tag(spec), "default"

@@ -150,7 +150,8 @@ def _hub_sha256(tag: TagInfo, revision: str, seconds: float) -> str:
             f"({why or f'got {sha!r}'}). effzoo loads only verified files, so nothing was "
             "downloaded. Fix: point HF_ENDPOINT at the Hub or at a mirror that passes the "
             "Hub's ETag (or X-Linked-Etag) through, or download the file yourself, check its "
-            "sha256 against the Hub's and pass it as pretrained='/path/model.safetensors'"
+            "sha256 against the Hub's and pass it as pretrained='/path/model.safetensors'",
+            reason=f"cannot verify {tag.repo}/{tag.filename}: no sha256 from the server",
         )
     return sha
 
@@ -192,7 +193,8 @@ def _from_cache(tag: TagInfo, reason: str) -> WeightsFile:
         raise WeightsUnavailableError(
             f"cannot get {tag.name} from the Hugging Face Hub ({tag.repo} at "
             f"{constants.ENDPOINT}): {reason}, and it is not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}). {_fix_hint(tag)}"
+            f"({constants.HF_HUB_CACHE}). {_fix_hint(tag)}",
+            reason=f"cannot get {tag.name} from the Hugging Face Hub ({reason}), not cached",
         ) from None
     digest = verified.file_sha256(pointer)
     entry = verified.known(tag.repo, tag.filename, digest)
@@ -287,7 +289,8 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             raise WeightsNotFoundError(
                 f"{tag.repo} has no {tag.filename} at {tag.revision} on {constants.ENDPOINT} "
                 f"({type(e).__name__}); check HF_ENDPOINT and your token (HF_TOKEN) for "
-                "private mirrors"
+                "private mirrors",
+                reason=f"{tag.repo} has no {tag.filename} at {tag.revision}",
             ) from None
         status = getattr(getattr(e, "response", None), "status_code", "?")
         return _from_cache(tag, f"the Hub answered HTTP {status}")
@@ -335,7 +338,8 @@ def _download(tag: TagInfo, kw: dict[str, Any], seconds: float) -> Path:
         raise WeightsUnavailableError(
             f"downloading {tag.repo}/{tag.filename} from {constants.ENDPOINT} did not finish "
             f"within {e} (the deadline; set {TIMEOUT_ENV}=SECONDS to change it); nothing "
-            f"half-written was used. {_fix_hint(tag)}"
+            f"half-written was used. {_fix_hint(tag)}",
+            reason=f"downloading {tag.name} did not finish within {e}",
         ) from None
     except OSError as e:
         if "Consistency check failed" in str(e):
@@ -344,12 +348,14 @@ def _download(tag: TagInfo, kw: dict[str, Any], seconds: float) -> Path:
                 f"({_first_line(e)}); nothing was cached, run the same call again"
             ) from None
         raise WeightsUnavailableError(
-            f"downloading {tag.repo}/{tag.filename} failed: {e}. {_fix_hint(tag)}"
+            f"downloading {tag.repo}/{tag.filename} failed: {e}. {_fix_hint(tag)}",
+            reason=f"downloading {tag.name} failed ({type(e).__name__})",
         ) from None
     except Exception as e:  # the connection dropped mid-download, after hf's own retries
         raise WeightsUnavailableError(
             f"downloading {tag.repo}/{tag.filename} failed ({type(e).__name__}: {e}); "
-            f"nothing was cached. {_fix_hint(tag)}"
+            f"nothing was cached. {_fix_hint(tag)}",
+            reason=f"downloading {tag.name} failed ({type(e).__name__})",
         ) from None
 
 

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError, UltralyticsContractError
+from ..factory import count_params
 from ..fuse import contiguous_weights, symmetric_padding_at
 from ..padding import static_sizes
 from . import templates
@@ -272,7 +273,7 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         from ultralytics.nn import tasks
 
         layers = build_layers(spec, in_chans=int(ch), checkpoint=checkpoint_start(spec))
-        where = spec.where.split(" [")[0]
+        where = spec.place or spec.where
         tasks.LOGGER.info(f"effzoo: {where}: {layers[0].provenance}")
         note = width_note(spec, layers)
         if note:
@@ -282,7 +283,7 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         d["backbone"] = [[-1, 1, "Index", [c, 0]] for c in chans] + list(d["backbone"][1:])
         lines = {}
         for i, (layer, c) in enumerate(zip(layers, chans)):
-            n_params = sum(p.numel() for p in layer.parameters())
+            n_params = count_params(layer)
             size = f" x{spec.width:g}/{spec.depth:g}" if (spec.width, spec.depth) != (1, 1) else ""
             info = f"{spec.variant}{size} P{layer.level} ({c} ch)"
             lines[i] = f"{i:>3}{-1!s:>20}{1:>3}{n_params:10.0f}  {_type_name(layer):<45}{info:<30}"
@@ -290,7 +291,7 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
             model, save = original(d, ch, *args, **kwargs)
         for i, layer in enumerate(layers):
             layer.i, layer.f, layer.type = i, -1, _type_name(layer)
-            layer.np = sum(p.numel() for p in layer.parameters())
+            layer.np = count_params(layer)
             # Eval until the model is put in train mode: older Ultralytics probes the
             # strides with a forward pass in train mode, which would pull the pretrained
             # batch-norm statistics towards those of an all-zero image.

@@ -16,6 +16,7 @@ unchanged. Output channels come from the registry, never from the yaml.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import warnings
@@ -27,7 +28,7 @@ from torch import nn
 
 from .. import _checks as checks
 from ..errors import EffzooError, WeightsNotFoundError, WeightsUnavailableError
-from ..factory import create
+from ..factory import count_params, create, model_info
 from ..registry import lookup
 from .modules import split_backbone
 
@@ -63,6 +64,7 @@ class RowSpec:
     levels: tuple[int, ...] = ALL_LEVELS
     drop_path_rate: float = 0.0
     where: str = ""  # "yolo11-x.yaml, backbone row 0 [...]" for messages
+    place: str = ""  # "yolo11-x.yaml, backbone row 0": the same without the row
 
     @property
     def out_indices(self) -> tuple[int, ...]:
@@ -246,12 +248,8 @@ def width_note(spec: RowSpec, layers: Sequence[nn.Module]) -> str:
     weights = getattr(weights, "weights", None)
     if spec.width >= 1.0 or weights is None or not getattr(weights, "inherited", False):
         return ""
-    import torch
-
-    with torch.device("meta"):  # shapes only: no memory, no weights
-        full = create(spec.variant, pretrained=False)
-    n_full = sum(p.numel() for p in full.parameters())
-    n_kept = sum(p.numel() for layer in layers for p in layer.parameters())
+    n_full = model_info(spec.variant).params  # counted once per variant, on the meta device
+    n_kept = sum(count_params(layer) for layer in layers)
     return (
         f"width x{spec.width:g} keeps {n_kept / 1e6:.2f}M of the {n_full / 1e6:.2f}M "
         f"ImageNet-trained parameters of {spec.variant} (a channel subset, never trained at "
@@ -301,7 +299,7 @@ def build_layers(
     except (WeightsUnavailableError, WeightsNotFoundError) as e:
         if spec.pretrained is not True:  # an explicit tag or file: the user asked for it
             checks.fail(str(e), where=spec.where, error=type(e))
-        reason = str(e).split(". ")[0]
+        reason = e.reason or type(e).__name__
         why = f"random init: pretrained weights unavailable ({reason})"
         _warn_once(
             spec.variant,
@@ -312,9 +310,7 @@ def build_layers(
     except EffzooError as e:
         checks.fail(str(e), where=spec.where, error=type(e))
     if backbone.weights is not None:
-        why = str(backbone.weights)
-        why = why.split(" <- ", 1)[-1] if " <- " in why else why
-        why = f"pretrained {why}"
+        why = f"pretrained {backbone.weights.describe()}"
     layers = split_backbone(backbone, row=spec.where)
     layers[0].provenance = f"{_size(spec)}: {why}"
     return layers
@@ -406,21 +402,23 @@ def find_row(d: dict[str, Any]) -> RowSpec | None:
         for index, row in enumerate(d.get(section) or []):
             if not is_effzoo_row(row):
                 continue
-            where = f"{name}, {section} row {index} {checks.shown(list(row))}"
+            place = f"{name}, {section} row {index}"
+            where = f"{place} {checks.shown(list(row))}"
             if section != "backbone" or index != 0:
                 checks.fail(
                     "an effzoo row must be the first row of the backbone "
                     "(it reads the image and occupies one index per output level)",
                     where=where,
                 )
-            found.append((where, row))
+            found.append((where, place, row))
     if not found:
         return None
     repair_scales(d, name)
     if "nc" in d:  # the head's class count: the bound `effzoo yaml --nc` has
         checks.positive_int("nc", d["nc"], where=name, most=checks.MAX_CLASSES)
     width, depth = _scale(d, name)
-    where, row = found[0]
+    where, place, row = found[0]
     spec = parse_row(row, where=where, scale_width=width, scale_depth=depth)
+    spec = dataclasses.replace(spec, place=place)
     check_references(d, spec, name)
     return spec
