@@ -237,6 +237,8 @@ def train_one(m: Model, start: str, epochs: int, threads: int, seed: int = 0) ->
         "data": spec,
         "family": m.family,
         "level": m.level,
+        "save_dir": str(model.trainer.save_dir),  # best.pt under weights/ (a temp folder)
+        "data_yaml": str(data),
     }
 
 

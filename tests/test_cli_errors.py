@@ -436,3 +436,48 @@ def test_effzoo_yaml_to_a_stdout_that_cannot_encode_writes_utf8(encoding, tmp_pa
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout.decode("utf-8")  # the file a redirect writes: UTF-8, as Ultralytics reads
     assert text.startswith("# Ultralytics \U0001f680") and "EfficientNet, [efficientnet_b0]" in text
+
+
+#: `effzoo yolo` arguments Ultralytics itself refuses, and what its message says
+ULTRALYTICS_ARGUMENT_ERRORS = {
+    "bogus-mode": (["bogus-mode"], "'bogus-mode' is not a valid YOLO argument"),
+    "empty-model": (["train", "model="], "'model=' is not a valid YOLO argument"),
+    "missing-equals": (["train", "imgsz"], "'imgsz' is a valid YOLO argument but is missing"),
+    "a-directory": (["predict", "model={dir}"], "is not a supported model format"),
+}
+
+
+@pytest.mark.parametrize("case", ULTRALYTICS_ARGUMENT_ERRORS)
+def test_ultralytics_argument_errors_reach_the_user_as_themselves(
+    case: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """They used to be labelled "unexpected SyntaxError ... report it if it is a bug"."""
+    pytest.importorskip("ultralytics")
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    args, says = ULTRALYTICS_ARGUMENT_ERRORS[case]
+    args = [a.format(dir=tmp_path) for a in args]
+    code, _, err = cli(["yolo", *args], capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 1
+    assert last.startswith("effzoo yolo: error: ") and says in last, err
+    assert "unexpected" not in last and DEBUG_ENV not in last
+
+
+def test_a_bug_inside_ultralytics_is_still_unexpected(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only errors raised by Ultralytics' argument checks count as the user's."""
+    pytest.importorskip("ultralytics")
+    import ultralytics.cfg
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    monkeypatch.setattr(ultralytics.cfg, "entrypoint", broken)
+    code, _, err = cli(["yolo", "train"], capsys)
+    assert code == 1 and "unexpected TypeError: unsupported operand" in err

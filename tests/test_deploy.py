@@ -372,10 +372,9 @@ def test_symmetric_padding_at_keeps_the_taps_at_that_size(
     """Paddle's static exports: asymmetric TF pads become grown kernels with symmetric
     padding (scripts/deploy_matrix.sh runs Paddle itself). Row tiling on (as for large
     inputs): its depthwise convolutions bypass forward(), and must be found all the same."""
-    from effzoo import fuse
-    from effzoo.fuse import symmetric_padding_at
+    from effzoo.fuse import blocks, symmetric_padding_at
 
-    monkeypatch.setattr(fuse, "TILE_MIN_BYTES", 0)
+    monkeypatch.setattr(blocks, "TILE_MIN_BYTES", 0)
 
     model = effzoo.create("efficientnet_v2_b0", pretrained=False).eval().fuse()
     x = torch.randn(1, 3, 64, 64)

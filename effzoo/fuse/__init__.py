@@ -60,39 +60,69 @@ def check_fusable(model: nn.Module) -> None:
         )
 
 
-def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
-    """Fuse an effzoo/timm EfficientNet feature extractor in place and return it."""
-    if getattr(model, "fused", False):
-        return model
-    check_fusable(model)
+def _fused(stages: nn.Module, entries: set[int]) -> list[list[FusedBlock]]:
+    """Fused copies of every block of ``stages`` (nothing is changed yet); the first
+    block of each stage in ``entries`` starts a segment and checks its input."""
+    fused = [[fuse_block(block).eval() for block in stage] for stage in stages]
+    for j, stage in enumerate(fused):
+        stage[0].checks_input = j in entries
+    return fused
+
+
+def _install(stages: nn.Module, fused: list[list[FusedBlock]], channels_last: bool) -> None:
+    for stage, blocks in zip(stages, fused):
+        for i, block in enumerate(blocks):
+            stage[i] = block
+    if channels_last:
+        stages.to(memory_format=torch.channels_last)
+
+
+def _warn_without_onednn() -> None:
     if not onednn.AVAILABLE:
         warnings.warn(
             "this torch build has no oneDNN fused convolution: the fused model folds batch "
             "norms but runs plain convolutions (same values, less speed-up)",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    # build everything first: an unsupported block leaves the model untouched
-    stem = FusedConv(model.conv_stem, model.bn1, None).eval()
-    stages = [[fuse_block(block).eval() for block in stage] for stage in model.blocks]
-    # each segment between output levels checks its input for NaN/inf (``modes``)
-    stem.checks_input = True
-    out_idx = getattr(model, "_stage_out_idx", ())
-    for j, stage in enumerate(stages):
-        stage[0].checks_input = j in out_idx
-    model.conv_stem = stem
-    model.bn1 = nn.Identity().eval()
-    for stage, fused in zip(model.blocks, stages):
-        for i, block in enumerate(fused):
-            stage[i] = block
+
+
+def fuse_model(model: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
+    """Fuse an effzoo/timm EfficientNet feature extractor in place and return it."""
+    if getattr(model, "fused", False):
+        return model
+    check_fusable(model)
+    _warn_without_onednn()
     if channels_last is None:
         channels_last = CHANNELS_LAST_DEFAULT
+    # build everything first: an unsupported block leaves the model untouched
+    stem = FusedConv(model.conv_stem, model.bn1, None).eval()
+    stem.checks_input = True
+    # each segment between output levels checks its input for NaN/inf (``modes``)
+    stages = _fused(model.blocks, set(getattr(model, "_stage_out_idx", ())))
+    model.conv_stem = stem
+    model.bn1 = nn.Identity().eval()
+    _install(model.blocks, stages, channels_last)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         stem.to_channels_last = True
     model.fused = True
     model.channels_last = channels_last
     return model
+
+
+def fuse_stages(stages: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
+    """Fuse, in place, stages cut from a backbone that run as a segment of their own
+    (an Ultralytics layer between two output levels): every block, the first one
+    checking the segment's input. Already fused blocks are left as they are."""
+    if all(isinstance(b, FusedBlock) for stage in stages for b in stage):
+        return stages
+    check_fusable(stages)
+    _warn_without_onednn()
+    if channels_last is None:
+        channels_last = CHANNELS_LAST_DEFAULT
+    _install(stages, _fused(stages, {0}), channels_last)
+    return stages
 
 
 def contiguous_weights(model: nn.Module) -> nn.Module:
@@ -158,6 +188,7 @@ __all__ = [
     "fold_bn",
     "fuse_block",
     "fuse_model",
+    "fuse_stages",
     "same_pad",
     "symmetric_padding_at",
 ]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import _checks as checks
 from ..cli.paths import output_file, write_text
+from ..errors import InvalidArgumentError
 from ..registry import lookup
 from .patches import register
 from .rows import WIDTH_ADVICE
@@ -120,5 +123,27 @@ def yolo_main(argv: Sequence[str] | None = None) -> int:
         argv = ["help"]
     # Ultralytics reads sys.argv (the same list object it saved at import time).
     sys.argv[:] = ["effzoo-yolo", *argv]
-    entrypoint()
+    try:
+        entrypoint()
+    except (SyntaxError, ValueError, TypeError) as e:
+        if not _argument_error(e):
+            raise
+        # Ultralytics' own message, as itself, on one line (its help text follows a newline)
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise InvalidArgumentError(f"{first} (Ultralytics; `effzoo yolo help`)") from e
     return 0
+
+
+#: where Ultralytics checks command-line arguments (``cfg``), and the model format
+#: (``AutoBackend``: a path that is no model); errors raised there are the user's
+_ARGUMENT_CHECKS = (("ultralytics", "cfg", "__init__.py"), ("ultralytics", "nn", "autobackend.py"))
+
+
+def _argument_error(e: BaseException) -> bool:
+    """Whether ``e`` was raised by Ultralytics' argument or model-format checks (its
+    traceback ends there) rather than by a bug anywhere."""
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return False
+    raised_in = Path(frames[-1].filename).parts[-3:]
+    return raised_in in _ARGUMENT_CHECKS

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone
+from ..fuse import fuse_stages
 from ..inputs import check_images
 
 
@@ -109,34 +110,15 @@ def split_backbone(backbone: Backbone, *, row: str = "") -> list[nn.Module]:
 
 
 def fold_backbones(model: nn.Module) -> int:
-    """Fold BatchNorm into the convolutions of every effzoo backbone in ``model``.
-
-    Uses ``Backbone.fuse()``: the stages the layers share out are put back together
-    for the call, then handed out again. Returns the number of backbones folded.
-    """
-    layers = list(model.modules())
+    """Fold BatchNorm into the convolutions of every effzoo backbone in ``model``, each
+    layer where it is: a stem layer's backbone with ``Backbone.fuse()``, a stages layer
+    block by block (``fuse.fuse_stages``; it starts a fused segment of its own).
+    Returns the number of backbones (stem layers) folded."""
     folded = 0
-    for k, layer in enumerate(layers):
-        if not isinstance(layer, BackboneStem):
-            continue
-        followers: list[BackboneStages] = []
-        expected = len(layer.backbone.blocks)
-        for nxt in layers[k + 1 :]:
-            if isinstance(nxt, BackboneStages) and nxt.first == expected:
-                followers.append(nxt)
-                expected += len(nxt.stages)
-            elif isinstance(nxt, (BackboneStem, BackboneStages)):
-                break
-        bb = layer.backbone
-        counts = [len(bb.blocks)] + [len(f.stages) for f in followers]
-        bb.blocks = nn.Sequential(*bb.blocks, *(s for f in followers for s in f.stages))
-        bb.eval()
-        bb.fuse()
-        stages = list(bb.blocks)
-        bb.blocks = nn.Sequential(*stages[: counts[0]])
-        start = counts[0]
-        for f, n in zip(followers, counts[1:]):
-            f.stages = nn.Sequential(*stages[start : start + n])
-            start += n
-        folded += 1
+    for layer in model.modules():
+        if isinstance(layer, BackboneStem):
+            layer.backbone.eval().fuse()
+            folded += 1
+        elif isinstance(layer, BackboneStages):
+            fuse_stages(layer.stages.eval())
     return folded

@@ -1,0 +1,201 @@
+"""INT8 with its mAP, and deployed latency: what scripts/int8_map.sh runs in its venv.
+
+``train``: one model of benchmarks/which_backbone.py on the demo data (60 epochs at
+160 px by default), its run recorded in ``OUT/ROW.json``. ``eval``: that run's
+``best.pt`` validated in PyTorch, then exported the way users do
+(``model.export(format="openvino")`` and ``format="openvino", int8=True, data=...``:
+NNCF post-training quantization calibrated on the data's images) and each artifact
+validated through ``YOLO(path).val(...)``: mAP50-95 and mAP50 into ``OUT/ROW.json``.
+``artifacts``: ONNX, OpenVINO and OpenVINO int8 exports at 320 px for ``latency``: one
+artifact's raw forward in a process of its own (its runtime's own thread pool next to
+nothing else), median over rounds of 5 calls. ``report``: the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def _train(row: str, start: str, epochs: int, out: Path) -> None:
+    import which_backbone as wb
+
+    result = wb.train_one(wb.BY_NAME[row], start, epochs, threads=1)
+    (out / f"{row}-{start}.json").write_text(json.dumps(result, indent=1))
+
+
+def _metrics(m: Any) -> dict[str, float]:
+    return {"map50_95": round(float(m.box.map), 4), "map50": round(float(m.box.map50), 4)}
+
+
+def _eval(record: Path, imgsz: int) -> None:
+    from ultralytics import YOLO
+
+    import effzoo.yolo  # noqa: F401  (the rows; a checkpoint would bring it too)
+
+    run = json.loads(record.read_text())
+    best = Path(run["save_dir"]) / "weights" / "best.pt"
+    data = run["data_yaml"]
+    kw: dict[str, Any] = dict(data=data, imgsz=imgsz, batch=1, device="cpu", plots=False)
+    out: dict[str, Any] = {"imgsz": imgsz}
+    out["pytorch"] = _metrics(YOLO(str(best)).val(**kw))
+    for name, extra in (("openvino_fp32", {}), ("openvino_int8", {"int8": True, "data": data})):
+        t = time.time()
+        path = YOLO(str(best)).export(format="openvino", imgsz=imgsz, **extra)
+        out[name] = _metrics(YOLO(path, task="detect").val(**kw)) | {
+            "export_s": round(time.time() - t, 1),
+            "artifact": str(path),
+        }
+    run["int8"] = out
+    record.write_text(json.dumps(run, indent=1))
+
+
+def _latency(artifact: str, runtime: str, imgsz: int, rounds: int) -> dict[str, Any]:
+    """Median ms of the artifact's raw forward at batch 1, each round 5 calls."""
+    import numpy as np
+
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    if runtime == "onnxruntime":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(os.environ.get("THREADS", "2"))
+        sess = ort.InferenceSession(artifact, opts, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+
+        def call() -> Any:
+            return sess.run(None, {name: x})
+    else:
+        import openvino as ov
+
+        core = ov.Core()
+        xml = next(Path(artifact).glob("*.xml")) if Path(artifact).is_dir() else Path(artifact)
+        config = {"INFERENCE_NUM_THREADS": int(os.environ.get("THREADS", "2"))}
+        config["INFERENCE_PRECISION_HINT"] = "f32"  # int8 layers stay int8; the rest f32
+        compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+
+        def call() -> Any:
+            return compiled(x)
+
+    for _ in range(3):
+        call()
+    medians = []
+    for _ in range(rounds):
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t) * 1e3)
+        medians.append(statistics.median(times))
+    return {"median_ms": round(statistics.median(medians), 2), "round_medians": medians}
+
+
+def _artifacts(record: Path, imgsz: int) -> None:
+    """ONNX, OpenVINO and OpenVINO int8 at ``imgsz`` for the latency runs (static shape,
+    Ultralytics' defaults), their paths into the record."""
+    from ultralytics import YOLO
+
+    import effzoo.yolo  # noqa: F401
+
+    run = json.loads(record.read_text())
+    best = str(Path(run["save_dir"]) / "weights" / "best.pt")
+    data = run["data_yaml"]
+    # each export writes next to best.pt under the same name: move it aside first
+    paths = {}
+    for name, fmt, extra in (
+        ("onnx", "onnx", {}),
+        ("openvino_fp32", "openvino", {}),
+        ("openvino_int8", "openvino", {"int8": True, "data": data}),
+    ):
+        path = Path(YOLO(best).export(format=fmt, imgsz=imgsz, **extra))
+        kept = path.with_name(f"{name}-{imgsz}{path.suffix}")
+        if kept.exists():
+            import shutil
+
+            shutil.rmtree(kept) if kept.is_dir() else kept.unlink()
+        paths[name] = str(path.rename(kept))
+    run["deploy"] = {"imgsz": imgsz, "artifacts": paths}
+    record.write_text(json.dumps(run, indent=1))
+
+
+RUNTIME = {"onnx": "onnxruntime", "openvino_fp32": "openvino", "openvino_int8": "openvino"}
+
+
+def _report(out: Path) -> str:
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+    stock = next((r for k, r in runs.items() if k.startswith("yolo11n")), None)
+    lines = [
+        "| model | start | PyTorch mAP50-95 | OpenVINO fp32 | OpenVINO int8 | int8 - fp32 "
+        "| ONNX Runtime ms (/ YOLO11n) | OpenVINO fp32 ms (/ YOLO11n) "
+        "| OpenVINO int8 ms (/ YOLO11n) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs.values():
+        q = r.get("int8", {})
+        cells = [r["model"], r["start"]]
+        for k in ("pytorch", "openvino_fp32", "openvino_int8"):
+            cells.append(f"{q[k]['map50_95']:.3f}" if k in q else "-")
+        if "openvino_int8" in q:
+            cells.append(f"{q['openvino_int8']['map50_95'] - q['openvino_fp32']['map50_95']:+.3f}")
+        else:
+            cells.append("-")
+        for k in RUNTIME:
+            ms = r.get("latency", {}).get(k)
+            base = (stock or {}).get("latency", {}).get(k)
+            cells.append(f"{ms:.1f} ({ms / base:.2f})" if ms and base else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("row")
+    t.add_argument("--start", default="scratch", choices=("pretrained", "scratch"))
+    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--out", type=Path, required=True)
+    e = sub.add_parser("eval")
+    e.add_argument("record", type=Path)
+    e.add_argument("--imgsz", type=int, default=160)
+    a = sub.add_parser("artifacts")
+    a.add_argument("record", type=Path)
+    a.add_argument("--imgsz", type=int, default=320)
+    lat = sub.add_parser("latency")
+    lat.add_argument("record", type=Path)
+    lat.add_argument("artifact", choices=list(RUNTIME))
+    lat.add_argument("--rounds", type=int, default=7)
+    r = sub.add_parser("report")
+    r.add_argument("out", type=Path)
+    args = p.parse_args()
+    if args.cmd == "train":
+        args.out.mkdir(parents=True, exist_ok=True)
+        _train(args.row, args.start, args.epochs, args.out)
+    elif args.cmd == "eval":
+        _eval(args.record, args.imgsz)
+    elif args.cmd == "artifacts":
+        _artifacts(args.record, args.imgsz)
+    elif args.cmd == "latency":
+        run = json.loads(args.record.read_text())
+        deploy = run["deploy"]
+        got = _latency(
+            deploy["artifacts"][args.artifact], RUNTIME[args.artifact], deploy["imgsz"], args.rounds
+        )
+        run.setdefault("latency", {})[args.artifact] = got["median_ms"]
+        run.setdefault("latency_rounds", {})[args.artifact] = got["round_medians"]
+        args.record.write_text(json.dumps(run, indent=1))
+    else:
+        print(_report(args.out))
+
+
+if __name__ == "__main__":
+    main()
