@@ -37,10 +37,28 @@ def _metrics(m: Any) -> dict[str, float]:
     return {"map50_95": round(float(m.box.map), 4), "map50": round(float(m.box.map50), 4)}
 
 
-def _eval(record: Path, imgsz: int) -> None:
+def _force_f32() -> None:
+    """Compile every OpenVINO model of this process with INFERENCE_PRECISION_HINT=f32
+    (OpenVINO's CPU default is bf16 where the CPU has bf16 instructions: AMX, or
+    AVX512_BF16 as on this AMD EPYC; int8 layers stay int8)."""
+    import openvino as ov
+
+    original = ov.Core.compile_model
+
+    def compile_model(self, model, device_name=None, config=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        config = {**(config or {}), "INFERENCE_PRECISION_HINT": "f32"}
+        return original(self, model, device_name or "CPU", config, *args, **kwargs)
+
+    ov.Core.compile_model = compile_model
+
+
+def _eval(record: Path, imgsz: int, f32: bool = False) -> None:
     from ultralytics import YOLO
 
     import effzoo.yolo  # noqa: F401  (the rows; a checkpoint would bring it too)
+
+    if f32:
+        _force_f32()
 
     run = json.loads(record.read_text())
     best = Path(run["save_dir"]) / "weights" / "best.pt"
@@ -55,7 +73,7 @@ def _eval(record: Path, imgsz: int) -> None:
             "export_s": round(time.time() - t, 1),
             "artifact": str(path),
         }
-    run["int8"] = out
+    run["int8_f32" if f32 else "int8"] = out
     record.write_text(json.dumps(run, indent=1))
 
 
@@ -134,20 +152,24 @@ def _report(out: Path) -> str:
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
     stock = next((r for k, r in runs.items() if k.startswith("yolo11n")), None)
     lines = [
-        "| model | start | PyTorch mAP50-95 | OpenVINO fp32 | OpenVINO int8 | int8 - fp32 "
-        "| ONNX Runtime ms (/ YOLO11n) | OpenVINO fp32 ms (/ YOLO11n) "
+        "| model | start | PyTorch | OpenVINO f32 | OpenVINO int8 (f32) | int8 - f32 "
+        "| OpenVINO default (bf16) | int8 (bf16) "
+        "| ONNX Runtime ms (/ YOLO11n) | OpenVINO f32 ms (/ YOLO11n) "
         "| OpenVINO int8 ms (/ YOLO11n) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in runs.values():
-        q = r.get("int8", {})
+        q, f = r.get("int8", {}), r.get("int8_f32", {})
         cells = [r["model"], r["start"]]
-        for k in ("pytorch", "openvino_fp32", "openvino_int8"):
-            cells.append(f"{q[k]['map50_95']:.3f}" if k in q else "-")
-        if "openvino_int8" in q:
-            cells.append(f"{q['openvino_int8']['map50_95'] - q['openvino_fp32']['map50_95']:+.3f}")
+        cells.append(f"{q['pytorch']['map50_95']:.3f}" if "pytorch" in q else "-")
+        for k in ("openvino_fp32", "openvino_int8"):
+            cells.append(f"{f[k]['map50_95']:.3f}" if k in f else "-")
+        if "openvino_int8" in f:
+            cells.append(f"{f['openvino_int8']['map50_95'] - f['openvino_fp32']['map50_95']:+.3f}")
         else:
             cells.append("-")
+        for k in ("openvino_fp32", "openvino_int8"):
+            cells.append(f"{q[k]['map50_95']:.3f}" if k in q else "-")
         for k in RUNTIME:
             ms = r.get("latency", {}).get(k)
             base = (stock or {}).get("latency", {}).get(k)
@@ -167,6 +189,7 @@ def main() -> None:
     e = sub.add_parser("eval")
     e.add_argument("record", type=Path)
     e.add_argument("--imgsz", type=int, default=160)
+    e.add_argument("--f32", action="store_true", help="OpenVINO forced to f32 (else its default)")
     a = sub.add_parser("artifacts")
     a.add_argument("record", type=Path)
     a.add_argument("--imgsz", type=int, default=320)
@@ -181,7 +204,7 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         _train(args.row, args.start, args.epochs, args.out)
     elif args.cmd == "eval":
-        _eval(args.record, args.imgsz)
+        _eval(args.record, args.imgsz, args.f32)
     elif args.cmd == "artifacts":
         _artifacts(args.record, args.imgsz)
     elif args.cmd == "latency":

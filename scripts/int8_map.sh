@@ -3,7 +3,8 @@
 # YOLO11n with the Lite0 (ImageNet weights), B0 and V2-B0 rows (from scratch: their
 # ImageNet weights are not reachable offline) and stock YOLO11n, trained 60 epochs on
 # the demo data at 160 px (two at a time, one thread each), validated in PyTorch,
-# OpenVINO fp32 and OpenVINO int8 (Ultralytics' export, NNCF calibrated on the data),
+# OpenVINO and OpenVINO int8 (Ultralytics' export, NNCF calibrated on the data; each
+# with OpenVINO's default precision, bf16 on CPUs with bf16 instructions, and forced f32),
 # then ONNX Runtime / OpenVINO fp32 / int8 latency at 320 px, each in a process of its
 # own with 2 threads. NNCF installs into a throwaway venv that sees the project venv's
 # packages (as scripts/deploy_matrix.sh does).
@@ -20,6 +21,7 @@ EPOCHS="${EPOCHS:-60}"
 ROWS="${ROWS:-lite0:pretrained b0:scratch v2b0:scratch yolo11n:scratch}"
 VENV="${TMPDIR:-/tmp}/effzoo-int8"
 NNCF="nncf==3.4.0"
+LOGS="${LOGS:-${TMPDIR:-/tmp}/effzoo-int8-logs}"  # per step; the JSON records go to OUT
 
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 rm -rf "$VENV"
@@ -28,7 +30,7 @@ vsite="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["p
 echo "import site; site.addsitedir('$SITE')" > "$vsite/_effzoo_base.pth"
 "$VENV/bin/pip" install -q "$NNCF"
 VPY="$VENV/bin/python"
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$LOGS"
 cd "$ROOT"
 export YOLO_OFFLINE=true HF_HUB_OFFLINE=1
 
@@ -36,15 +38,17 @@ running=0
 for item in $ROWS; do
     row="${item%%:*}" start="${item##*:}"
     "$VPY" scripts/int8_map.py train "$row" --start "$start" --epochs "$EPOCHS" --out "$OUT" \
-        > "$OUT/$row-$start.train.log" 2>&1 &
+        > "$LOGS/$row-$start.train.log" 2>&1 &
     running=$((running + 1))
     if (( running == 2 )); then wait -n; running=$((running - 1)); fi
 done
 wait
 for item in $ROWS; do
     rec="$OUT/${item%%:*}-${item##*:}.json"
-    "$VPY" scripts/int8_map.py eval "$rec" > "${rec%.json}.eval.log" 2>&1
-    "$VPY" scripts/int8_map.py artifacts "$rec" > "${rec%.json}.artifacts.log" 2>&1
+    log="$LOGS/$(basename "${rec%.json}")"
+    "$VPY" scripts/int8_map.py eval "$rec" > "$log.eval.log" 2>&1  # OpenVINO's default precision
+    "$VPY" scripts/int8_map.py eval --f32 "$rec" > "$log.eval-f32.log" 2>&1
+    "$VPY" scripts/int8_map.py artifacts "$rec" > "$log.artifacts.log" 2>&1
 done
 for item in $ROWS; do  # nothing else runs: one runtime per process
     rec="$OUT/${item%%:*}-${item##*:}.json"
