@@ -226,7 +226,10 @@ def _conv_pads(path: str) -> list[list[int]]:
 def test_static_onnx_export_has_no_shape_dependent_pad(zoo: Zoo, row: str) -> None:
     path = zoo.export(row, "onnx", simplify=False)
     sources = _pad_sources(path)
-    assert sources, "a TF-padded row pads somewhere (its stride-2 convolutions)"
+    # a constant Pad, or (Ultralytics 8.3.x simplifies whatever `simplify` says) the
+    # padding folded into the convolutions, larger side at the end
+    folded = [p for p in _conv_pads(path) if p[:2] != p[2:]]
+    assert sources or folded, "a TF-padded row pads somewhere (its stride-2 convolutions)"
     for kinds in sources:
         assert not kinds & {"Shape", "Size", "input"}, kinds
 
@@ -279,9 +282,32 @@ def test_torchscript_matches_pytorch_with_nchw_weights(zoo: Zoo, row: str) -> No
     assert all(_nchw(p) for p in ts.parameters())  # what ExecuTorch asks
 
 
+def _exporter_predates(fmt: str) -> None:
+    """Skip where the installed Ultralytics cannot export ``fmt`` here for any model
+    (scripts/compat.sh runs 8.3.59): stock YOLO11n fails the same way, in Ultralytics'
+    exporter, before effzoo's code runs."""
+    import ultralytics
+    from packaging.version import Version
+
+    if Version(ultralytics.__version__) >= Version("8.4"):
+        return
+    if fmt == "openvino":
+        import openvino
+
+        if not hasattr(openvino, "runtime"):
+            pytest.skip(f"Ultralytics {ultralytics.__version__} imports openvino.runtime, gone in "
+                        f"OpenVINO {openvino.__version__}")  # fmt: skip
+    from ultralytics import utils
+
+    if fmt == "ncnn" and not getattr(utils, "ONLINE", True):
+        pytest.skip(f"Ultralytics {ultralytics.__version__} downloads pnnx from GitHub at "
+                    "export time (offline here); 8.4 uses the pnnx package")  # fmt: skip
+
+
 @pytest.mark.parametrize("row", ["lite0", "v2b0"])
 def test_openvino_fp32_matches_pytorch(zoo: Zoo, row: str) -> None:
     pytest.importorskip("openvino")
+    _exporter_predates("openvino")
     path = zoo.export(row, "openvino")
     x = _image()
     assert rel_error(run_openvino(path, x), zoo.reference(row, x)) <= TOL
@@ -291,6 +317,7 @@ def test_openvino_fp32_matches_pytorch(zoo: Zoo, row: str) -> None:
 def test_ncnn_matches_pytorch(zoo: Zoo, row: str) -> None:
     pytest.importorskip("ncnn")
     pytest.importorskip("pnnx")
+    _exporter_predates("ncnn")
     path = zoo.export(row, "ncnn")
     x = _image()
     assert rel_error(run_backend(path, x), zoo.reference(row, x)) <= TOL

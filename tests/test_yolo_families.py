@@ -67,17 +67,29 @@ MODEL_CLASS = {
 }
 
 
-def _ships(family: str) -> bool:
-    """Whether the installed Ultralytics ships the family (scripts/compat.sh runs older
-    releases: YOLO12 came in 8.3.78, YOLO26 in 8.4.0)."""
-    fam = templates.FAMILIES[family]
-    return (Path(ultralytics.__file__).parent / "cfg" / "models" / fam.folder
-            / fam.filename("detect")).is_file()  # fmt: skip
+_ships = yolo_helpers.ships_family
 
 
 def _need(family: str) -> None:
     if not _ships(family):
         pytest.skip(f"Ultralytics {ultralytics.__version__} ships no {family}")
+
+
+def _need_at_64(family: str) -> None:
+    """As ``_need``, for the tests that train and predict at 64 px."""
+    _need(family)
+    if family == "rtdetr" and not _rtdetr_at_64():
+        pytest.skip(
+            f"RT-DETR in Ultralytics {ultralytics.__version__} fails below 300 anchors "
+            "('selected index k out of range', stock RT-DETR too); these tests run at 64 px"
+        )
+
+
+def _rtdetr_at_64() -> bool:
+    """Ultralytics 8.4 takes fewer anchors than RT-DETR's 300 queries; 8.3.x does not."""
+    from packaging.version import Version
+
+    return Version(ultralytics.__version__) >= Version("8.4")
 
 
 def _build(name: str) -> tasks.BaseModel:
@@ -167,6 +179,8 @@ def test_a_family_the_installed_ultralytics_lacks_names_the_release(monkeypatch)
     ],
 )
 def test_effzoo_yaml_family_errors(argv, says, capsys):
+    if "--p6" in argv:  # the level check reads the installed yolo26 files' strides
+        _need("yolo26")
     try:
         code = cli(["yaml", "efficientnet_b0", *argv])
     except SystemExit as e:  # argparse's own usage errors (exit status 2)
@@ -240,7 +254,8 @@ def trained(tmp_path_factory) -> dict[str, tuple[Path, list[str]]]:
     logger, level = tasks.LOGGER, tasks.LOGGER.level
     with yolo_helpers.hub_offline():
         for name in LIFECYCLE:
-            if not _ships(templates.MODELS[_unscaled(name)].family):
+            family = templates.MODELS[_unscaled(name)].family
+            if not _ships(family) or (family == "rtdetr" and not _rtdetr_at_64()):
                 continue
             records: list[str] = []
             handler = logging.Handler()
@@ -260,7 +275,7 @@ def trained(tmp_path_factory) -> dict[str, tuple[Path, list[str]]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", LIFECYCLE)
 def test_family_trains_validates_predicts_and_reloads(trained, name, tmp_path):
-    _need(templates.MODELS[_unscaled(name)].family)
+    _need_at_64(templates.MODELS[_unscaled(name)].family)
     run_dir, log = trained[name]
     best = run_dir / "weights" / "best.pt"
     assert best.is_file() and (run_dir / "results.csv").is_file()
@@ -298,7 +313,7 @@ def test_family_trains_validates_predicts_and_reloads(trained, name, tmp_path):
 @pytest.mark.parametrize("name", LIFECYCLE)
 def test_family_fuses_and_exports_to_onnx(trained, name):
     pytest.importorskip("onnxruntime")
-    _need(templates.MODELS[_unscaled(name)].family)
+    _need_at_64(templates.MODELS[_unscaled(name)].family)
     best = trained[name][0] / "weights" / "best.pt"
     cls = RTDETR if name.startswith("rtdetr") else YOLO
     model = cls(str(best))

@@ -89,3 +89,15 @@ def load_yaml(path: str | Path) -> dict:
 
 def recipe_path(name: str) -> Path:
     return DATA_DIR / name
+
+
+def ships_family(family: str) -> bool:
+    """Whether the installed Ultralytics ships the detector family (scripts/compat.sh runs
+    older releases: YOLO12 came in 8.3.78, YOLO26 in 8.4.0)."""
+    import ultralytics
+
+    from effzoo.yolo import templates
+
+    fam = templates.FAMILIES[family]
+    return (Path(ultralytics.__file__).parent / "cfg" / "models" / fam.folder
+            / fam.filename("detect")).is_file()  # fmt: skip

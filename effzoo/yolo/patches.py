@@ -55,6 +55,7 @@ import functools
 import importlib
 import inspect
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -377,19 +378,35 @@ def _misnamed(file: Any) -> None:
         )
 
 
+#: per thread: the name the last ``check_yaml(..., hard=False)`` did not find
+_MISSED = threading.local()
+#: how Ultralytics' ``yaml_model_load`` drops a scale letter ("yolo11n-x" -> "yolo11-x")
+_SCALE_LETTER = re.compile(r"(\d+)([nslmx])(.+)?$")
+
+
+def _meant_name(earlier: str | None, name: str) -> str:
+    """Of the two spellings Ultralytics tried (the name and the name without its scale
+    letter, in either order: 8.3.x tries the scale-less one first, 8.4 the name), the
+    one the user typed: the longer, when one is the other without its scale letter."""
+    if earlier and len(earlier) > len(name) and _SCALE_LETTER.sub(r"\1\3", earlier) == name:
+        return earlier
+    return name
+
+
 def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def check_yaml(file: Any, *args: Any, **kwargs: Any) -> Any:
         path = Path(str(file))
+        earlier, _MISSED.name = getattr(_MISSED, "name", None), None
         if len(path.parts) == 1 and not path.exists() and templates.is_model_name(path.name):
             return str(templates.cfg_path(path.name))
         try:
             found = original(file, *args, **kwargs)
         except FileNotFoundError:
-            _misnamed(file)
+            _misnamed(_meant_name(earlier, str(file)))
             raise
-        if not found:  # hard=False: the caller tries the scale-less name next
-            _misnamed(file)
+        if not found:  # hard=False: the caller tries the other spelling next
+            _MISSED.name = str(file)
         return found
 
     setattr(check_yaml, _MARK, True)
