@@ -54,7 +54,8 @@ declare -A FORMATS=(
 GROUPS_ORDER="light executorch litert paddle coreml"
 WANT="${*:-$GROUPS_ORDER}"
 
-SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+# shellcheck source=scripts/overlay_venv.sh
+source "$ROOT/scripts/overlay_venv.sh"
 mkdir -p "$(dirname "$OUT")"
 {
     echo "# Deploy matrix, $DATE"
@@ -80,10 +81,7 @@ for group in $WANT; do
         exit 2
     fi
     venv="$TMP/effzoo-deploy-$group"
-    rm -rf "$venv"
-    "$PY" -m venv "$venv" || exit 1
-    vsite="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-    echo "import site; site.addsitedir('$SITE')" > "$vsite/_effzoo_base.pth"
+    overlay_venv "$venv" "$PY" || exit 1
     echo "== $group: pip install ${PKGS[$group]}" >&2
     # shellcheck disable=SC2086
     if ! "$venv/bin/pip" install -q ${PKGS[$group]} >&2; then

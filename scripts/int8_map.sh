@@ -23,11 +23,9 @@ VENV="${TMPDIR:-/tmp}/effzoo-int8"
 NNCF="nncf==3.4.0"
 LOGS="${LOGS:-${TMPDIR:-/tmp}/effzoo-int8-logs}"  # per step; the JSON records go to OUT
 
-SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-rm -rf "$VENV"
-"$PY" -m venv "$VENV"
-vsite="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-echo "import site; site.addsitedir('$SITE')" > "$vsite/_effzoo_base.pth"
+# shellcheck source=scripts/overlay_venv.sh
+source "$ROOT/scripts/overlay_venv.sh"
+overlay_venv "$VENV" "$PY"
 "$VENV/bin/pip" install -q "$NNCF"
 VPY="$VENV/bin/python"
 mkdir -p "$OUT" "$LOGS"

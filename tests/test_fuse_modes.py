@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from test_fuse import _small
+from test_fuse_edges import FAMILIES  # B0, Lite0, V2-B0, B6 (TF padding)
 
 import effzoo
 import effzoo.fuse as fz
@@ -19,8 +20,6 @@ from effzoo.fuse import onednn
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
-#: v1 (SiLU, SE), Lite (ReLU6, no SE), V2 (edge residuals), v1 with TF "same" padding
-FAMILIES = ["efficientnet_b0", "efficientnet_lite0", "efficientnet_v2_b0", "efficientnet_b6"]
 #: even sizes pad TF "same" asymmetrically (grown kernels), odd ones do not
 SHAPE = (1, 3, 64, 47)
 
@@ -29,14 +28,16 @@ MODES = {
     "no_grad": torch.no_grad,
     "grad": torch.enable_grad,
 }
-#: every mode after every other one, each twice (the crash was no_grad after inference_mode)
-ORDER = ["inference_mode", "no_grad", "grad", "inference_mode", "grad", "no_grad", "inference_mode"]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def pair(request: pytest.FixtureRequest) -> tuple[effzoo.Backbone, effzoo.Backbone]:
     model = _small(request.param)
     return model, copy.deepcopy(model).fuse()
+
+
+#: every mode after every other one, each twice (the crash was no_grad after inference_mode)
+ORDER = ["inference_mode", "no_grad", "grad", "inference_mode", "grad", "no_grad", "inference_mode"]
 
 
 def _rel(ref: list[torch.Tensor], out: list[torch.Tensor]) -> float:
@@ -96,6 +97,16 @@ def _float64_reference(model: effzoo.Backbone, x: torch.Tensor) -> list[torch.Te
         return copy.deepcopy(model).double()(x.double())
 
 
+def _assert_as_accurate(
+    ref: list[torch.Tensor], eager_out: list[torch.Tensor], fused_out: list[torch.Tensor]
+) -> float:
+    """Folding changes rounding, not accuracy: the fused error against the float64
+    reference is within 2x of the eager one's (and small); returns it."""
+    eager_err, fused_err = _rel(ref, eager_out), _rel(ref, fused_out)
+    assert fused_err <= 2 * eager_err + 1e-3, (fused_err, eager_err)
+    return fused_err
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_low_precision_models_are_as_accurate_as_eager(
     pair: tuple[effzoo.Backbone, effzoo.Backbone], dtype: torch.dtype
@@ -107,10 +118,7 @@ def test_low_precision_models_are_as_accurate_as_eager(
     with torch.no_grad():
         eager_out, fused_out = low(x.to(dtype)), fused_low(x.to(dtype))
     assert {o.dtype for o in fused_out} == {dtype}
-    eager_err, fused_err = _rel(ref, eager_out), _rel(ref, fused_out)
-    # folding changes rounding, not accuracy: within 2x of eager's error (and small)
-    assert fused_err <= 2 * eager_err + 1e-3, (fused_err, eager_err)
-    assert fused_err < 0.1
+    assert _assert_as_accurate(ref, eager_out, fused_out) < 0.1
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
@@ -124,8 +132,7 @@ def test_autocast_computes_in_the_dtype_it_asks_for(
         eager_out, fused_out = model(x), fused(x)
     assert [o.dtype for o in fused_out] == [o.dtype for o in eager_out]
     assert dtype in {o.dtype for o in fused_out}
-    eager_err, fused_err = _rel(ref, eager_out), _rel(ref, fused_out)
-    assert fused_err <= 2 * eager_err + 1e-3, (fused_err, eager_err)
+    _assert_as_accurate(ref, eager_out, fused_out)
 
 
 def _bn_scale(bn: torch.nn.BatchNorm2d) -> torch.Tensor:
