@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -137,8 +138,6 @@ def _artifacts(record: Path, imgsz: int) -> None:
         path = Path(YOLO(best).export(format=fmt, imgsz=imgsz, **extra))
         kept = path.with_name(f"{name}-{imgsz}{path.suffix}")
         if kept.exists():
-            import shutil
-
             shutil.rmtree(kept) if kept.is_dir() else kept.unlink()
         paths[name] = str(path.rename(kept))
     run["deploy"] = {"imgsz": imgsz, "artifacts": paths}
