@@ -200,7 +200,7 @@ def train_one(m: Model, start: str, epochs: int, threads: int, seed: int = 0) ->
         **({"side": tuple(spec["side"])} if "side" in spec else {}),
     )
     model = YOLO(_cfg(m, start, work), task="detect")
-    provenance = getattr(model.model.model[0], "provenance", "") or "stock (random init)"
+    provenance = str(getattr(model.model.model[0], "provenance", "") or "stock (random init)")
     t0 = time.time()
     model.train(
         data=str(data),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 from . import _checks as checks
 from . import weights
 from .backbone import Backbone, Classifier, round_fn
-from .errors import InvalidArgumentError
+from .errors import EffzooError, InvalidArgumentError
 from .registry import BackboneSpec, lookup
 
 _CREATE_OPTIONS = (
@@ -26,6 +27,61 @@ _CREATE_OPTIONS = (
     "features_only",
     "weights_tag",
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackboneRequest:
+    """A checked ``create()`` call: every entry point (``create()``, a yaml row,
+    ``effzoo yaml``) turns its input into one, once; ``build`` consumes it without
+    looking anything up or checking it again."""
+
+    spec: BackboneSpec
+    out_indices: tuple[int, ...] = (2, 3, 4)
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    in_chans: int = 3
+    pretrained: bool | str | os.PathLike[str] = False
+    drop_path_rate: float = 0.0
+    features_only: bool = True
+    weights_tag: str | None = None
+
+
+def request(
+    name: str | BackboneSpec,
+    *,
+    out_indices: Sequence[int] = (2, 3, 4),
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+    in_chans: int = 3,
+    pretrained: bool | str | os.PathLike[str] | None = False,
+    drop_path_rate: float = 0.0,
+    features_only: bool = True,
+    weights_tag: str | None = None,
+    where: str = "",
+) -> BackboneRequest:
+    """Check ``create()``'s arguments once (errors prefixed by ``where`` when given)."""
+    try:
+        spec = lookup(name)
+    except EffzooError as e:
+        if not where:
+            raise
+        checks.fail(str(e), where=where, error=type(e))
+    width_mult = checks.multiplier("width_mult", width_mult, where=where)
+    depth_mult = checks.multiplier("depth_mult", depth_mult, where=where)
+    in_chans = checks.positive_int("in_chans", in_chans, most=checks.MAX_IN_CHANS, where=where)
+    drop_path_rate = checks.drop_path_rate(drop_path_rate, where=where)
+    pretrained = checks.pretrained(pretrained, where=where)
+    return BackboneRequest(
+        spec=spec,
+        out_indices=checks.levels("out_indices", out_indices, first=0, where=where),
+        width_mult=width_mult,
+        depth_mult=depth_mult,
+        in_chans=in_chans,
+        pretrained=False if pretrained is None else pretrained,
+        drop_path_rate=drop_path_rate,
+        features_only=checks.boolean("features_only", features_only, where=where),
+        weights_tag=checks.optional_str("weights_tag", weights_tag, where=where),
+    )
 
 
 def create(
@@ -59,34 +115,44 @@ def create(
         raise InvalidArgumentError(
             f"create() got an unknown option {key!r}.{hint} Options: {', '.join(_CREATE_OPTIONS)}"
         )
-    spec = lookup(name)
-    width_mult = checks.multiplier("width_mult", width_mult)
-    depth_mult = checks.multiplier("depth_mult", depth_mult)
-    in_chans = checks.positive_int("in_chans", in_chans, most=checks.MAX_IN_CHANS)
-    drop_path_rate = checks.drop_path_rate(drop_path_rate)
-    pretrained = checks.pretrained(pretrained)
-    out_indices = checks.levels("out_indices", out_indices, first=0)
-    features_only = checks.boolean("features_only", features_only)
+    return build(
+        request(
+            name,
+            out_indices=out_indices,
+            width_mult=width_mult,
+            depth_mult=depth_mult,
+            in_chans=in_chans,
+            pretrained=pretrained,
+            drop_path_rate=drop_path_rate,
+            features_only=features_only,
+            weights_tag=weights_tag,
+        )
+    )
 
-    source = weights.resolve(spec, pretrained, weights_tag=weights_tag)
-    build = dict(
-        width_mult=width_mult,
-        depth_mult=depth_mult,
-        in_chans=in_chans,
-        drop_path_rate=float(drop_path_rate),
+
+def build(req: BackboneRequest) -> Backbone | Classifier:
+    """The model a checked request asks for, with its weights loaded (``create()``'s work
+    after the checks)."""
+    spec = req.spec
+    source = weights.resolve(spec, req.pretrained, weights_tag=req.weights_tag)
+    options = dict(
+        width_mult=req.width_mult,
+        depth_mult=req.depth_mult,
+        in_chans=req.in_chans,
+        drop_path_rate=req.drop_path_rate,
         padding=source.padding if source else spec.padding,
         bn_eps=source.bn_eps if source else spec.bn_eps,
         # pretrained: build without allocating/initialising, load_into assigns the weights
         device="meta" if source is not None else None,
     )
     model: Backbone | Classifier
-    if features_only:
-        model = Backbone(spec, out_indices=out_indices, **build)
+    if req.features_only:
+        model = Backbone(spec, out_indices=req.out_indices, **options)
     else:
-        model = Classifier(spec, num_classes=source.num_classes if source else 1000, **build)
+        model = Classifier(spec, num_classes=source.num_classes if source else 1000, **options)
     # the preprocessing of the weights loaded; with random init the default tag's statistics
     # (the usual ImageNet-style input) and no tag: it never names weights that were not loaded
-    model.pretrained_cfg = weights.preprocessing(spec, source, in_chans=in_chans)
+    model.pretrained_cfg = weights.preprocessing(spec, source, in_chans=req.in_chans)
     if source is None:
         model.pretrained_cfg["tag"] = None
     if source is not None:

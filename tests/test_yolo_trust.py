@@ -29,6 +29,7 @@ from ultralytics.nn import tasks
 
 import effzoo.yolo
 from effzoo.yolo import rows, templates
+from effzoo.yolo.modules import Provenance
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +97,7 @@ def test_each_build_logs_once_what_the_backbone_starts_from(monkeypatch, args, s
     assert lines[0].startswith("effzoo: my.yaml, backbone row 0: ")
     for text in says:
         assert text in lines[0]
-    assert model.model[0].provenance == lines[0].split("backbone row 0: ", 1)[1]
+    assert str(model.model[0].provenance) == lines[0].split("backbone row 0: ", 1)[1]
     tag = model.model[0].backbone.pretrained_cfg["tag"]
     assert (tag is None) == ("random init" in lines[0])  # never names weights not loaded
 
@@ -162,7 +163,11 @@ def _run(code: str) -> str:
 @pytest.mark.slow
 def test_the_start_is_saved_in_the_checkpoint(trained):
     model = YOLO(str(trained))
-    start = model.model.model[0].provenance
+    provenance = model.model.model[0].provenance
+    assert isinstance(provenance, Provenance) and provenance.start == "random"  # data, not text
+    assert provenance.backbone == "efficientnet_b0 width x0.25 depth x0.5"
+    assert provenance.reason.startswith("pretrained weights unavailable")
+    start = str(provenance)  # the build log's line
     assert start.startswith("efficientnet-b0".replace("-", "_") + " width x0.25 depth x0.5: ")
     assert "random init: pretrained weights unavailable" in start
 
@@ -184,7 +189,10 @@ def test_fine_tuning_from_a_checkpoint_fetches_nothing_and_says_so(trained, tmp_
     assert f"weights from the checkpoint {trained}" in out and "nothing fetched" in out
     assert "Transferred" in out
     new = Path(out.split("NEW ")[-1].split()[0])
-    chain = YOLO(str(new)).model.model[0].provenance
+    provenance = YOLO(str(new)).model.model[0].provenance
+    assert provenance.start == "checkpoint" and provenance.checkpoint == str(trained)
+    assert provenance.earlier == YOLO(str(trained)).model.model[0].provenance
+    chain = str(provenance)
     assert f"weights from the checkpoint {trained}" in chain and "it started from: " in chain
 
 
@@ -292,7 +300,7 @@ def test_only_an_unfused_checkpoint_of_the_same_row_is_the_start():
     trainer = object.__new__(Probe)
     trainer.row = spec
     found = trainer.get_model(weights=model)
-    assert found == {"file": "run/weights/best.pt", "start": model.model[0].provenance}
+    assert found == ("run/weights/best.pt", model.model[0].provenance)
     assert trainer.get_model(None, model) == found  # positional, as Ultralytics may call it
     assert trainer.get_model(weights=None) is None
     assert patches.checkpoint_start(spec) is None  # not inside a get_model at all

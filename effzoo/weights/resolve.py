@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from .. import _checks as checks
 from ..errors import InvalidArgumentError, WeightsNotFoundError
 from ..registry import BackboneSpec
 from . import convert
@@ -93,7 +92,6 @@ def resolve(
     preprocessing); without it, the file's effzoo metadata, its name, or its layout
     decide (docs/weights.md).
     """
-    weights_tag = checks.optional_str("weights_tag", weights_tag)
     if pretrained is False or pretrained is None:
         if weights_tag is not None:
             raise InvalidArgumentError("weights_tag needs pretrained=PATH (the file it describes)")

@@ -18,6 +18,8 @@ Unpickling one imports ``effzoo.yolo`` and with it registers the yaml rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -25,6 +27,44 @@ from torch import nn
 from ..backbone import Backbone
 from ..fuse import fuse_stages
 from ..inputs import check_images
+
+if TYPE_CHECKING:
+    from ..weights import WeightsRecord
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What an effzoo backbone in a YOLO model started from, as data (``str()`` is the
+    line of Ultralytics' build log). Saved with the model as the stem layer's
+    ``provenance``; older checkpoints hold the same line as a string (the first 0.1 ones
+    nothing): read it with ``str()`` either way."""
+
+    backbone: str  # the variant and its extra multipliers: "efficientnet_b0 width x0.5 depth x1"
+    start: Literal["pretrained", "random", "checkpoint"]
+    weights: WeightsRecord | None = None  # "pretrained": what was loaded
+    reason: str = ""  # "random": why
+    checkpoint: str = ""  # "checkpoint": the file whose weights Ultralytics transfers
+    #: "checkpoint": what that checkpoint's backbone started from (None: not recorded)
+    earlier: Provenance | str | None = None
+
+    def __str__(self) -> str:
+        if self.start == "pretrained" and self.weights is not None:
+            why = f"pretrained {self.weights.describe()}"
+        elif self.start == "checkpoint":
+            why = (
+                f"weights from the checkpoint {self.checkpoint} (transferred by Ultralytics; "
+                f"nothing fetched); it started from: {self.earlier or 'unrecorded'}"
+            )
+        else:
+            why = f"random init: {self.reason}"
+        return f"{self.backbone}: {why}"
+
+
+class CheckpointStart(NamedTuple):
+    """The checkpoint a model is being rebuilt for, and what its backbone started from."""
+
+    file: str
+    start: Provenance | str  # a string in older checkpoints, or "unrecorded ..."
 
 
 def stage_ends(backbone: Backbone) -> list[int]:
@@ -51,8 +91,9 @@ class BackboneStem(nn.Module):
     with the model, so ``YOLO("best.pt").model.model[0].provenance`` reads it back.
     """
 
-    #: set by the row's build (class default: checkpoints of effzoo 0.1 have none)
-    provenance: str = ""
+    #: set by the row's build (class default: the first 0.1 checkpoints have none; older
+    #: ones hold the line as a string)
+    provenance: Provenance | str = ""
 
     def __init__(self, backbone: Backbone, n_stages: int, *, level: int, row: str = "") -> None:
         super().__init__()

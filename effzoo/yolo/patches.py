@@ -66,7 +66,7 @@ from ..factory import count_params
 from ..fuse import contiguous_weights, symmetric_padding_at
 from ..padding import static_sizes
 from . import templates
-from .modules import BackboneStem, fold_backbones
+from .modules import BackboneStem, CheckpointStart, fold_backbones
 from .rows import RowSpec, build_layers, find_row, width_note
 
 _MARK = "__effzoo__"
@@ -488,15 +488,14 @@ def _patch_trainers() -> None:
     BaseTrainer.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
 
 
-def checkpoint_start(spec: RowSpec) -> dict[str, str] | None:
+def checkpoint_start(spec: RowSpec) -> CheckpointStart | None:
     """The checkpoint whose backbone Ultralytics will transfer into the model being built.
 
     Ultralytics rebuilds a model from its yaml for resume, fine-tuning and
     ``pretrained=`` inside a trainer's ``get_model(cfg, weights)`` (wrapped, see
     ``_patch_trainers``) and then loads ``weights`` into it. When ``weights`` holds an
     effzoo backbone of the same row (variant, multipliers, levels), that backbone is the
-    start: nothing is fetched. Returns ``{"file": ..., "start": ...}`` (the checkpoint
-    and what its backbone started from).
+    start: nothing is fetched. Returns the checkpoint and what its backbone started from.
     """
     weights = _REBUILDING.get()
     if weights is None:
@@ -515,7 +514,7 @@ def checkpoint_start(spec: RowSpec) -> dict[str, str] | None:
     if getattr(bb, "fused", False):  # folded weights: Ultralytics could transfer few of them
         return None
     start = stem.provenance or "unrecorded (a checkpoint of effzoo 0.1)"  # type: ignore[union-attr]
-    return {"file": str(getattr(weights, "pt_path", None) or "the loaded model"), "start": start}
+    return CheckpointStart(str(getattr(weights, "pt_path", None) or "the loaded model"), start)
 
 
 # -- generate_ddp_file: workers import effzoo.yolo ------------------------------------

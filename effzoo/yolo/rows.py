@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -28,9 +29,9 @@ from torch import nn
 
 from .. import _checks as checks
 from ..errors import EffzooError, WeightsNotFoundError, WeightsUnavailableError
-from ..factory import count_params, create, model_info
+from ..factory import BackboneRequest, build, count_params, model_info
 from ..registry import lookup
-from .modules import split_backbone
+from .modules import CheckpointStart, Provenance, split_backbone
 
 #: module names an effzoo row may use in a yaml (canonical first)
 CANONICAL = "EfficientNet"
@@ -55,20 +56,32 @@ FULL_WIDTH_COMMA = "\uff0c"
 
 @dataclass(frozen=True)
 class RowSpec:
-    """One effzoo yaml row, checked."""
+    """One effzoo yaml row, checked: the backbone it asks for and where it is."""
 
-    variant: str
-    width: float = 1.0
-    depth: float = 1.0
-    pretrained: bool | str = True
-    levels: tuple[int, ...] = ALL_LEVELS
-    drop_path_rate: float = 0.0
+    request: BackboneRequest  # checked once here; the build consumes it (in_chans set then)
+    levels: tuple[int, ...] = ALL_LEVELS  # P-levels 1..5, one layer index each
     where: str = ""  # "yolo11-x.yaml, backbone row 0 [...]" for messages
     place: str = ""  # "yolo11-x.yaml, backbone row 0": the same without the row
 
     @property
+    def variant(self) -> str:
+        return self.request.spec.name
+
+    @property
+    def width(self) -> float:
+        return self.request.width_mult
+
+    @property
+    def depth(self) -> float:
+        return self.request.depth_mult
+
+    @property
+    def pretrained(self) -> bool | str | os.PathLike[str]:
+        return self.request.pretrained
+
+    @property
     def out_indices(self) -> tuple[int, ...]:
-        return tuple(p - 1 for p in self.levels)
+        return self.request.out_indices
 
 
 def is_effzoo_row(row: Any) -> bool:
@@ -211,15 +224,19 @@ def parse_row(
         spec = lookup(variant)
     except EffzooError as e:
         checks.fail(str(e), where=where, error=type(e))
-    return RowSpec(
-        variant=spec.name,
-        width=_multiplier(where, "width", options.get("width", 1.0), scale_width),
-        depth=_multiplier(where, "depth", options.get("depth", 1.0), scale_depth),
-        pretrained=checks.pretrained(options.get("pretrained", True), where=where, none_ok=False),
-        levels=checks.levels("levels", options.get("levels", ALL_LEVELS), first=1, where=where),
+    width = _multiplier(where, "width", options.get("width", 1.0), scale_width)
+    depth = _multiplier(where, "depth", options.get("depth", 1.0), scale_depth)
+    pretrained = checks.pretrained(options.get("pretrained", True), where=where, none_ok=False)
+    levels = checks.levels("levels", options.get("levels", ALL_LEVELS), first=1, where=where)
+    request = BackboneRequest(
+        spec=spec,
+        out_indices=tuple(p - 1 for p in levels),
+        width_mult=width,
+        depth_mult=depth,
+        pretrained=pretrained,  # type: ignore[arg-type]  # never None: none_ok=False
         drop_path_rate=checks.drop_path_rate(options.get("drop_path_rate", 0.0), where=where),
-        where=where,
     )
+    return RowSpec(request=request, levels=levels, where=where)
 
 
 #: variant -> why its pretrained weights could not be had in this process (warned once)
@@ -265,55 +282,53 @@ WIDTH_ADVICE = (
 
 
 def build_layers(
-    spec: RowSpec, *, in_chans: int = 3, checkpoint: Mapping[str, str] | None = None
+    spec: RowSpec, *, in_chans: int = 3, checkpoint: CheckpointStart | None = None
 ) -> list[nn.Module]:
     """Build the backbone of a row and cut it into one layer per output level.
 
-    The first layer's ``provenance`` says what the backbone starts from: the weights
-    loaded (tag, where from, exact or inherited), random init and why, or, with
-    ``checkpoint`` (``{"file": ..., "start": ...}``), the checkpoint whose weights
-    Ultralytics transfers after the build (nothing is fetched).
+    The first layer's ``provenance`` (a ``Provenance``) says what the backbone starts
+    from: the weights loaded (tag, where from, exact or inherited), random init and why,
+    or, with ``checkpoint``, the checkpoint whose weights Ultralytics transfers after the
+    build (nothing is fetched).
     """
-    kwargs: dict[str, Any] = dict(
-        out_indices=spec.out_indices,
-        width_mult=spec.width,
-        depth_mult=spec.depth,
-        in_chans=in_chans,
-        drop_path_rate=spec.drop_path_rate,
-    )
-    pretrained = spec.pretrained
-    why = "random init: `pretrained: false` in the row"
+    in_chans = checks.positive_int("ch", in_chans, most=checks.MAX_IN_CHANS, where=spec.where)
+    request = dataclasses.replace(spec.request, in_chans=in_chans)
+    size = _size(spec)
+    provenance = Provenance(size, "random", reason="`pretrained: false` in the row")
     silence = "write `pretrained: false` in the row's options to start from random init silently"
     if checkpoint is not None:
-        pretrained = False
-        start = checkpoint.get("start") or "unrecorded"
-        why = (
-            f"weights from the checkpoint {checkpoint.get('file', '?')} (transferred by "
-            f"Ultralytics; nothing fetched); it started from: {start}"
+        request = dataclasses.replace(request, pretrained=False)
+        provenance = Provenance(
+            size, "checkpoint", checkpoint=checkpoint.file, earlier=checkpoint.start
         )
-    elif pretrained is True and spec.variant in _WARNED:
-        pretrained = False  # failed once in this process: do not wait on the network again
-        why = f"random init: pretrained weights unavailable ({_WARNED[spec.variant]})"
+    elif request.pretrained is True and spec.variant in _WARNED:
+        # failed once in this process: do not wait on the network again
+        request = dataclasses.replace(request, pretrained=False)
+        provenance = Provenance(size, "random", reason=_unavailable(_WARNED[spec.variant]))
     try:
-        backbone = create(spec.variant, pretrained=pretrained, **kwargs)
+        backbone = build(request)
     except (WeightsUnavailableError, WeightsNotFoundError) as e:
         if spec.pretrained is not True:  # an explicit tag or file: the user asked for it
             checks.fail(str(e), where=spec.where, error=type(e))
         reason = e.reason or type(e).__name__
-        why = f"random init: pretrained weights unavailable ({reason})"
+        provenance = Provenance(size, "random", reason=_unavailable(reason))
         _warn_once(
             spec.variant,
             reason,
             f"{spec.where}: {e}\nUntil then the backbone starts from random init ({silence}).",
         )
-        backbone = create(spec.variant, pretrained=False, **kwargs)
+        backbone = build(dataclasses.replace(request, pretrained=False))
     except EffzooError as e:
         checks.fail(str(e), where=spec.where, error=type(e))
     if backbone.weights is not None:
-        why = f"pretrained {backbone.weights.describe()}"
+        provenance = Provenance(size, "pretrained", weights=backbone.weights)
     layers = split_backbone(backbone, row=spec.where)
-    layers[0].provenance = f"{_size(spec)}: {why}"
+    layers[0].provenance = provenance
     return layers
+
+
+def _unavailable(reason: str) -> str:
+    return f"pretrained weights unavailable ({reason})"
 
 
 def _scale(d: dict[str, Any], name: str) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from typing import Any
 from .. import _checks as checks
 from .._version import __version__
 from ..errors import InvalidArgumentError, UltralyticsContractError
+from ..factory import BackboneRequest
 from ..registry import lookup
 from .rows import CANONICAL
 
@@ -77,16 +78,19 @@ class ModelName:
     variant: str = ""  # "", "p2", "p6"
 
 
-def effzoo_row(
-    variant: str, *, width: float = 1.0, depth: float = 1.0, pretrained: bool = True
-) -> tuple[Any, ...]:
-    """The canonical effzoo row for a variant (options only where they differ)."""
+def effzoo_row(backbone: str | BackboneRequest) -> tuple[Any, ...]:
+    """The canonical effzoo row for a variant name (pretrained, full size) or a checked
+    request (options only where they differ from a row's defaults)."""
+    if isinstance(backbone, BackboneRequest):
+        req = backbone
+    else:
+        req = BackboneRequest(spec=lookup(backbone), pretrained=True)
     opts: dict[str, Any] = {}
-    if width != 1.0 or depth != 1.0:
-        opts.update(width=float(width), depth=float(depth))
-    if not pretrained:
+    if req.width_mult != 1.0 or req.depth_mult != 1.0:
+        opts.update(width=req.width_mult, depth=req.depth_mult)
+    if req.pretrained is False:
         opts["pretrained"] = False
-    return (-1, 1, CANONICAL, [lookup(variant).name, *([opts] if opts else [])])
+    return (-1, 1, CANONICAL, [req.spec.name, *([opts] if opts else [])])
 
 
 def short_name(variant: str) -> str:
@@ -357,19 +361,22 @@ def model_yaml(
     family = checks.choice("family", family, tuple(FAMILIES))
     task = checks.choice("task", task, FAMILIES[family].tasks)
     level = check_level(family, level)
-    width = checks.multiplier("width", width)
-    depth = checks.multiplier("depth", depth)
+    backbone = BackboneRequest(  # checked once; the row is written from it
+        spec=spec,
+        width_mult=checks.multiplier("width", width),
+        depth_mult=checks.multiplier("depth", depth),
+        pretrained=checks.boolean("pretrained", pretrained),
+    )
     default_nc = 1000 if task == "classify" else 80
     nc = default_nc if nc is None else checks.positive_int("nc", nc, most=checks.MAX_CLASSES)
-    pretrained = checks.boolean("pretrained", pretrained)
     flags = "" if family == "yolo11" else f" --family {family}"
     flags += (f" --{level}" if level else "") + f" --task {task}"
     flags += f" --nc {nc}" if nc != default_nc else ""
-    flags += (f" --width {width}" if width != 1.0 else "") + (
-        f" --depth {depth}" if depth != 1.0 else ""
+    flags += (f" --width {backbone.width_mult}" if backbone.width_mult != 1.0 else "") + (
+        f" --depth {backbone.depth_mult}" if backbone.depth_mult != 1.0 else ""
     )
-    flags += "" if pretrained else " --scratch"
-    row = effzoo_row(spec.name, width=width, depth=depth, pretrained=pretrained)
+    flags += "" if backbone.pretrained else " --scratch"
+    row = effzoo_row(backbone)
     note = f"Written by `effzoo yaml {spec.name}{flags}`."
     return generate(task, row, nc=nc, note=note, family=family, variant=level)
 
