@@ -290,3 +290,43 @@ def test_class_count_has_one_bound_in_the_row_checks_and_effzoo_yaml(capsys):
         DetectionModel(copy.deepcopy(d), verbose=False)
     d["nc"] = 100_000
     rows.find_row(d)  # at the bound: accepted
+
+
+def test_a_row_is_checked_once_and_built_without_looking_up_again(monkeypatch):
+    """parse_row turns the row into one typed request; the build consumes it as it is."""
+    from effzoo import _checks, factory
+
+    row = [-1, 1, "EfficientNet", ["efficientnet-lite0", {"pretrained": False, "width": 0.5}]]
+    spec = rows.parse_row(row, where="x.yaml, backbone row 0")
+    assert isinstance(spec.request, factory.BackboneRequest)
+    assert spec.request.spec is effzoo.lookup("efficientnet_lite0")  # the spec, not a name
+    assert (spec.width, spec.depth, spec.pretrained) == (0.5, 1.0, False)
+
+    def again(*args, **kwargs):
+        raise AssertionError("the build looked up or checked the row again")
+
+    monkeypatch.setattr(factory, "lookup", again)
+    for check in ("multiplier", "levels", "pretrained", "drop_path_rate", "boolean"):
+        monkeypatch.setattr(_checks, check, again)
+    layers = rows.build_layers(spec, in_chans=1)
+    backbone = layers[0].backbone
+    assert (backbone.spec.name, backbone.width_mult, backbone.conv_stem.in_channels) == (
+        "efficientnet_lite0",
+        0.5,
+        1,
+    )
+    assert layers[0].provenance.start == "random"
+
+
+def test_create_yaml_rows_and_effzoo_yaml_give_the_same_message_for_the_same_mistake():
+    """One set of checks: the same bad width says the same thing from each entry point."""
+    with pytest.raises(InvalidArgumentError) as created:
+        effzoo.create("efficientnet_b0", width_mult=-1)
+    with pytest.raises(InvalidArgumentError) as row:
+        rows.parse_row([-1, 1, "EfficientNet", ["efficientnet_b0", -1]], where="x.yaml")
+    with pytest.raises(InvalidArgumentError) as written:
+        model_yaml("efficientnet_b0", width=-1)
+    tail = "must be a positive number, got -1; 1.0 keeps the variant's own size"
+    assert str(created.value) == f"width_mult {tail}"
+    assert str(row.value) == f"x.yaml: width {tail}"
+    assert str(written.value) == f"width {tail}"

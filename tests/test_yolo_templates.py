@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 import yolo_helpers
 
 ultralytics = pytest.importorskip("ultralytics")
+from ultralytics.models.yolo.classify import ClassificationTrainer  # noqa: E402
 from ultralytics.nn import tasks  # noqa: E402
 
 import effzoo.yolo  # noqa: E402
@@ -145,6 +149,18 @@ def test_contract_holds_on_the_installed_ultralytics():
             ),
             "the Exporter no longer fuses",
         ),
+        # the rebuild for a checkpoint moved out of get_model(cfg, weights): a replacement
+        # set on the class directly is not wrapped, so the probe's rebuild starts random
+        (
+            lambda mp: mp.setattr(
+                ClassificationTrainer,
+                "get_model",
+                lambda self, cfg=None, weights=None, verbose=True: tasks.ClassificationModel(
+                    cfg, nc=2, verbose=False
+                ),
+            ),
+            "trainers no longer rebuild models through get_model(cfg, weights)",
+        ),
     ],
 )
 def test_a_moved_internal_is_one_error_naming_the_versions(monkeypatch, breakage, what):
@@ -167,6 +183,56 @@ def test_register_checks_the_contract_before_patching():
     """
     out = yolo_helpers.run_fresh(code)
     assert out.split() == ["UltralyticsContractError", "ultralytics.nn.tasks"]
+
+
+def test_a_failed_probe_takes_every_patch_back():
+    """The probe runs with the patches in place (it builds an effzoo row through them);
+    when it fails, nothing of effzoo stays in Ultralytics."""
+    code = """
+        import logging
+        from ultralytics.engine.trainer import BaseTrainer
+        from ultralytics.models.yolo.detect import DetectionTrainer
+        from ultralytics.nn import tasks
+
+        class Reformatted(logging.Logger):
+            def info(self, msg, *args, **kwargs):
+                super().info(f"| {msg}", *args, **kwargs)
+
+        tasks.LOGGER = Reformatted("reformatted")
+        try:
+            import effzoo.yolo
+        except Exception as e:
+            print(type(e).__name__, "table line changed" in str(e))
+        import sys
+        patches = sys.modules["effzoo.yolo.patches"]  # importing effzoo.yolo again would retry
+        marked = [getattr(f, "__effzoo__", False) for f in (
+            tasks.parse_model, tasks.check_yaml, tasks.BaseModel.fuse, DetectionTrainer.get_model,
+            BaseTrainer.get_model, BaseTrainer.__init_subclass__,
+        )]
+        print(any(marked), patches.registered())
+    """
+    out = yolo_helpers.run_fresh(code)
+    assert out.split() == ["UltralyticsContractError", "True", "False", "False"], out
+
+
+def test_registering_shows_nothing():
+    """The probe's build and rebuild are not shown: importing effzoo.yolo prints what
+    importing Ultralytics alone prints, nothing more."""
+    env = {**os.environ, **yolo_helpers.HUB_OFFLINE, "PYTHONPATH": yolo_helpers.pythonpath()}
+
+    def shown(code: str) -> tuple[int, str, str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=str(yolo_helpers.session_root()),
+        )
+        return proc.returncode, proc.stdout, proc.stderr
+
+    stock = shown("from ultralytics.nn import tasks; from ultralytics.engine import exporter")
+    assert shown("import effzoo.yolo") == stock
 
 
 def test_offline_quieting_is_opt_in():

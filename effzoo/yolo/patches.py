@@ -76,11 +76,14 @@ _MARK = "__effzoo__"
 FLOOR = "8.3.59"
 #: the Ultralytics releases the adapter supports (pyproject's ``yolo`` extra says the same)
 SUPPORTED = f">={FLOOR}"
-#: the start of the model-table line stock ``parse_model`` logs for layer 0 of a row
-#: ``[-1, ...]`` (the line ``_TableRewrite`` replaces for effzoo's layers)
-_TABLE_START = f"{0:>3}{-1!s:>20}"
-#: the smallest model stock builds: one Conv and a classification head
-_PROBE = {"nc": 2, "backbone": [[-1, 1, "Conv", [8, 3, 2]]], "head": [[-1, 1, "Classify", [2]]]}
+#: the smallest model with an effzoo row: built at ``register()`` through the patched
+#: parser, on the meta device (nothing allocated), to check what the patches rely on
+_PROBE_ROW = ["efficientnet_lite0", {"pretrained": False, "levels": [5]}]
+_PROBE = {
+    "nc": 2,
+    "backbone": [[-1, 1, "EfficientNet", _PROBE_ROW]],
+    "head": [[-1, 1, "Classify", [2]]],
+}
 
 
 def _release(version: str) -> tuple[int, ...] | None:
@@ -119,17 +122,12 @@ def check_version() -> None:
         )
 
 
-def _uses_global(func: Any, name: str) -> bool:
-    code = getattr(func, "__code__", None)
-    return code is not None and name in code.co_names
-
-
-def _names(cls: Any) -> set[str]:
-    """Every global and attribute name the methods of ``cls`` use (nested code too; of
-    the original where effzoo wrapped one)."""
+def _names(obj: Any) -> set[str]:
+    """Every global and attribute name the code of ``obj`` uses: a function's, or every
+    method's of a class (nested code too; of the original where effzoo wrapped one)."""
     found: set[str] = set()
-    methods = [getattr(f, "__wrapped__", f) for f in vars(cls).values()] if cls else []
-    codes = [getattr(f, "__code__", None) for f in methods]
+    funcs = list(vars(obj).values()) if isinstance(obj, type) else [obj]
+    codes = [getattr(getattr(f, "__wrapped__", f), "__code__", None) for f in funcs]
     while codes:
         code = codes.pop()
         if code is not None:
@@ -138,63 +136,78 @@ def _names(cls: Any) -> set[str]:
     return found
 
 
-def _probe_build() -> tuple[bool, bool]:
-    """Build the smallest stock model with a spy on ``tasks.parse_model``: (the build went
-    through the module-global ``tasks.parse_model``, whose wrapper effzoo installs; its
-    model-table line for layer 0 starts as ``_TableRewrite`` expects). Nothing is logged."""
+@contextlib.contextmanager
+def _swallowed(logger: logging.Logger, lines: list[str]) -> Iterator[None]:
+    """Every line ``logger`` would show (after its filters) is appended to ``lines``
+    instead, whatever level and logging switches the user set."""
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    saved = logger.handlers, logger.propagate, logger.level, logging.root.manager.disable
+    logger.handlers, logger.propagate = [Capture()], False
+    logger.setLevel(logging.INFO)
+    logging.disable(logging.NOTSET)
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])
+        logging.disable(saved[3])
+
+
+def _probe_rows() -> list[str]:
+    """What the patches rely on, checked by doing it: build ``_PROBE`` (an effzoo row)
+    through the patched parser on the meta device, then rebuild it for that model as a
+    trainer rebuilds for a checkpoint (``get_model(cfg, weights)``). Returns what does
+    not hold (empty: all holds); nothing is logged or allocated."""
+    import torch
+    from ultralytics.cfg import get_cfg
+    from ultralytics.models.yolo.classify import ClassificationTrainer
     from ultralytics.nn import tasks
 
-    calls: list[int] = []
     lines: list[str] = []
-    original = tasks.parse_model
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    class Capture(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            lines.append(record.getMessage())
-            return False  # swallowed: the probe prints nothing
-
-    capture, logger = Capture(), tasks.LOGGER
-    level, disabled = logger.level, logging.root.manager.disable
-    logger.addFilter(capture)
-    logger.setLevel(logging.INFO)  # whatever the user set: the records reach the filter
-    logging.disable(logging.NOTSET)
-    tasks.parse_model = spy
-    try:
-        tasks.ClassificationModel(copy.deepcopy(_PROBE), ch=3, verbose=True)
-    except Exception:
-        return bool(calls), False
-    finally:
-        tasks.parse_model = original
-        logger.removeFilter(capture)
-        logger.setLevel(level)
-        logging.disable(disabled)
-    table = any(ln.startswith(_TABLE_START) and "Conv" in ln for ln in lines)
-    return bool(calls), table
+    with _swallowed(tasks.LOGGER, lines), torch.device("meta"):
+        try:
+            model = tasks.ClassificationModel(copy.deepcopy(_PROBE), ch=3, verbose=True)
+            built = isinstance(model.model[0], BackboneStem)
+        except Exception:
+            built = False
+        if not built:
+            return ["models are no longer built through tasks.parse_model"]
+        stem = _type_name(model.model[0])
+        if not any(ln.startswith(_table_start(0)) and stem in ln for ln in lines):
+            return ["parse_model's model-table line changed"]
+        trainer = object.__new__(ClassificationTrainer)  # only what get_model reads
+        trainer.args, trainer.data, trainer.resume = get_cfg(), {"nc": 2, "channels": 3}, False
+        try:
+            again = trainer.get_model(cfg=copy.deepcopy(_PROBE), weights=model, verbose=False)
+            start = getattr(again.model[0].provenance, "start", None)
+        except Exception:
+            start = None
+    if start != "checkpoint":
+        return ["trainers no longer rebuild models through get_model(cfg, weights)"]
+    return []
 
 
 def _contract() -> list[str]:
-    """The assumptions about Ultralytics' internals that do not hold (empty: all hold)."""
+    """The assumptions about Ultralytics' internals that do not hold (empty: all hold).
+    Once the patches are in place, ``_probe_rows`` checks the rest by doing it."""
     from ultralytics.engine import exporter, model
     from ultralytics.models.yolo.detect import DetectionTrainer
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
 
     parse_model = getattr(tasks.parse_model, "__wrapped__", tasks.parse_model)
-    load = tasks.yaml_model_load
-    built, table = _probe_build() if hasattr(tasks, "ClassificationModel") else (False, False)
     checks = [
         (hasattr(tasks, "Index"), "ultralytics.nn.tasks has no Index module (rows need it)"),
         (
             list(inspect.signature(parse_model).parameters)[:2] == ["d", "ch"],
             "tasks.parse_model(d, ch, ...) changed its signature",
         ),
-        (built, "models are no longer built through tasks.parse_model"),
         (
-            _uses_global(load, "check_yaml"),
+            "check_yaml" in _names(tasks.yaml_model_load),
             "yaml_model_load no longer resolves files through tasks.check_yaml",
         ),
         (callable(getattr(tasks.BaseModel, "fuse", None)), "BaseModel.fuse is gone"),
@@ -203,7 +216,7 @@ def _contract() -> list[str]:
             "ultralytics.engine.model.Model._load (weights files) is gone",
         ),
         (
-            {"dynamic", "fuse"} <= _names(getattr(exporter, "Exporter", None)),
+            {"dynamic", "fuse"} <= _names(getattr(exporter, "Exporter", type)),
             "the Exporter no longer fuses the model and reads self.args.dynamic",
         ),
         (
@@ -211,20 +224,23 @@ def _contract() -> list[str]:
             "trainers no longer rebuild models through get_model(cfg, weights)",
         ),
         (hasattr(tasks, "LOGGER"), "ultralytics.nn.tasks has no LOGGER"),
-        (table, "parse_model's model-table line changed"),
         (
-            _uses_global(getattr(dist, "generate_ddp_command", None), "generate_ddp_file"),
+            "generate_ddp_file" in _names(getattr(dist, "generate_ddp_command", None)),
             "the DDP launcher no longer writes its script through dist.generate_ddp_file",
         ),
     ]
-    return [what for ok, what in checks if not ok]
+    broken = [what for ok, what in checks if not ok]
+    return broken or (_probe_rows() if registered() else [])
 
 
 def check_contract() -> None:
     """Raise ``UltralyticsContractError`` if an internal the patches need has moved."""
+    _refuse(_contract())
+
+
+def _refuse(broken: list[str]) -> None:
     import ultralytics
 
-    broken = _contract()
     if broken:
         raise UltralyticsContractError(
             f"effzoo.yolo does not support the installed Ultralytics {ultralytics.__version__}: "
@@ -234,6 +250,11 @@ def check_contract() -> None:
 
 
 # -- parse_model: effzoo rows -------------------------------------------------------
+
+
+def _table_start(i: int) -> str:
+    """How stock's model-table line for layer ``i`` of a row ``[-1, ...]`` starts."""
+    return f"{i:>3}{-1!s:>20}"
 
 
 class _TableRewrite(logging.Filter):
@@ -246,7 +267,7 @@ class _TableRewrite(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
         for i, line in self.lines.items():
-            if msg.startswith(f"{i:>3}{-1!s:>20}") and "Index" in msg:
+            if msg.startswith(_table_start(i)) and "Index" in msg:
                 record.msg, record.args = line, ()
         return True
 
@@ -287,7 +308,7 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
             n_params = count_params(layer)
             size = f" x{spec.width:g}/{spec.depth:g}" if (spec.width, spec.depth) != (1, 1) else ""
             info = f"{spec.variant}{size} P{layer.level} ({c} ch)"
-            lines[i] = f"{i:>3}{-1!s:>20}{1:>3}{n_params:10.0f}  {_type_name(layer):<45}{info:<30}"
+            lines[i] = f"{_table_start(i)}{1:>3}{n_params:10.0f}  {_type_name(layer):<45}{info:<30}"
         with _rewrite_table(tasks.LOGGER, lines):
             model, save = original(d, ch, *args, **kwargs)
         for i, layer in enumerate(layers):
@@ -485,6 +506,7 @@ def _patch_trainers() -> None:
         _wrap_trainer(cls)
 
     setattr(__init_subclass__, _MARK, True)
+    __init_subclass__.original = own  # type: ignore[attr-defined]  # for _unregister
     BaseTrainer.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
 
 
@@ -539,19 +561,12 @@ def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
     return generate_ddp_file
 
 
-def register() -> None:
-    """Make effzoo rows usable in Ultralytics yamls (idempotent); checks the installed
-    version and then the contract first."""
-    check_version()
+def _patches() -> tuple[tuple[Any, str, Callable[..., Any]], ...]:
+    from ultralytics.engine import exporter, model
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
 
-    if registered():
-        return
-    check_contract()
-    from ultralytics.engine import exporter, model
-
-    patches = (
+    return (
         (exporter.Exporter, "__call__", _wrap_export_call),
         (model.Model, "_load", _wrap_model_load),
         (dist, "generate_ddp_file", _wrap_generate_ddp_file),
@@ -559,10 +574,46 @@ def register() -> None:
         (tasks, "parse_model", _wrap_parse_model),
         (tasks.BaseModel, "fuse", _wrap_fuse),
     )
-    for owner, name, wrap in patches:
+
+
+def register() -> None:
+    """Make effzoo rows usable in Ultralytics yamls (idempotent). Checks the installed
+    version and the contract first, then patches and probes (``_probe_rows``); when the
+    probe finds something that does not hold, every patch is taken back before the
+    ``UltralyticsContractError``."""
+    check_version()
+    if registered():
+        return
+    check_contract()
+    for owner, name, wrap in _patches():
         if not getattr(getattr(owner, name), _MARK, False):
             setattr(owner, name, wrap(getattr(owner, name)))
     _patch_trainers()
+    broken = _probe_rows()
+    if broken:
+        _unregister()
+        _refuse(broken)
+
+
+def _unregister() -> None:
+    """Take every patch back (``register()`` after a failed probe)."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    for owner, name, _ in _patches():
+        current = getattr(owner, name)
+        if getattr(current, _MARK, False):
+            setattr(owner, name, current.__wrapped__)
+    for cls in (BaseTrainer, *_trainers(BaseTrainer)):
+        own = cls.__dict__.get("get_model")
+        if getattr(own, _MARK, False):
+            cls.get_model = own.__wrapped__  # type: ignore[attr-defined]
+    hook = BaseTrainer.__dict__.get("__init_subclass__")
+    if getattr(getattr(hook, "__func__", hook), _MARK, False):
+        original = hook.__func__.original  # type: ignore[union-attr]
+        if original is None:
+            del BaseTrainer.__init_subclass__
+        else:
+            BaseTrainer.__init_subclass__ = original  # type: ignore[assignment]
 
 
 def registered() -> bool:
