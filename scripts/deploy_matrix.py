@@ -30,17 +30,10 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from deploy_rows import ROWS as EFFZOO_ROWS  # scripts/ is on sys.path: run as a script
 
-#: row -> (variant, width, depth); b6tf: a TF-padded V1 row, scaled down
-ROWS = {
-    "b0": ("efficientnet_b0", 1.0, 1.0),
-    "lite0": ("efficientnet_lite0", 1.0, 1.0),
-    "v2b0": ("efficientnet_v2_b0", 1.0, 1.0),
-    "v2s": ("efficientnet_v2_s", 1.0, 1.0),
-    "b3": ("efficientnet_b3", 1.0, 1.0),
-    "b6tf": ("efficientnet_b6", 0.25, 0.25),
-    "stock": ("", 1.0, 1.0),  # Ultralytics' own yolo11n.yaml, for comparison
-}
+#: row -> (variant, width, depth): the effzoo rows the tests export too, and stock
+ROWS = {**EFFZOO_ROWS, "stock": ("", 1.0, 1.0)}  # stock: Ultralytics' own yolo11n.yaml
 #: format -> extra export arguments (beyond Ultralytics' defaults)
 FORMATS: dict[str, dict[str, Any]] = {
     "torchscript": {},

@@ -46,15 +46,8 @@ TOL = 1e-4
 
 #: row -> (variant, width, depth). B3 at random init pads symmetrically (its default
 #: weights are timm's); the TF-padded V1 row (MBConv + SE, SiLU) is a scaled-down B6
-ROWS = {
-    "b0": ("efficientnet_b0", 1.0, 1.0),
-    "lite0": ("efficientnet_lite0", 1.0, 1.0),
-    "v2b0": ("efficientnet_v2_b0", 1.0, 1.0),
-    "v2s": ("efficientnet_v2_s", 1.0, 1.0),
-    "b3": ("efficientnet_b3", 1.0, 1.0),
-    "b6tf": ("efficientnet_b6", 0.25, 0.25),
-}
-TF_ROWS = ["lite0", "v2b0", "v2s", "b6tf"]
+_deploy_rows = yolo_helpers.load_script("scripts/deploy_rows.py")
+ROWS, TF_ROWS = _deploy_rows.ROWS, _deploy_rows.TF_ROWS  # shared with scripts/deploy_matrix.py
 
 
 # -- building, exporting and running -------------------------------------------------

@@ -89,13 +89,20 @@ def test_without_onednn_fuse_says_so_and_still_equals_eager(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import copy
+    import warnings
 
     import effzoo
+    from effzoo import fuse as fuse_pkg
 
     monkeypatch.setattr(onednn, "AVAILABLE", False)
+    monkeypatch.setattr(fuse_pkg, "_TOLD", False)
     model = effzoo.create("efficientnet_lite0", width_mult=0.25).eval()
     with pytest.warns(RuntimeWarning, match="no oneDNN fused convolution"):
         fused = copy.deepcopy(model).fuse()
+    with warnings.catch_warnings():  # said once a process, not once per model or piece
+        warnings.simplefilter("error")
+        copy.deepcopy(model).fuse()
+        fuse_pkg.fuse_stages(copy.deepcopy(model.blocks[3:]).eval())
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         for r, o in zip(model(x), fused(x)):

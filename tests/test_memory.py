@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+import yolo_helpers
 
 import effzoo
 from effzoo.errors import InvalidArgumentError
 
-
-def _load_benchmarks_memory() -> ModuleType:
-    """benchmarks/memory.py, loaded by path (benchmarks/ holds scripts, not a package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
-    spec = importlib.util.spec_from_file_location("_benchmarks_memory", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-peak_memory = _load_benchmarks_memory().peak_memory
+peak_memory = yolo_helpers.load_script("benchmarks/memory.py").peak_memory
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -316,6 +316,29 @@ def test_only_an_unfused_checkpoint_of_the_same_row_is_the_start():
     assert trainer.get_model(weights=model) is None
 
 
+def test_a_checkpoint_with_string_provenance_is_still_the_start():
+    """Checkpoints written before provenance became data hold it as a string: a rebuild
+    from one starts from it and keeps the line in its own record."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from effzoo.yolo import patches
+
+    d = _dict(["efficientnet_b0", {"pretrained": False}])
+    spec = effzoo.yolo.find_row(copy.deepcopy(d))
+    old = tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+    line = "efficientnet_b0: pretrained efficientnet_b0.ra_in1k from timm/... exact: all"
+    old.model[0].provenance = line  # as such a checkpoint unpickles
+
+    class Rebuild(BaseTrainer):
+        def get_model(self, cfg=None, weights=None, verbose=True):
+            return tasks.DetectionModel(copy.deepcopy(d), nc=3, verbose=False)
+
+    new = object.__new__(Rebuild).get_model(weights=old).model[0].provenance
+    assert isinstance(new, Provenance) and new.start == "checkpoint" and new.earlier == line
+    assert str(new).endswith(f"it started from: {line}")
+    assert patches.checkpoint_start(spec) is None
+
+
 def test_the_model_table_shows_the_multipliers():
     with _logged() as lines:
         tasks.DetectionModel(_dict(["efficientnet_b0", 0.25, 0.5, False]), nc=3, verbose=True)

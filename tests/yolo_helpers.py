@@ -8,12 +8,14 @@ temporary directory, so nothing touches $HOME.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -101,3 +103,14 @@ def ships_family(family: str) -> bool:
     fam = templates.FAMILIES[family]
     return (Path(ultralytics.__file__).parent / "cfg" / "models" / fam.folder
             / fam.filename("detect")).is_file()  # fmt: skip
+
+
+def load_script(relative: str) -> ModuleType:
+    """A file of the repository's scripts/ or benchmarks/ (folders of scripts, not
+    packages), loaded by its path."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

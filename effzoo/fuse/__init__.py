@@ -77,11 +77,18 @@ def _install(stages: nn.Module, fused: list[list[FusedBlock]], channels_last: bo
         stages.to(memory_format=torch.channels_last)
 
 
+#: whether this process was told that fused models run plain convolutions (told once:
+#: a YOLO model folds its backbone in several pieces, each through fuse_model/fuse_stages)
+_TOLD = False
+
+
 def _warn_without_onednn() -> None:
-    if not onednn.AVAILABLE:
+    global _TOLD
+    if not onednn.AVAILABLE and not _TOLD:
+        _TOLD = True
         warnings.warn(
-            "this torch build has no oneDNN fused convolution: the fused model folds batch "
-            "norms but runs plain convolutions (same values, less speed-up)",
+            "this torch build has no oneDNN fused convolution: fused models fold batch "
+            "norms but run plain convolutions (same values, less speed-up; said once)",
             RuntimeWarning,
             stacklevel=4,
         )
