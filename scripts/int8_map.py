@@ -144,6 +144,98 @@ def _artifacts(record: Path, imgsz: int) -> None:
     record.write_text(json.dumps(run, indent=1))
 
 
+def _calibration_images(data_yaml: str, imgsz: int) -> list[Any]:
+    """The images Ultralytics calibrates NNCF on (its default: the data's ``val`` split),
+    letterboxed to ``imgsz`` as its validation does, as float32 NCHW batches of one."""
+    import cv2
+    import numpy as np
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.data.utils import check_det_dataset
+
+    folder = Path(check_det_dataset(data_yaml)["val"])
+    box = LetterBox(new_shape=(imgsz, imgsz), auto=False)
+    batches = []
+    for path in sorted(folder.glob("*.png")) + sorted(folder.glob("*.jpg")):
+        img = box(image=cv2.imread(str(path)))[..., ::-1]  # BGR -> RGB, as Ultralytics feeds
+        x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0
+        batches.append(x[None])
+    return batches
+
+
+def _kept_float(onnx_path: Path) -> list[str]:
+    """The nodes Ultralytics keeps out of NNCF's int8 (its ``IgnoredScope``): the detect
+    head (the graph's last ``/model.N/`` module: boxes and scores share one output) and
+    every Sigmoid. Quantizing them too gives mAP 0 (measured on the Lite0 row)."""
+    import re
+
+    import onnx
+
+    nodes = onnx.load(str(onnx_path)).graph.node
+    found = [int(m.group(1)) for n in nodes if (m := re.search(r"/model\.(\d+)/", n.name))]
+    head = f"/model.{max(found)}/" if found else "\0"
+    return [n.name for n in nodes if n.op_type == "Sigmoid" or n.name.startswith(head)]
+
+
+def _ort_int8(record: Path, imgsz: int, whole: bool = False) -> None:
+    """ONNX Runtime static quantization: Ultralytics' default ONNX export, quantized with
+    ``onnxruntime.quantization.quantize_static`` (QDQ, int8 weights per channel and
+    activations, MinMax calibration on the images Ultralytics gives NNCF; the nodes
+    Ultralytics keeps float for NNCF kept float here, unless ``whole``), both validated
+    through ``YOLO(path).val`` as the OpenVINO artifacts are."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from ultralytics import YOLO
+
+    import effzoo.yolo  # noqa: F401
+
+    run = json.loads(record.read_text())
+    best = Path(run["save_dir"]) / "weights" / "best.pt"
+    data = run["data_yaml"]
+    kw: dict[str, Any] = dict(data=data, imgsz=imgsz, batch=1, device="cpu", plots=False)
+    fp32 = Path(YOLO(str(best)).export(format="onnx", imgsz=imgsz))
+    images = _calibration_images(data, imgsz)
+    name = "images"  # the input Ultralytics' ONNX export names
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = iter(images)
+
+        def get_next(self) -> dict[str, Any] | None:
+            x = next(self.left, None)
+            return None if x is None else {name: x}
+
+    prepared = fp32.with_name(f"{fp32.stem}-prep.onnx")
+    quant = fp32.with_name(f"{fp32.stem}-int8{'-whole' if whole else ''}.onnx")
+    t = time.time()
+    quant_pre_process(str(fp32), str(prepared))
+    excluded = [] if whole else _kept_float(prepared)
+    quantize_static(
+        str(prepared),
+        str(quant),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
+    )
+    quant_s = round(time.time() - t, 1)
+    out: dict[str, Any] = {"imgsz": imgsz, "calibration_images": len(images)}
+    out["onnx_fp32"] = _metrics(YOLO(str(fp32), task="detect").val(**kw))
+    out["onnx_int8"] = _metrics(YOLO(str(quant), task="detect").val(**kw)) | {
+        "quantize_s": quant_s,
+        "nodes_kept_float": len(excluded),
+        "artifact": str(quant),
+    }
+    run["ort_int8_whole" if whole else "ort_int8"] = out
+    record.write_text(json.dumps(run, indent=1))
+
+
 RUNTIME = {"onnx": "onnxruntime", "openvino_fp32": "openvino", "openvino_int8": "openvino"}
 
 
@@ -189,6 +281,10 @@ def main() -> None:
     e.add_argument("record", type=Path)
     e.add_argument("--imgsz", type=int, default=160)
     e.add_argument("--f32", action="store_true", help="OpenVINO forced to f32 (else its default)")
+    o = sub.add_parser("ort", help="ONNX Runtime static quantization and its mAP")
+    o.add_argument("record", type=Path)
+    o.add_argument("--imgsz", type=int, default=160)
+    o.add_argument("--whole", action="store_true", help="quantize the head and Sigmoids too")
     a = sub.add_parser("artifacts")
     a.add_argument("record", type=Path)
     a.add_argument("--imgsz", type=int, default=320)
@@ -204,6 +300,8 @@ def main() -> None:
         _train(args.row, args.start, args.epochs, args.out)
     elif args.cmd == "eval":
         _eval(args.record, args.imgsz, args.f32)
+    elif args.cmd == "ort":
+        _ort_int8(args.record, args.imgsz, args.whole)
     elif args.cmd == "artifacts":
         _artifacts(args.record, args.imgsz)
     elif args.cmd == "latency":

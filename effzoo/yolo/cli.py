@@ -9,13 +9,11 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import _checks as checks
 from ..cli.paths import output_file, write_text
 from ..errors import InvalidArgumentError
-from ..registry import lookup
 from .patches import register
 from .rows import WIDTH_ADVICE
-from .templates import FAMILIES, TASKS, check_level, list_cfgs, model_name, model_yaml
+from .templates import FAMILIES, TASKS, list_cfgs, model_name, yaml_request, yaml_text
 
 #: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
 WHICH_BACKBONE = (
@@ -46,35 +44,30 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--scratch", action="store_true", help="random init (pretrained: false)")
     p.add_argument("-o", "--output", help="file to write; '-' for stdout (default: stdout)")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    # every option, with the CLI's names, before anything is made
-    name = lookup(args.variant).name
-    checks.multiplier("--width", args.width)
-    checks.multiplier("--depth", args.depth)
-    if args.nc is not None:
-        checks.positive_int("--nc", args.nc, most=checks.MAX_CLASSES)
+    # every option, with the CLI's names, checked once before anything is made
     lvl = "p2" if args.p2 else "p6" if args.p6 else ""
-    family = FAMILIES[args.family]
-    checks.choice("--task", args.task, family.tasks, where=f"--family {family.name}")
-    check_level(family.name, lvl)
-    out = None
-    if args.output is not None and args.output != "-":  # none or "-": stdout
-        example = model_name(name, args.task, family.name, lvl)
-        if family.name != "rtdetr":  # a scale letter after the family's number
-            example = example.replace(family.name, family.name + "n", 1)
-        out = output_file("-o", args.output, example=example)
-    text = model_yaml(
+    req = yaml_request(
         args.variant,
         task=args.task,
         nc=args.nc,
         width=args.width,
         depth=args.depth,
         pretrained=not args.scratch,
-        family=family.name,
+        family=args.family,
         level=lvl,
+        flag="--",
     )
-    if args.width < 1.0 and not args.scratch:
+    name, width = req.backbone.spec.name, req.backbone.width_mult
+    out = None
+    if args.output is not None and args.output != "-":  # none or "-": stdout
+        example = model_name(name, req.task, req.family, lvl)
+        if req.family != "rtdetr":  # a scale letter after the family's number
+            example = example.replace(req.family, req.family + "n", 1)
+        out = output_file("-o", args.output, example=example)
+    text = yaml_text(req)
+    if width < 1.0 and not args.scratch:
         print(
-            f"effzoo yaml: note: --width {args.width:g} starts the backbone from a channel "
+            f"effzoo yaml: note: --width {width:g} starts the backbone from a channel "
             f"subset of {name}'s ImageNet weights (inherited, never trained at this width); "
             f"{WIDTH_ADVICE}",
             file=sys.stderr,

@@ -344,6 +344,64 @@ def generate(
     return render(d, header=header)
 
 
+@dataclass(frozen=True)
+class YamlRequest:
+    """A checked ``effzoo yaml`` / ``model_yaml`` call: the backbone and the detector."""
+
+    backbone: BackboneRequest
+    family: str = "yolo11"
+    task: str = "detect"
+    nc: int = 80
+    level: str = ""  # "", "p2", "p6"
+
+
+def yaml_request(
+    variant: str,
+    *,
+    task: str = "detect",
+    nc: int | None = None,
+    width: float = 1.0,
+    depth: float = 1.0,
+    pretrained: bool = True,
+    family: str = "yolo11",
+    level: str = "",
+    flag: str = "",
+) -> YamlRequest:
+    """Check a model yaml's options once; messages name them ``flag + name`` (``"--"``
+    on the command line: ``--width``)."""
+    spec = lookup(variant)
+    family = checks.choice(f"{flag}family", family, tuple(FAMILIES))
+    backbone = BackboneRequest(
+        spec=spec,
+        width_mult=checks.multiplier(f"{flag}width", width),
+        depth_mult=checks.multiplier(f"{flag}depth", depth),
+        pretrained=checks.boolean("pretrained", pretrained),
+    )
+    default_nc = 1000 if task == "classify" else 80
+    if nc is not None:
+        nc = checks.positive_int(f"{flag}nc", nc, most=checks.MAX_CLASSES)
+    where = f"--family {family}" if flag else ""
+    task = checks.choice(f"{flag}task", task, FAMILIES[family].tasks, where=where)
+    level = check_level(family, level)
+    return YamlRequest(backbone, family, task, default_nc if nc is None else nc, level)
+
+
+def yaml_text(req: YamlRequest) -> str:
+    """The text of the model yaml a checked request asks for."""
+    backbone = req.backbone
+    default_nc = 1000 if req.task == "classify" else 80
+    flags = "" if req.family == "yolo11" else f" --family {req.family}"
+    flags += (f" --{req.level}" if req.level else "") + f" --task {req.task}"
+    flags += f" --nc {req.nc}" if req.nc != default_nc else ""
+    flags += (f" --width {backbone.width_mult}" if backbone.width_mult != 1.0 else "") + (
+        f" --depth {backbone.depth_mult}" if backbone.depth_mult != 1.0 else ""
+    )
+    flags += "" if backbone.pretrained else " --scratch"
+    note = f"Written by `effzoo yaml {backbone.spec.name}{flags}`."
+    row = effzoo_row(backbone)
+    return generate(req.task, row, nc=req.nc, note=note, family=req.family, variant=req.level)
+
+
 def model_yaml(
     variant: str,
     *,
@@ -357,28 +415,18 @@ def model_yaml(
 ) -> str:
     """The text of a model yaml of ``family`` (and level variant ``p2``/``p6``) whose
     backbone is ``variant``."""
-    spec = lookup(variant)
-    family = checks.choice("family", family, tuple(FAMILIES))
-    task = checks.choice("task", task, FAMILIES[family].tasks)
-    level = check_level(family, level)
-    backbone = BackboneRequest(  # checked once; the row is written from it
-        spec=spec,
-        width_mult=checks.multiplier("width", width),
-        depth_mult=checks.multiplier("depth", depth),
-        pretrained=checks.boolean("pretrained", pretrained),
+    return yaml_text(
+        yaml_request(
+            variant,
+            task=task,
+            nc=nc,
+            width=width,
+            depth=depth,
+            pretrained=pretrained,
+            family=family,
+            level=level,
+        )
     )
-    default_nc = 1000 if task == "classify" else 80
-    nc = default_nc if nc is None else checks.positive_int("nc", nc, most=checks.MAX_CLASSES)
-    flags = "" if family == "yolo11" else f" --family {family}"
-    flags += (f" --{level}" if level else "") + f" --task {task}"
-    flags += f" --nc {nc}" if nc != default_nc else ""
-    flags += (f" --width {backbone.width_mult}" if backbone.width_mult != 1.0 else "") + (
-        f" --depth {backbone.depth_mult}" if backbone.depth_mult != 1.0 else ""
-    )
-    flags += "" if backbone.pretrained else " --scratch"
-    row = effzoo_row(backbone)
-    note = f"Written by `effzoo yaml {spec.name}{flags}`."
-    return generate(task, row, nc=nc, note=note, family=family, variant=level)
 
 
 def list_cfgs() -> list[str]:
