@@ -42,7 +42,7 @@ declare -A PKGS=(
     [executorch]="executorch==1.5.1"
     [litert]="litert-torch==0.10.0 ai-edge-litert==2.3.0"
     [paddle]="paddlepaddle==3.2.2 x2paddle==1.6.0 six==1.17.0"
-    [coreml]="coremltools==9.0"
+    [coreml]="coremltools==9.0 numpy==2.3.5"
 )
 declare -A FORMATS=(
     [light]="torchscript onnx onnx-nosimplify onnx-dynamic openvino ncnn mnn"

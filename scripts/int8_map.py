@@ -6,6 +6,8 @@
 (``model.export(format="openvino")`` and ``format="openvino", int8=True, data=...``:
 NNCF post-training quantization calibrated on the data's images) and each artifact
 validated through ``YOLO(path).val(...)``: mAP50-95 and mAP50 into ``OUT/ROW.json``.
+``ort``: Ultralytics' default ONNX export quantized by ONNX Runtime
+(``quantize_static``), validated the same way.
 ``artifacts``: ONNX, OpenVINO and OpenVINO int8 exports at 320 px for ``latency``: one
 artifact's raw forward in a process of its own (its runtime's own thread pool next to
 nothing else), median over rounds of 5 calls. ``report``: the Markdown table.
@@ -265,6 +267,19 @@ def _report(out: Path) -> str:
             ms = r.get("latency", {}).get(k)
             base = (stock or {}).get("latency", {}).get(k)
             cells.append(f"{ms:.1f} ({ms / base:.2f})" if ms and base else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| model | start | ONNX Runtime f32 | ORT int8 | int8 - f32 | ORT int8, whole graph |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in runs.values():
+        o, w = r.get("ort_int8", {}), r.get("ort_int8_whole", {})
+        if not o:
+            continue
+        f, q = o["onnx_fp32"]["map50_95"], o["onnx_int8"]["map50_95"]
+        whole = f"{w['onnx_int8']['map50_95']:.3f}" if w else "-"
+        cells = [r["model"], r["start"], f"{f:.3f}", f"{q:.3f}", f"{q - f:+.3f}", whole]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -4,7 +4,9 @@
 # ImageNet weights are not reachable offline) and stock YOLO11n, trained 60 epochs on
 # the demo data at 160 px (two at a time, one thread each), validated in PyTorch,
 # OpenVINO and OpenVINO int8 (Ultralytics' export, NNCF calibrated on the data; each
-# with OpenVINO's default precision, bf16 on CPUs with bf16 instructions, and forced f32),
+# with OpenVINO's default precision, bf16 on CPUs with bf16 instructions, and forced f32)
+# and ONNX Runtime static int8 (quantize_static, the head and Sigmoids kept float as
+# Ultralytics keeps them out of NNCF; `int8_map.py ort --whole REC` quantizes all),
 # then ONNX Runtime / OpenVINO fp32 / int8 latency at 320 px, each in a process of its
 # own with 2 threads. NNCF installs into a throwaway venv that sees the project venv's
 # packages (as scripts/deploy_matrix.sh does).
@@ -46,6 +48,7 @@ for item in $ROWS; do
     log="$LOGS/$(basename "${rec%.json}")"
     "$VPY" scripts/int8_map.py eval "$rec" > "$log.eval.log" 2>&1  # OpenVINO's default precision
     "$VPY" scripts/int8_map.py eval --f32 "$rec" > "$log.eval-f32.log" 2>&1
+    "$VPY" scripts/int8_map.py ort "$rec" > "$log.ort.log" 2>&1  # ONNX Runtime static int8
     "$VPY" scripts/int8_map.py artifacts "$rec" > "$log.artifacts.log" 2>&1
 done
 for item in $ROWS; do  # nothing else runs: one runtime per process
