@@ -96,9 +96,16 @@ def run_artifact(fmt: str, path: str, x: torch.Tensor, want: tuple[int, ...]) ->
         import coremltools as ct
 
         spec = ct.models.MLModel(path, skip_model_load=True).get_spec()
-        ins = [tuple(i.type.multiArrayType.shape) or "image" for i in spec.description.input]
-        outs = [tuple(o.type.multiArrayType.shape) for o in spec.description.output]
-        return f"spec loads; inputs {ins}, outputs {outs} (PyTorch {want})"
+        (inp,), outs = spec.description.input, spec.description.output
+        image = inp.type.imageType
+        size = (image.height, image.width) if inp.type.HasField("imageType") else None
+        shapes = [tuple(o.type.multiArrayType.shape) for o in outs]
+        if size != tuple(x.shape[-2:]) or shapes != [want]:  # not runnable on Linux: shapes
+            raise AssertionError(
+                f"CoreML input {size or inp.type}, outputs {shapes}; PyTorch "
+                f"{tuple(x.shape[-2:])} -> {want}"
+            )
+        return f"spec loads, shapes match: image {size[0]}x{size[1]} -> {want[1:]}"
     if fmt == "openvino":
         import openvino as ov
 

@@ -9,8 +9,15 @@ forward, EMA, DDP, export and pickling treat them like any other layer:
   mean/std, runs the stem and the stages up to the first output level;
 - ``BackboneStages`` (each further index) runs the stages up to the next level.
 
+The backbone is cut once, at build (``split_backbone``); folding for inference fuses
+each piece where it is (``fold_backbones``), nothing is glued back. The layers do not
+share one stage list: each stage belongs to exactly one layer, which is what makes
+``freeze=N``, each layer's parameter count in the model table and the state-dict keys
+of saved checkpoints (``model.1.stages...``) follow the layer index.
+
 Pickled checkpoints reference these classes by their import path
-(``effzoo.yolo.modules.BackboneStem``/``BackboneStages``, ``effzoo.backbone.Backbone``,
+(``effzoo.yolo.modules.BackboneStem``/``BackboneStages``/``Provenance``,
+``effzoo.backbone.Backbone``,
 ``effzoo.registry.BackboneSpec``, ``effzoo.weights.WeightsRecord``): keep those paths.
 Unpickling one imports ``effzoo.yolo`` and with it registers the yaml rows.
 """
