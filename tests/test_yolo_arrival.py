@@ -72,6 +72,10 @@ def test_extras_match_what_users_do():
     assert {"ultralytics", "onnx", "onnxslim", "onnxruntime", "cloudpickle"} <= names["yolo"]
     assert "scikit-image" not in names["yolo"]  # only the demo needs it
     assert "scikit-image" in names["demo"] and "effzoo" in names["demo"]
+    # `pip install "effzoo[deploy]"`: the runtimes the deploy tests verify, and the tests
+    # run with exactly those (docs/deploy.md)
+    assert {"openvino", "ncnn", "pnnx", "MNN", "effzoo"} <= names["deploy"]
+    assert "effzoo[deploy]" in extras["test"]
     dev = (yolo_helpers.ROOT / "dev").read_text()
     assert ".[yolo,demo,test]" in dev  # ./dev demo has what the demo needs
 
