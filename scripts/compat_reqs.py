@@ -1,5 +1,6 @@
 """Print effzoo's requirements for scripts/compat.sh, one a line: the core dependencies
-and the given extras of pyproject.toml, without the packages a compat pair picks itself.
+and the given extras of pyproject.toml (with the extras they name, ``effzoo[deploy]``),
+without the packages a compat pair picks itself.
 
     python scripts/compat_reqs.py yolo test demo --drop ultralytics torch torchvision ruff
 """
@@ -57,10 +58,19 @@ def main() -> None:
     project = _load(PYPROJECT.read_text(encoding="utf-8"))["project"]
     optional = project.get("optional-dependencies", {})
     reqs = list(project.get("dependencies", []))
-    for extra in args.extras:
+    wanted, done = list(args.extras), set()
+    while wanted:  # an extra that names effzoo[other] brings other's requirements too
+        extra = wanted.pop(0)
+        if extra in done:
+            continue
         if extra not in optional:
             raise SystemExit(f"compat_reqs.py: pyproject.toml has no extra {extra!r}")
-        reqs += optional[extra]
+        done.add(extra)
+        for req in optional[extra]:
+            own = re.fullmatch(r"effzoo\[([\w,\s-]+)\]", req.strip())
+            if own:
+                wanted += [e.strip() for e in own.group(1).split(",")]
+            reqs.append(req)
     drop = {name(d) for d in args.drop}
     seen = set()
     for req in reqs:
