@@ -17,7 +17,9 @@ The graph tests pin the cause of the silent ONNX bug: at a static export size no
 from __future__ import annotations
 
 import copy
+import importlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import effzoo  # noqa: E402
 import effzoo.yolo  # noqa: E402
 from effzoo.fuse import FusedConv, contiguous_weights  # noqa: E402
 from effzoo.padding import export_padding, sizes_static, static_sizes  # noqa: E402
+from effzoo.yolo import converters  # noqa: E402
 from effzoo.yolo.templates import model_yaml, short_name  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # see conftest.py
@@ -316,12 +319,43 @@ def test_ncnn_matches_pytorch(zoo: Zoo, row: str) -> None:
     assert rel_error(run_backend(path, x), zoo.reference(row, x)) <= TOL
 
 
+#: whether this environment lacked the Aliyun log SDK when the tests started (MNN's
+#: converter pip-installs it then, unless effzoo's stand-in is in place)
+_NO_ALIYUN = converters._missing("aliyun")
+
+
 @pytest.mark.parametrize("row", ["lite0"])  # MNN converts the same (simplified) ONNX
 def test_mnn_matches_pytorch(zoo: Zoo, row: str) -> None:
     pytest.importorskip("MNN")
     path = zoo.export(row, "mnn")
     x = _image()
     assert rel_error(run_backend(path, x), zoo.reference(row, x)) <= TOL
+    if _NO_ALIYUN:  # the export installed nothing (MNN would have run pip otherwise)
+        assert converters._missing("aliyun") and "aliyun" not in sys.modules
+
+
+def test_mnn_s_converter_would_run_pip_and_effzoo_keeps_it_from_doing_so(monkeypatch) -> None:
+    """The bug (MNN 3.6.1: importing its converter without the Aliyun log SDK shells out
+    to `pip install -U aliyun-log-python-sdk`, with the first pip on PATH) and the
+    workaround; os.system is recorded instead of run, so nothing is installed here."""
+    pytest.importorskip("MNN")
+    if not _NO_ALIYUN:
+        pytest.skip("the Aliyun log SDK is installed here: MNN has nothing to pip-install")
+    calls: list[str] = []
+    monkeypatch.setattr(os, "system", lambda cmd: calls.append(cmd) or 1)
+    monkeypatch.delitem(sys.modules, "MNN.tools.utils.log", raising=False)
+    with pytest.raises(ImportError):  # the bug: pip "ran", the SDK is still missing
+        importlib.import_module("MNN.tools.utils.log")
+    assert calls == ["pip install -U aliyun-log-python-sdk"]
+    calls.clear()
+    monkeypatch.delitem(sys.modules, "MNN.tools.utils.log", raising=False)
+    with converters.mnn_without_pip("mnn") as inert:
+        log = importlib.import_module("MNN.tools.utils.log")
+        log.MNNLogger()  # its start-up: an offline request, then nothing
+    assert inert and calls == []
+    assert "aliyun" not in sys.modules  # the stand-in is gone after the export
+    with converters.mnn_without_pip("onnx") as inert:  # other formats: nothing changes
+        assert not inert and "aliyun" not in sys.modules
 
 
 # -- the pieces, without Ultralytics ----------------------------------------------------

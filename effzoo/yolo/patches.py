@@ -13,7 +13,8 @@ Wrapped at registration (each marked, so registering twice changes nothing):
 - ``exporter.Exporter.__call__``: an export with ``dynamic=False`` (Ultralytics'
   default) traces TF "same" padding as constants (``padding.static_sizes``), so no
   simplifier or converter has to get shape-dependent asymmetric padding right
-  (onnxslim 0.1.98 does not: docs/deploy.md).
+  (onnxslim 0.1.98 does not: docs/deploy.md); an MNN export runs without MNN's
+  converter pip-installing its logging SDK (``converters.mnn_without_pip``).
 - ``tasks.check_yaml`` as ``yaml_model_load`` sees it: a model name effzoo provides
   (``yolo11n-effv2s.yaml``, the recipe's ``yolo11-EfficientNetV1.yaml``) that is not
   a file on disk resolves to a yaml generated from the installed Ultralytics files.
@@ -66,6 +67,7 @@ from ..factory import count_params
 from ..fuse import contiguous_weights, symmetric_padding_at
 from ..padding import static_sizes
 from . import templates
+from .converters import MNN_NOTE, mnn_without_pip
 from .modules import BackboneStem, CheckpointStart, fold_backbones
 from .rows import RowSpec, build_layers, find_row, width_note
 
@@ -373,7 +375,14 @@ def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
         _EXPORT.exporter = self
         try:
             # read when each graph is traced: the exporter owns its args
-            with static_sizes(lambda: not getattr(self.args, "dynamic", False)):
+            with (
+                static_sizes(lambda: not getattr(self.args, "dynamic", False)),
+                mnn_without_pip(getattr(self.args, "format", "")) as inert,
+            ):
+                if inert:
+                    from ultralytics.utils import LOGGER
+
+                    LOGGER.info(f"effzoo: {MNN_NOTE}")
                 return original(self, *args, **kwargs)
         finally:
             _EXPORT.exporter = prev
