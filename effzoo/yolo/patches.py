@@ -173,11 +173,11 @@ def _probe_rows() -> list[str]:
     with _swallowed(tasks.LOGGER, lines), torch.device("meta"):
         try:
             model = tasks.ClassificationModel(copy.deepcopy(_PROBE), ch=3, verbose=True)
-            built = isinstance(model.model[0], BackboneStem)
-        except Exception:
-            built = False
+            built, why = isinstance(model.model[0], BackboneStem), ""
+        except Exception as e:  # named in the message: what a bug report needs
+            built, why = False, f" (the probe build raised {_raised(e)})"
         if not built:
-            return ["models are no longer built through tasks.parse_model"]
+            return [f"models are no longer built through tasks.parse_model{why}"]
         stem = _type_name(model.model[0])
         if not any(ln.startswith(_table_start(0)) and stem in ln for ln in lines):
             return ["parse_model's model-table line changed"]
@@ -185,12 +185,17 @@ def _probe_rows() -> list[str]:
         trainer.args, trainer.data, trainer.resume = get_cfg(), {"nc": 2, "channels": 3}, False
         try:
             again = trainer.get_model(cfg=copy.deepcopy(_PROBE), weights=model, verbose=False)
-            start = getattr(again.model[0].provenance, "start", None)
-        except Exception:
-            start = None
+            start, why = getattr(again.model[0].provenance, "start", None), ""
+        except Exception as e:
+            start, why = None, f" (the probe rebuild raised {_raised(e)})"
     if start != "checkpoint":
-        return ["trainers no longer rebuild models through get_model(cfg, weights)"]
+        return [f"trainers no longer rebuild models through get_model(cfg, weights){why}"]
     return []
+
+
+def _raised(e: Exception) -> str:
+    text = str(e).splitlines()[0][:120] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _contract() -> list[str]:
