@@ -205,10 +205,14 @@ def test_a_failed_probe_takes_every_patch_back():
             print(type(e).__name__, "table line changed" in str(e))
         import sys
         patches = sys.modules["effzoo.yolo.patches"]  # importing effzoo.yolo again would retry
-        marked = [getattr(f, "__effzoo__", False) for f in (
+        from ultralytics.engine import exporter, model
+        from ultralytics.utils import dist
+        seams = (
             tasks.parse_model, tasks.check_yaml, tasks.BaseModel.fuse, DetectionTrainer.get_model,
-            BaseTrainer.get_model, BaseTrainer.__init_subclass__,
-        )]
+            BaseTrainer.get_model, BaseTrainer.__init_subclass__, exporter.Exporter.__call__,
+            model.Model._load, dist.generate_ddp_file,
+        )
+        marked = [getattr(getattr(f, "__func__", f), "__effzoo__", False) for f in seams]
         print(any(marked), patches.registered())
     """
     out = yolo_helpers.run_fresh(code)

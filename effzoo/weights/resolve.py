@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from .. import _checks as checks
 from ..errors import InvalidArgumentError, WeightsNotFoundError
 from ..registry import BackboneSpec
 from . import convert
@@ -92,6 +93,7 @@ def resolve(
     preprocessing); without it, the file's effzoo metadata, its name, or its layout
     decide (docs/weights.md).
     """
+    weights_tag = checks.optional_str("weights_tag", weights_tag)  # create() checked it too
     if pretrained is False or pretrained is None:
         if weights_tag is not None:
             raise InvalidArgumentError("weights_tag needs pretrained=PATH (the file it describes)")

@@ -9,7 +9,8 @@ Ultralytics' log.
   that SDK downgrades protobuf to 5.x, after which ``import onnx`` fails ("Detected
   incompatible Protobuf Gencode/Runtime versions"). While an MNN export runs without
   that SDK, an inert stand-in for ``aliyun.log`` is importable: nothing is installed,
-  and MNN sends no usage log.
+  and MNN sends no usage log (its converter still asks its own credential endpoint at
+  import when the machine is online: that request is MNN's, not the SDK's).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _missing(name: str) -> bool:
 def mnn_without_pip(fmt: Any) -> Iterator[bool]:
     """While an ``mnn`` export runs without the Aliyun log SDK, an inert stand-in for it;
     yields whether one was given (then the caller says so in the log)."""
-    if str(fmt).lower() != "mnn" or not _missing("aliyun"):
+    if str(fmt).lower() != "mnn" or not _missing("aliyun.log"):
         yield False
         return
     added = {k: v for k, v in _stand_in().items() if k not in sys.modules}

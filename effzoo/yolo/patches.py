@@ -603,7 +603,10 @@ def register() -> None:
         if not getattr(getattr(owner, name), _MARK, False):
             setattr(owner, name, wrap(getattr(owner, name)))
     _patch_trainers()
-    broken = _probe_rows()
+    try:
+        broken = _probe_rows()
+    except Exception as e:  # a probe that cannot even start: the same answer
+        broken = [f"the contract probe could not run ({_raised(e)})"]
     if broken:
         _unregister()
         _refuse(broken)

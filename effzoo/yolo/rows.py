@@ -80,6 +80,10 @@ class RowSpec:
         return self.request.pretrained
 
     @property
+    def drop_path_rate(self) -> float:
+        return self.request.drop_path_rate
+
+    @property
     def out_indices(self) -> tuple[int, ...]:
         return self.request.out_indices
 

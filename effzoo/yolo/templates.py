@@ -31,7 +31,7 @@ from .._version import __version__
 from ..errors import InvalidArgumentError, UltralyticsContractError
 from ..factory import BackboneRequest
 from ..registry import lookup
-from .rows import CANONICAL
+from .rows import ALL_LEVELS, CANONICAL
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 _SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
@@ -371,8 +371,12 @@ def yaml_request(
     on the command line: ``--width``)."""
     spec = lookup(variant)
     family = checks.choice(f"{flag}family", family, tuple(FAMILIES))
-    backbone = BackboneRequest(
+    where = f"--family {family}" if flag else ""
+    task = checks.choice(f"{flag}task", task, FAMILIES[family].tasks, where=where)
+    level = check_level(family, level)
+    backbone = BackboneRequest(  # what the row it writes parses to: every level P1..P5
         spec=spec,
+        out_indices=tuple(p - 1 for p in ALL_LEVELS),
         width_mult=checks.multiplier(f"{flag}width", width),
         depth_mult=checks.multiplier(f"{flag}depth", depth),
         pretrained=checks.boolean("pretrained", pretrained),
@@ -380,9 +384,6 @@ def yaml_request(
     default_nc = 1000 if task == "classify" else 80
     if nc is not None:
         nc = checks.positive_int(f"{flag}nc", nc, most=checks.MAX_CLASSES)
-    where = f"--family {family}" if flag else ""
-    task = checks.choice(f"{flag}task", task, FAMILIES[family].tasks, where=where)
-    level = check_level(family, level)
     return YamlRequest(backbone, family, task, default_nc if nc is None else nc, level)
 
 
