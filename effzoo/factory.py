@@ -14,7 +14,7 @@ import torch
 from . import _checks as checks
 from . import weights
 from .backbone import Backbone, Classifier, round_fn
-from .errors import EffzooError, InvalidArgumentError
+from .errors import InvalidArgumentError
 from .registry import BackboneSpec, lookup
 
 _CREATE_OPTIONS = (
@@ -32,8 +32,8 @@ _CREATE_OPTIONS = (
 @dataclass(frozen=True, kw_only=True)
 class BackboneRequest:
     """A checked ``create()`` call: every entry point (``create()``, a yaml row,
-    ``effzoo yaml``) turns its input into one, once; ``build`` consumes it without
-    looking anything up or checking it again."""
+    ``effzoo yaml``) checks its input once, in its own vocabulary, into one; ``build``
+    consumes it without looking anything up or checking it again."""
 
     spec: BackboneSpec
     out_indices: tuple[int, ...] = (2, 3, 4)
@@ -44,44 +44,6 @@ class BackboneRequest:
     drop_path_rate: float = 0.0
     features_only: bool = True
     weights_tag: str | None = None
-
-
-def request(
-    name: str | BackboneSpec,
-    *,
-    out_indices: Sequence[int] = (2, 3, 4),
-    width_mult: float = 1.0,
-    depth_mult: float = 1.0,
-    in_chans: int = 3,
-    pretrained: bool | str | os.PathLike[str] | None = False,
-    drop_path_rate: float = 0.0,
-    features_only: bool = True,
-    weights_tag: str | None = None,
-    where: str = "",
-) -> BackboneRequest:
-    """Check ``create()``'s arguments once (errors prefixed by ``where`` when given)."""
-    try:
-        spec = lookup(name)
-    except EffzooError as e:
-        if not where:
-            raise
-        checks.fail(str(e), where=where, error=type(e))
-    width_mult = checks.multiplier("width_mult", width_mult, where=where)
-    depth_mult = checks.multiplier("depth_mult", depth_mult, where=where)
-    in_chans = checks.positive_int("in_chans", in_chans, most=checks.MAX_IN_CHANS, where=where)
-    drop_path_rate = checks.drop_path_rate(drop_path_rate, where=where)
-    pretrained = checks.pretrained(pretrained, where=where)
-    return BackboneRequest(
-        spec=spec,
-        out_indices=checks.levels("out_indices", out_indices, first=0, where=where),
-        width_mult=width_mult,
-        depth_mult=depth_mult,
-        in_chans=in_chans,
-        pretrained=False if pretrained is None else pretrained,
-        drop_path_rate=drop_path_rate,
-        features_only=checks.boolean("features_only", features_only, where=where),
-        weights_tag=checks.optional_str("weights_tag", weights_tag, where=where),
-    )
 
 
 def create(
@@ -115,17 +77,23 @@ def create(
         raise InvalidArgumentError(
             f"create() got an unknown option {key!r}.{hint} Options: {', '.join(_CREATE_OPTIONS)}"
         )
+    spec = lookup(name)
+    width_mult = checks.multiplier("width_mult", width_mult)
+    depth_mult = checks.multiplier("depth_mult", depth_mult)
+    in_chans = checks.positive_int("in_chans", in_chans, most=checks.MAX_IN_CHANS)
+    drop_path_rate = checks.drop_path_rate(drop_path_rate)
+    pretrained = checks.pretrained(pretrained)
     return build(
-        request(
-            name,
-            out_indices=out_indices,
+        BackboneRequest(
+            spec=spec,
+            out_indices=checks.levels("out_indices", out_indices, first=0),
             width_mult=width_mult,
             depth_mult=depth_mult,
             in_chans=in_chans,
-            pretrained=pretrained,
+            pretrained=False if pretrained is None else pretrained,
             drop_path_rate=drop_path_rate,
-            features_only=features_only,
-            weights_tag=weights_tag,
+            features_only=checks.boolean("features_only", features_only),
+            weights_tag=checks.optional_str("weights_tag", weights_tag),
         )
     )
 
