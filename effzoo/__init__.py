@@ -9,6 +9,7 @@ from . import variants as _variants  # noqa: F401  (registers every variant)
 from ._version import __version__
 from .backbone import Backbone, Classifier
 from .errors import (
+    CheckpointFormatError,
     CorruptWeightsError,
     EffzooError,
     ExportError,
@@ -27,6 +28,7 @@ from .registry import BackboneSpec, list_models, lookup
 __all__ = [
     "Backbone",
     "BackboneSpec",
+    "CheckpointFormatError",
     "Classifier",
     "CorruptWeightsError",
     "EffzooError",

@@ -56,3 +56,9 @@ class ExportError(EffzooError, RuntimeError):
 
 class UltralyticsContractError(EffzooError, RuntimeError):
     """The installed Ultralytics lacks an internal that ``effzoo.yolo`` relies on."""
+
+
+class CheckpointFormatError(EffzooError, ValueError):
+    """A checkpoint whose effzoo layers this effzoo cannot rebuild: written by a newer
+    effzoo (a format it does not know), or needing a timm it cannot build with. The
+    message names the versions that wrote it."""

@@ -15,15 +15,18 @@ share one stage list: each stage belongs to exactly one layer, which is what mak
 ``freeze=N``, each layer's parameter count in the model table and the state-dict keys
 of saved checkpoints (``model.1.stages...``) follow the layer index.
 
-Pickled checkpoints reference these classes by their import path
-(``effzoo.yolo.modules.BackboneStem``/``BackboneStages``/``Provenance``,
-``effzoo.backbone.Backbone``,
-``effzoo.registry.BackboneSpec``, ``effzoo.weights.WeightsRecord``): keep those paths.
-Unpickling one imports ``effzoo.yolo`` and with it registers the yaml rows.
+Checkpoints (format 2, ``checkpoint``) pickle each layer as ``rebuild(cls, data)``:
+effzoo's data and the state dict, never timm's classes; unpickling builds the layer
+again through timm. They reference ``effzoo.yolo.modules.rebuild``,
+``BackboneStem``/``BackboneStages``/``Provenance``, ``effzoo.registry.BackboneSpec`` and
+``effzoo.weights.WeightsRecord`` by import path; effzoo 0.1 checkpoints (format 1) also
+``effzoo.backbone.Backbone`` and timm's modules: keep all those paths. Unpickling one
+imports ``effzoo.yolo`` and with it registers the yaml rows (nothing else runs).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -33,7 +36,9 @@ from torch import nn
 
 from ..backbone import Backbone
 from ..fuse import fuse_stages
+from ..fuse.blocks import FusedBlock
 from ..inputs import check_images
+from . import checkpoint
 
 if TYPE_CHECKING:
     from ..weights import WeightsRecord
@@ -127,6 +132,37 @@ class BackboneStem(nn.Module):
     def extra_repr(self) -> str:
         return f"P{self.level}, stages 0..{len(self.backbone.blocks) - 1}"
 
+    # -- pickling: effzoo's data, rebuilt through timm (``checkpoint``) --
+
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        bb = self.backbone
+        held = checkpoint.hold(
+            self,
+            checkpoint.built_as(bb),
+            n_stages=len(bb.blocks),
+            backbone={"pretrained_cfg": bb.pretrained_cfg, "weights": bb.weights},
+        )
+        return rebuild, (type(self), held)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> BackboneStem:
+        return _copied(self, memo)
+
+    @classmethod
+    def _rebuilt(cls, held: dict) -> BackboneStem:
+        bb = checkpoint.backbone_from(held)
+        bb.pretrained_cfg = held["backbone"]["pretrained_cfg"]
+        bb.weights = held["backbone"]["weights"]
+        layer = cls(bb, held["n_stages"], level=held["attrs"]["level"])
+        saved = held["effzoo_modules"].get("backbone", {})
+        fuse = None
+        if saved.get("fused"):
+
+            def fuse() -> None:
+                bb.eval().fuse(channels_last=saved.get("channels_last"))
+
+        checkpoint.restore(layer, held, fuse=fuse)
+        return layer
+
 
 class BackboneStages(nn.Module):
     """The backbone stages between the previous output level and this one."""
@@ -136,6 +172,9 @@ class BackboneStages(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.first = first  # index of the first stage in the whole backbone
         self.level = level
+        #: how the backbone these stages were cut from was built (``checkpoint.built_as``;
+        #: absent in layers of effzoo 0.1 checkpoints, which pickle as they always did)
+        self.built: dict | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)
@@ -145,15 +184,54 @@ class BackboneStages(nn.Module):
         span = f"stage {self.first}" if last == self.first else f"stages {self.first}..{last}"
         return f"P{self.level}, {span}"
 
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        built = getattr(self, "built", None)
+        if built is None:  # loaded from an effzoo 0.1 checkpoint: its own build is unknown
+            return super().__reduce_ex__(protocol)  # type: ignore[arg-type]
+        fused = all(isinstance(b, FusedBlock) for stage in self.stages for b in stage)
+        held = checkpoint.hold(self, built, n_stages=len(self.stages), fused=fused)
+        return rebuild, (type(self), held)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> BackboneStages:
+        return _copied(self, memo)
+
+    @classmethod
+    def _rebuilt(cls, held: dict) -> BackboneStages:
+        first, n = held["attrs"]["first"], held["n_stages"]
+        blocks = list(checkpoint.backbone_from(held).blocks)[first : first + n]
+        layer = cls(blocks, first=first, level=held["attrs"]["level"])
+        checkpoint.restore(layer, held, fuse=checkpoint.fuse_stages_like(layer.stages, held))
+        return layer
+
+
+def rebuild(cls: type, held: dict) -> nn.Module:
+    """Unpickle an effzoo layer of a checkpoint (format 2): build it again through timm
+    and give it the saved tensors and settings (``checkpoint``). Its import path is part
+    of the checkpoint format."""
+    checkpoint.check_format(held)
+    return checkpoint.rebuilt(cls, held)
+
+
+def _copied(layer: nn.Module, memo: dict[int, object]) -> nn.Module:
+    """A deep copy as Python makes it for any module (EMA, ``deepcopy(model)``): the
+    data path is only for pickling."""
+    new = object.__new__(type(layer))
+    memo[id(layer)] = new
+    new.__dict__.update(copy.deepcopy(layer.__dict__, memo))
+    return new
+
 
 def split_backbone(backbone: Backbone, *, row: str = "") -> list[nn.Module]:
     """Cut a Backbone into one layer per output level (its ``out_indices``)."""
     ends = stage_ends(backbone)
     levels = [i + 1 for i in backbone.out_indices]
     stages = list(backbone.blocks)
+    built = checkpoint.built_as(backbone)
     layers: list[nn.Module] = [BackboneStem(backbone, ends[0], level=levels[0], row=row)]
     for start, end, level in zip(ends, ends[1:], levels[1:]):
-        layers.append(BackboneStages(stages[start:end], first=start, level=level))
+        layer = BackboneStages(stages[start:end], first=start, level=level)
+        layer.built = built
+        layers.append(layer)
     return layers
 
 

@@ -1,0 +1,179 @@
+"""What a checkpoint holds of an effzoo layer: effzoo's data, not timm's classes.
+
+Ultralytics pickles the whole model into ``best.pt``. Pickled as they are, the effzoo
+layers would name timm's private modules (``timm.models._efficientnet_blocks``,
+``timm.layers.norm_act``, ...), and a checkpoint would stop loading the day timm moves
+one. So each layer pickles as ``effzoo.yolo.modules.rebuild(cls, held)``, where
+``held`` (``hold``) is plain data: the format and the versions that wrote it, how the
+backbone was built (the ``BackboneSpec`` row, multipliers, levels, input channels,
+padding, batch-norm eps), which stages the layer runs, the weights' record and
+preprocessing, the layer's own attributes (level, provenance, Ultralytics' ``i``/``f``)
+and its state dict. ``rebuild`` builds the same modules through timm on the meta device
+(nothing allocated), folds them if the saved layer was fused, and assigns the saved
+tensors (dtype, device and memory format as saved: Ultralytics saves float16).
+
+Formats: 1 is effzoo 0.1 (timm's classes pickled: loads while timm keeps those module
+paths); 2 is this one. A format newer than ``FORMAT`` raises ``CheckpointFormatError``
+naming the effzoo that wrote it and this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._version import __version__
+from ..backbone import Backbone
+from ..errors import CheckpointFormatError
+from ..fuse import fuse_stages
+
+#: the checkpoint format this effzoo writes and the newest it reads
+FORMAT = 2
+#: nn.Module's own bookkeeping, rebuilt rather than pickled
+_MODULE_STATE = ("_parameters", "_buffers", "_modules")
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def versions() -> dict[str, str]:
+    """The versions a checkpoint records (what a user must install to load it)."""
+    import timm
+
+    return {"effzoo": __version__, "timm": timm.__version__, "torch": torch.__version__}
+
+
+def _plain(module: nn.Module) -> dict[str, Any]:
+    """An effzoo module's own settings (flags, sizes), not its tensors or submodules."""
+    return {
+        k: v
+        for k, v in vars(module).items()
+        if not k.startswith("_")
+        and k != "training"
+        and (
+            isinstance(v, _PLAIN)
+            or (isinstance(v, tuple) and all(isinstance(x, _PLAIN) for x in v))
+        )
+    }
+
+
+def _is_effzoo(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("effzoo.")
+
+
+def built_as(backbone: Backbone) -> dict[str, Any]:
+    """How ``backbone`` was built: what ``Backbone(...)`` needs to build it again."""
+    return {
+        "spec": backbone.spec,
+        "out_indices": tuple(backbone.out_indices),
+        "width_mult": backbone.width_mult,
+        "depth_mult": backbone.depth_mult,
+        "in_chans": int(backbone.conv_stem.weight.shape[1]),  # fused or not
+        "padding": backbone.padding,
+        "bn_eps": backbone.bn_eps,
+    }
+
+
+def hold(layer: nn.Module, build: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The data a layer pickles as (see the module's docstring)."""
+    named = dict(layer.named_modules())
+    return {
+        "format": FORMAT,
+        "versions": versions(),
+        "build": build,
+        # the drop-path rate is not kept by timm's modules but in them, per block
+        "drop_probs": {
+            n: float(m.drop_prob)
+            for n, m in named.items()
+            if isinstance(getattr(m, "drop_prob", None), float)
+        },
+        "attrs": {k: v for k, v in vars(layer).items() if k not in _MODULE_STATE},
+        "effzoo_modules": {n: _plain(m) for n, m in named.items() if n and _is_effzoo(m)},
+        "eval": [n for n, m in named.items() if not m.training],
+        "frozen": [n for n, p in layer.named_parameters() if not p.requires_grad],
+        "tensors": layer.state_dict(),
+        **extra,
+    }
+
+
+def check_format(held: dict[str, Any]) -> None:
+    """``CheckpointFormatError`` for a checkpoint written by a newer effzoo."""
+    fmt = held.get("format")
+    if isinstance(fmt, int) and fmt <= FORMAT:
+        return
+    wrote = held.get("versions", {}) if isinstance(held.get("versions"), dict) else {}
+    effzoo, timm = wrote.get("effzoo", "unknown"), wrote.get("timm", "unknown")
+    raise CheckpointFormatError(
+        f"this checkpoint was written by effzoo {effzoo} (checkpoint format {fmt!r}, timm "
+        f"{timm}); this is effzoo {__version__}, which reads formats up to {FORMAT}. "
+        f'Upgrade effzoo: pip install -U "effzoo[yolo]>={effzoo}"',
+        reason=f"checkpoint format {fmt!r} of effzoo {effzoo}",
+    )
+
+
+def backbone_from(held: dict[str, Any]) -> Backbone:
+    """The whole backbone the layer was cut from, on the meta device (drop-path
+    structure as saved)."""
+    build = dict(held["build"])
+    spec = build.pop("spec")
+    rate = 1.0 if any(p > 0 for p in held["drop_probs"].values()) else 0.0
+    return Backbone(spec, **build, drop_path_rate=rate, device="meta")
+
+
+def restore(layer: nn.Module, held: dict[str, Any], *, fuse: Callable[[], None] | None) -> None:
+    """Give the rebuilt ``layer`` what the saved one had: its fusion, tensors, settings,
+    train/eval modes and frozen parameters."""
+    named = dict(layer.named_modules())
+    for name, p in held["drop_probs"].items():
+        if name in named:
+            named[name].drop_prob = p  # type: ignore[assignment]
+    if fuse is not None:
+        fuse()
+        named = dict(layer.named_modules())
+    for name, attrs in held["effzoo_modules"].items():
+        if name in named:
+            for key, value in attrs.items():
+                setattr(named[name], key, value)
+    layer.load_state_dict(held["tensors"], strict=True, assign=True)
+    left = [n for n, t in (*layer.named_parameters(), *layer.named_buffers()) if t.is_meta]
+    if left:
+        raise CheckpointFormatError(
+            f"the checkpoint's {type(layer).__name__} layer does not hold {left[0]!r}: "
+            "it was not written by this layer's code; load it with the effzoo that wrote it",
+        )
+    attrs = held["attrs"]
+    layer.__dict__.update(attrs)
+    evals = set(held["eval"])
+    for name, m in layer.named_modules():
+        m.training = name not in evals
+    frozen = set(held["frozen"])
+    for name, p in layer.named_parameters():
+        p.requires_grad_(name not in frozen)
+
+
+def fuse_stages_like(stages: nn.Module, held: dict[str, Any]) -> Callable[[], None] | None:
+    """The fusion of a saved stages layer, when it was fused."""
+    if not held.get("fused"):
+        return None
+    return lambda: fuse_stages(stages.eval(), channels_last=held.get("channels_last"))
+
+
+def rebuilt(cls: type, held: dict[str, Any]) -> nn.Module:
+    """``cls._rebuilt(held)``; whatever stops it is one ``CheckpointFormatError`` naming
+    the effzoo and timm versions that wrote the checkpoint and those installed."""
+    try:
+        return cls._rebuilt(held)  # type: ignore[attr-defined, no-any-return]
+    except CheckpointFormatError:
+        raise
+    except Exception as e:
+        wrote, have = held.get("versions", {}), versions()
+        need = f'"effzoo[yolo]=={wrote.get("effzoo")}" "timm=={wrote.get("timm")}"'
+        raise CheckpointFormatError(
+            f"cannot rebuild the checkpoint's effzoo {cls.__name__} layer "
+            f"({type(e).__name__}: {str(e)[:200]}); it was written by effzoo "
+            f"{wrote.get('effzoo')} with timm {wrote.get('timm')}, this is effzoo "
+            f"{have['effzoo']} with timm {have['timm']}. Load it with the versions that "
+            f"wrote it: pip install {need}",
+            reason=f"{type(e).__name__} rebuilding {cls.__name__}",
+        ) from e
