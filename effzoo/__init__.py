@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import variants as _variants  # noqa: F401  (registers every variant)
 from ._version import __version__
-from .backbone import Backbone, Classifier
 from .errors import (
     CheckpointFormatError,
     CorruptWeightsError,
@@ -22,8 +24,32 @@ from .errors import (
     WeightsNotFoundError,
     WeightsUnavailableError,
 )
-from .factory import ModelInfo, create, model_info
 from .registry import BackboneSpec, list_models, lookup
+
+if TYPE_CHECKING:
+    from .backbone import Backbone, Classifier
+    from .factory import ModelInfo, create, model_info
+
+#: imported on first use, so that ``import effzoo`` (and ``import effzoo.yolo``, which
+#: a checkpoint's unpickling runs) does not import timm until a model is built
+_LAZY = {
+    "Backbone": "backbone",
+    "Classifier": "backbone",
+    "ModelInfo": "factory",
+    "create": "factory",
+    "model_info": "factory",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'effzoo' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"effzoo.{_LAZY[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Backbone",

@@ -6,19 +6,53 @@ Ultralytics; importing it registers the rows (``register``, see ``patches``).
 
 from __future__ import annotations
 
-from .modules import BackboneStages, BackboneStem, fold_backbones
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .patches import check_contract, quiet_ultralytics, register, registered
-from .rows import (
-    MODULE_NAMES,
-    PretrainedUnavailableWarning,
-    RowSpec,
-    YamlRepairedWarning,
-    find_row,
-    parse_row,
-)
-from .templates import MODELS, cfg_path, cfg_text, list_cfgs, model_yaml
+
+if TYPE_CHECKING:
+    from .modules import BackboneStages, BackboneStem, fold_backbones
+    from .rows import (
+        MODULE_NAMES,
+        PretrainedUnavailableWarning,
+        RowSpec,
+        YamlRepairedWarning,
+        find_row,
+        parse_row,
+    )
+    from .templates import MODELS, cfg_path, cfg_text, list_cfgs, model_yaml
+
+#: imported on first use: ``import effzoo.yolo`` (which unpickling a checkpoint runs)
+#: registers the rows and imports neither timm nor effzoo's model code
+_LAZY = {
+    **dict.fromkeys(("BackboneStages", "BackboneStem", "fold_backbones"), "modules"),
+    **dict.fromkeys(
+        (
+            "MODULE_NAMES",
+            "PretrainedUnavailableWarning",
+            "RowSpec",
+            "YamlRepairedWarning",
+            "find_row",
+            "parse_row",
+        ),
+        "rows",
+    ),
+    **dict.fromkeys(("MODELS", "cfg_path", "cfg_text", "list_cfgs", "model_yaml"), "templates"),
+}
 
 register()
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'effzoo.yolo' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"effzoo.yolo.{_LAZY[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "MODELS",

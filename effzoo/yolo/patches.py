@@ -38,13 +38,18 @@ Opt-in, for offline runs (``quiet_ultralytics()``, used by ``effzoo demo``):
 ``check_font`` falls back to a font already on disk instead of downloading Arial,
 and this process sends no usage events.
 
-``check_version()`` runs first: an Ultralytics older than ``FLOOR`` is refused at
-``import effzoo.yolo`` with one ``UltralyticsContractError`` naming the installed and
-the required versions and the command that upgrades it. ``check_contract()`` runs next
-and verifies the internals these patches rely on; when one no longer holds it raises
-one ``UltralyticsContractError`` naming the installed version and the supported range,
-instead of failing later inside a build. (Every command a message suggests is quoted
-with double quotes: they work in cmd.exe, PowerShell and POSIX shells alike.)
+``check_version()`` runs at ``import effzoo.yolo``: an Ultralytics older than ``FLOOR``
+is refused with one ``UltralyticsContractError`` naming the installed and the required
+versions and the command that upgrades it. Registering costs almost nothing (no timm
+import, nothing built): the seams (``SEAMS``, each required or optional) are checked
+when first needed, at the first effzoo row a process builds (``ensure_contract``: the
+signatures and names every time, the behavioural probe once per Ultralytics version,
+its verdict cached in effzoo's cache directory), never while a checkpoint unpickles. A
+required seam that no longer holds takes every patch back and raises one
+``UltralyticsContractError`` naming the installed version and the supported range; an
+optional one degrades with one ``SeamDegradedWarning``. (Every command a message
+suggests is quoted with double quotes: they work in cmd.exe, PowerShell and POSIX
+shells alike.)
 """
 
 from __future__ import annotations
@@ -58,18 +63,19 @@ import inspect
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._version import __version__
 from ..errors import InvalidArgumentError, UltralyticsContractError
-from ..factory import count_params
-from ..fuse import contiguous_weights, symmetric_padding_at
-from ..padding import static_sizes
-from . import templates
 from .converters import MNN_NOTE, mnn_without_pip
-from .modules import BackboneStem, CheckpointStart, fold_backbones
-from .rows import RowSpec, build_layers, find_row, width_note
+
+if TYPE_CHECKING:  # imported where used: ``import effzoo.yolo`` must not import timm
+    from .modules import CheckpointStart
+    from .rows import RowSpec
 
 _MARK = "__effzoo__"
 #: the oldest Ultralytics release the YOLO tests pass on, measured with scripts/compat.sh
@@ -159,7 +165,40 @@ def _swallowed(logger: logging.Logger, lines: list[str]) -> Iterator[None]:
         logging.disable(saved[3])
 
 
-def _probe_rows() -> list[str]:
+@dataclass(frozen=True)
+class Seam:
+    """One internal of Ultralytics that effzoo patches or relies on. A required one:
+    effzoo cannot build, train, fuse, export or run DDP right without it; an optional one
+    (logs, suggestions) degrades with one warning and everything else works."""
+
+    name: str
+    required: bool
+    does: str
+
+
+#: every seam (docs/yolo.md lists them, with the count before and after issue 28)
+SEAMS = (
+    Seam("tasks.Index", True, "the placeholder module an effzoo row is built as"),
+    Seam("tasks.parse_model", True, "builds effzoo rows; every yaml build goes through it"),
+    Seam("tasks.check_yaml", True, "resolves effzoo's model names to generated yamls"),
+    Seam("BaseModel.fuse", True, "folds effzoo backbones for predict, val and export"),
+    Seam("Exporter.__call__", True, "static TF padding and NCHW weights in exports"),
+    Seam("get_model(cfg, weights)", True, "a checkpoint is its own start: nothing fetched"),
+    Seam("dist.generate_ddp_file", True, "DDP workers import effzoo.yolo"),
+    Seam("model table", False, "the model table shows the backbone layers, not Index rows"),
+    Seam("Model._load", False, "YOLO('yolo11n-efflite0') without .yaml: effzoo's suggestion"),
+)
+_SEAM = {seam.name: seam for seam in SEAMS}
+
+
+class Broken(NamedTuple):
+    """A seam that no longer holds, and how it shows."""
+
+    seam: str
+    what: str
+
+
+def _probe_rows() -> list[Broken]:
     """What the patches rely on, checked by doing it: build ``_PROBE`` (an effzoo row)
     through the patched parser on the meta device, then rebuild it for that model as a
     trainer rebuilds for a checkpoint (``get_model(cfg, weights)``). Returns what does
@@ -169,18 +208,22 @@ def _probe_rows() -> list[str]:
     from ultralytics.models.yolo.classify import ClassificationTrainer
     from ultralytics.nn import tasks
 
+    from .modules import BackboneStem
+
     lines: list[str] = []
-    with _swallowed(tasks.LOGGER, lines), torch.device("meta"):
+    broken = []
+    with _swallowed(_logger(), lines), torch.device("meta"), _checking():
         try:
             model = tasks.ClassificationModel(copy.deepcopy(_PROBE), ch=3, verbose=True)
             built, why = isinstance(model.model[0], BackboneStem), ""
         except Exception as e:  # named in the message: what a bug report needs
             built, why = False, f" (the probe build raised {_raised(e)})"
         if not built:
-            return [f"models are no longer built through tasks.parse_model{why}"]
+            what = f"models are no longer built through tasks.parse_model{why}"
+            return [Broken("tasks.parse_model", what)]
         stem = _type_name(model.model[0])
         if not any(ln.startswith(_table_start(0)) and stem in ln for ln in lines):
-            return ["parse_model's model-table line changed"]
+            broken.append(Broken("model table", "parse_model's model-table line changed"))
         trainer = object.__new__(ClassificationTrainer)  # only what get_model reads
         trainer.args, trainer.data, trainer.resume = get_cfg(), {"nc": 2, "channels": 3}, False
         try:
@@ -189,8 +232,9 @@ def _probe_rows() -> list[str]:
         except Exception as e:
             start, why = None, f" (the probe rebuild raised {_raised(e)})"
     if start != "checkpoint":
-        return [f"trainers no longer rebuild models through get_model(cfg, weights){why}"]
-    return []
+        what = f"trainers no longer rebuild models through get_model(cfg, weights){why}"
+        broken.append(Broken("get_model(cfg, weights)", what))
+    return broken
 
 
 def _raised(e: Exception) -> str:
@@ -198,51 +242,109 @@ def _raised(e: Exception) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def _contract() -> list[str]:
-    """The assumptions about Ultralytics' internals that do not hold (empty: all hold).
-    Once the patches are in place, ``_probe_rows`` checks the rest by doing it."""
+def _static() -> list[Broken]:
+    """The seams' signatures and the names their code uses (cheap; no model built)."""
     from ultralytics.engine import exporter, model
-    from ultralytics.models.yolo.detect import DetectionTrainer
+    from ultralytics.engine.trainer import BaseTrainer
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
 
-    parse_model = getattr(tasks.parse_model, "__wrapped__", tasks.parse_model)
+    parse_model = getattr(tasks, "parse_model", None)
+    parse_model = getattr(parse_model, "__wrapped__", parse_model)
+    trainer_get_model = getattr(BaseTrainer, "get_model", None)
     checks = [
-        (hasattr(tasks, "Index"), "ultralytics.nn.tasks has no Index module (rows need it)"),
+        ("tasks.Index", hasattr(tasks, "Index"), "ultralytics.nn.tasks has no Index module"),
         (
-            list(inspect.signature(parse_model).parameters)[:2] == ["d", "ch"],
+            "tasks.parse_model",
+            callable(parse_model)
+            and list(inspect.signature(parse_model).parameters)[:2] == ["d", "ch"],
             "tasks.parse_model(d, ch, ...) changed its signature",
         ),
         (
-            "check_yaml" in _names(tasks.yaml_model_load),
+            "tasks.check_yaml",
+            "check_yaml" in _names(getattr(tasks, "yaml_model_load", None)),
             "yaml_model_load no longer resolves files through tasks.check_yaml",
         ),
-        (callable(getattr(tasks.BaseModel, "fuse", None)), "BaseModel.fuse is gone"),
         (
-            callable(getattr(model.Model, "_load", None)),
-            "ultralytics.engine.model.Model._load (weights files) is gone",
+            "BaseModel.fuse",
+            callable(getattr(tasks.BaseModel, "fuse", None)),
+            "BaseModel.fuse is gone",
         ),
         (
+            "Exporter.__call__",
             {"dynamic", "fuse"} <= _names(getattr(exporter, "Exporter", type)),
             "the Exporter no longer fuses the model and reads self.args.dynamic",
         ),
         (
-            "weights" in inspect.signature(DetectionTrainer.get_model).parameters,
+            "get_model(cfg, weights)",
+            callable(trainer_get_model)
+            and "weights" in inspect.signature(trainer_get_model).parameters,
             "trainers no longer rebuild models through get_model(cfg, weights)",
         ),
-        (hasattr(tasks, "LOGGER"), "ultralytics.nn.tasks has no LOGGER"),
         (
+            "dist.generate_ddp_file",
             "generate_ddp_file" in _names(getattr(dist, "generate_ddp_command", None)),
             "the DDP launcher no longer writes its script through dist.generate_ddp_file",
         ),
+        (
+            "Model._load",
+            callable(getattr(model.Model, "_load", None)),
+            "ultralytics.engine.model.Model._load (weights files) is gone",
+        ),
     ]
-    broken = [what for ok, what in checks if not ok]
-    return broken or (_probe_rows() if registered() else [])
+    return [Broken(seam, what) for seam, ok, what in checks if not ok]
+
+
+def _contract(*, probe: bool = True) -> list[Broken]:
+    """The seams that do not hold (empty: all hold): the static checks, then, with the
+    patches in place, ``_probe_rows`` checks the rest by doing it."""
+    broken = _static()
+    if probe and not any(_SEAM[b.seam].required for b in broken) and registered():
+        broken += _probe_rows()
+    return broken
 
 
 def check_contract() -> None:
-    """Raise ``UltralyticsContractError`` if an internal the patches need has moved."""
-    _refuse(_contract())
+    """Check every seam now (no cached verdict): ``UltralyticsContractError`` if a
+    required one no longer holds; an optional one that does not degrades (one warning)."""
+    _settle(_contract(), take_back=False)
+
+
+def _settle(broken: list[Broken], *, take_back: bool) -> None:
+    """Refuse on a required seam (with ``take_back``, every patch is taken back first);
+    degrade, with one warning each, on optional ones."""
+    required = [b.what for b in broken if _SEAM[b.seam].required]
+    if required:
+        if take_back and registered():
+            _unregister()
+        _refuse(required)
+    for b in broken:
+        _degrade(b)
+
+
+#: optional seams switched off in this process (``_degrade``)
+DEGRADED: set[str] = set()
+
+
+class SeamDegradedWarning(UserWarning):
+    """An optional seam of Ultralytics no longer matches; effzoo works without it."""
+
+
+def _degrade(b: Broken) -> None:
+    import ultralytics
+
+    if b.seam in DEGRADED:
+        return
+    DEGRADED.add(b.seam)
+    if b.seam == "Model._load":
+        _unpatch(*_patch_of("Model._load"))
+    warnings.warn(
+        f"effzoo: the optional Ultralytics seam {b.seam!r} does not match Ultralytics "
+        f"{ultralytics.__version__} ({b.what}); effzoo works without it, only this is "
+        f"lost: {_SEAM[b.seam].does}",
+        SeamDegradedWarning,
+        stacklevel=4,
+    )
 
 
 def _refuse(broken: list[str]) -> None:
@@ -254,6 +356,91 @@ def _refuse(broken: list[str]) -> None:
             f"{'; '.join(broken)}. Supported: ultralytics{SUPPORTED}; install a supported "
             f'release: pip install "ultralytics{SUPPORTED}"'
         )
+
+
+# -- when the check runs: at the first effzoo row, once per Ultralytics version ------
+
+#: per process: the check has run (or is running: the probe builds an effzoo row too)
+_CHECK = threading.local()
+_CHECKED = False
+VERDICT_NAME = "yolo-seams.json"
+
+
+@contextlib.contextmanager
+def _checking() -> Iterator[None]:
+    before = getattr(_CHECK, "running", False)
+    _CHECK.running = True
+    try:
+        yield
+    finally:
+        _CHECK.running = before
+
+
+def _verdict_key() -> str:
+    import ultralytics
+
+    where = Path(ultralytics.__file__).parent
+    return f"ultralytics {ultralytics.__version__} at {where}; effzoo {__version__}"
+
+
+def _cached_probe() -> list[Broken] | None:
+    """The probe's verdict for this Ultralytics and effzoo, if an earlier process saved it."""
+    import json
+
+    from ..weights.verified import cache_dir
+
+    try:
+        data = json.loads((cache_dir() / VERDICT_NAME).read_text(encoding="utf-8"))
+        entry = data[_verdict_key()]
+        return [Broken(seam, what) for seam, what in entry if seam in _SEAM]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _save_probe(broken: list[Broken]) -> None:
+    """Keep the verdict (optional seams only: a required failure is never cached)."""
+    import json
+    import os
+    import tempfile
+
+    from ..weights.verified import cache_dir
+
+    folder = cache_dir()
+    path = folder / VERDICT_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            data = {}
+        data[_verdict_key()] = [list(b) for b in broken]
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".yolo-seams-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache: the probe runs again next time
+        pass
+
+
+def ensure_contract() -> None:
+    """The check, when first needed (the first effzoo row built in a process): the static
+    checks every time, the probe once per Ultralytics version (its verdict is cached in
+    effzoo's cache directory). Never on the checkpoint-loading path."""
+    global _CHECKED
+    if _CHECKED or getattr(_CHECK, "running", False):
+        return
+    with _checking():
+        broken = _static()
+        if not any(_SEAM[b.seam].required for b in broken):
+            probed = _cached_probe()
+            if probed is None:
+                probed = _probe_rows()
+                if not any(_SEAM[b.seam].required for b in probed):
+                    _save_probe(probed)
+            broken += probed
+        _settle(broken, take_back=True)
+    _CHECKED = True
 
 
 # -- parse_model: effzoo rows -------------------------------------------------------
@@ -289,6 +476,14 @@ def _rewrite_table(logger: logging.Logger, lines: dict[int, str]) -> Iterator[No
         logger.removeFilter(filt)
 
 
+def _logger() -> logging.Logger:
+    """The logger stock parse_model writes the model table to."""
+    from ultralytics.nn import tasks
+    from ultralytics.utils import LOGGER
+
+    return getattr(tasks, "LOGGER", LOGGER)
+
+
 def _type_name(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
@@ -296,17 +491,20 @@ def _type_name(obj: object) -> str:
 def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def parse_model(d: dict[str, Any], ch: int, *args: Any, **kwargs: Any) -> Any:
+        from ..factory import count_params
+        from .rows import build_layers, find_row, width_note
+
         spec = find_row(d)
         if spec is None:
             return original(d, ch, *args, **kwargs)
-        from ultralytics.nn import tasks
-
+        ensure_contract()  # the first effzoo row of the process (a no-op after)
         layers = build_layers(spec, in_chans=int(ch), checkpoint=checkpoint_start(spec))
         where = spec.place or spec.where
-        tasks.LOGGER.info(f"effzoo: {where}: {layers[0].provenance}")
+        log = _logger()
+        log.info(f"effzoo: {where}: {layers[0].provenance}")
         note = width_note(spec, layers)
         if note:
-            tasks.LOGGER.info(f"effzoo: {where}: note: {note}")
+            log.info(f"effzoo: {where}: note: {note}")
         chans = list(layers[0].backbone.out_channels)
         d = dict(d)
         d["backbone"] = [[-1, 1, "Index", [c, 0]] for c in chans] + list(d["backbone"][1:])
@@ -316,7 +514,7 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
             size = f" x{spec.width:g}/{spec.depth:g}" if (spec.width, spec.depth) != (1, 1) else ""
             info = f"{spec.variant}{size} P{layer.level} ({c} ch)"
             lines[i] = f"{_table_start(i)}{1:>3}{n_params:10.0f}  {_type_name(layer):<45}{info:<30}"
-        with _rewrite_table(tasks.LOGGER, lines):
+        with _rewrite_table(log, {} if "model table" in DEGRADED else lines):
             model, save = original(d, ch, *args, **kwargs)
         for i, layer in enumerate(layers):
             layer.i, layer.f, layer.type = i, -1, _type_name(layer)
@@ -337,6 +535,9 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
 def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def fuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from ..fuse import contiguous_weights
+        from .modules import fold_backbones
+
         fold_backbones(self)
         exporter = getattr(_EXPORT, "exporter", None)
         if exporter is not None:  # the exporter's own copy of the model
@@ -366,6 +567,8 @@ def _needs_symmetric_pads(exporter: Any) -> bool:
 def _symmetric_pads(model: Any, imgsz: Any) -> None:
     import torch
 
+    from ..fuse import symmetric_padding_at
+
     if imgsz is None:
         return
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)[-2:]
@@ -376,6 +579,8 @@ def _symmetric_pads(model: Any, imgsz: Any) -> None:
 def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from ..padding import static_sizes
+
         prev = getattr(_EXPORT, "exporter", None)
         _EXPORT.exporter = self
         try:
@@ -402,6 +607,8 @@ def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
 def _misnamed(file: Any) -> None:
     """A bare name that is not a file and means an effzoo model name spelt otherwise
     (``.yaml`` missing, ``.yml``, another case): one effzoo error naming the right one."""
+    from . import templates
+
     path = Path(str(file))
     if len(path.parts) != 1 or path.exists():
         return
@@ -431,6 +638,8 @@ def _meant_name(earlier: str | None, name: str) -> str:
 def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def check_yaml(file: Any, *args: Any, **kwargs: Any) -> Any:
+        from . import templates
+
         path = Path(str(file))
         earlier, _MISSED.name = getattr(_MISSED, "name", None), None
         if len(path.parts) == 1 and not path.exists() and templates.is_model_name(path.name):
@@ -533,6 +742,8 @@ def checkpoint_start(spec: RowSpec) -> CheckpointStart | None:
     effzoo backbone of the same row (variant, multipliers, levels), that backbone is the
     start: nothing is fetched. Returns the checkpoint and what its backbone started from.
     """
+    from .modules import BackboneStem, CheckpointStart
+
     weights = _REBUILDING.get()
     if weights is None:
         return None
@@ -575,51 +786,54 @@ def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
     return generate_ddp_file
 
 
-def _patches() -> tuple[tuple[Any, str, Callable[..., Any]], ...]:
+def _patches() -> tuple[tuple[Any, str, Callable[..., Any], str], ...]:
+    """(owner, attribute, wrapper, seam) of every patch (the trainers' aside)."""
     from ultralytics.engine import exporter, model
     from ultralytics.nn import tasks
     from ultralytics.utils import dist
 
     return (
-        (exporter.Exporter, "__call__", _wrap_export_call),
-        (model.Model, "_load", _wrap_model_load),
-        (dist, "generate_ddp_file", _wrap_generate_ddp_file),
-        (tasks, "check_yaml", _wrap_check_yaml),
-        (tasks, "parse_model", _wrap_parse_model),
-        (tasks.BaseModel, "fuse", _wrap_fuse),
+        (exporter.Exporter, "__call__", _wrap_export_call, "Exporter.__call__"),
+        (model.Model, "_load", _wrap_model_load, "Model._load"),
+        (dist, "generate_ddp_file", _wrap_generate_ddp_file, "dist.generate_ddp_file"),
+        (tasks, "check_yaml", _wrap_check_yaml, "tasks.check_yaml"),
+        (tasks, "parse_model", _wrap_parse_model, "tasks.parse_model"),
+        (tasks.BaseModel, "fuse", _wrap_fuse, "BaseModel.fuse"),
     )
 
 
+def _patch_of(seam: str) -> tuple[Any, str]:
+    return next((owner, name) for owner, name, _, s in _patches() if s == seam)
+
+
+def _unpatch(owner: Any, name: str) -> None:
+    current = getattr(owner, name, None)
+    if getattr(current, _MARK, False):
+        setattr(owner, name, current.__wrapped__)  # type: ignore[union-attr]
+
+
 def register() -> None:
-    """Make effzoo rows usable in Ultralytics yamls (idempotent). Checks the installed
-    version and the contract first, then patches and probes (``_probe_rows``); when the
-    probe finds something that does not hold, every patch is taken back before the
-    ``UltralyticsContractError``."""
+    """Make effzoo rows usable in Ultralytics yamls (idempotent; cheap: nothing is built).
+    Checks the installed version, then patches what is there. The seams are checked when
+    first needed (``ensure_contract``: the first effzoo row built; ``check_contract()``
+    any time): a required seam that does not hold takes every patch back before the
+    ``UltralyticsContractError``, an optional one degrades with one warning."""
     check_version()
     if registered():
         return
-    check_contract()
-    for owner, name, wrap in _patches():
-        if not getattr(getattr(owner, name), _MARK, False):
-            setattr(owner, name, wrap(getattr(owner, name)))
+    for owner, name, wrap, _ in _patches():
+        current = getattr(owner, name, None)
+        if current is not None and not getattr(current, _MARK, False):
+            setattr(owner, name, wrap(current))
     _patch_trainers()
-    try:
-        broken = _probe_rows()
-    except Exception as e:  # a probe that cannot even start: the same answer
-        broken = [f"the contract probe could not run ({_raised(e)})"]
-    if broken:
-        _unregister()
-        _refuse(broken)
 
 
 def _unregister() -> None:
-    """Take every patch back (``register()`` after a failed probe)."""
+    """Take every patch back (a required seam that does not hold)."""
     from ultralytics.engine.trainer import BaseTrainer
 
-    for owner, name, _ in _patches():
-        current = getattr(owner, name)
-        if getattr(current, _MARK, False):
-            setattr(owner, name, current.__wrapped__)
+    for owner, name, _, _ in _patches():
+        _unpatch(owner, name)
     for cls in (BaseTrainer, *_trainers(BaseTrainer)):
         own = cls.__dict__.get("get_model")
         if getattr(own, _MARK, False):
@@ -693,10 +907,14 @@ def quiet_ultralytics() -> None:
 
 __all__ = [
     "FLOOR",
+    "SEAMS",
     "SUPPORTED",
+    "Seam",
+    "SeamDegradedWarning",
     "UltralyticsContractError",
     "check_contract",
     "check_version",
+    "ensure_contract",
     "quiet_ultralytics",
     "register",
     "registered",
