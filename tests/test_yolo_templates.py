@@ -370,3 +370,19 @@ def test_names_that_are_not_effzoo_names_are_left_to_ultralytics(tmp_path, monke
         assert templates.suggest_name(name) is None, name
     (tmp_path / "YOLO11n-efflite0.yaml").write_text(templates.cfg_text("yolo11-efflite0.yaml"))
     assert tasks.yaml_model_load("YOLO11n-efflite0.yaml")["yaml_file"] == "YOLO11n-efflite0.yaml"
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "stride"),
+    [
+        ("ADown", [256], 2),  # halves the size; no stride among its arguments
+        ("Conv", [64, 3, 2], 2),
+        ("Conv", [64, 3, 1], 1),
+        ("C3k2", [256, False, 0.25], 1),
+        ("HGStem", [32, 48], 4),
+        ("ResNetLayer", [3, 64, 1, True, 1], 4),  # the first row: 3 channels, conv + pool
+        ("nn.MaxPool2d", [2, 2], 2),
+    ],
+)
+def test_a_stock_row_s_stride_is_what_its_module_does(module, args, stride):
+    assert templates._stride(module, args) == stride

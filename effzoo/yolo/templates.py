@@ -19,6 +19,7 @@ resolve by name inside Ultralytics once ``effzoo.yolo`` is imported.
 from __future__ import annotations
 
 import atexit
+import functools
 import re
 import shutil
 import tempfile
@@ -196,14 +197,34 @@ def check_level(family: str, level: Any) -> str:
 
 
 def _stride(module: Any, args: Any) -> int:
-    """How much a stock backbone row downsamples (the modules Ultralytics' backbones use)."""
-    args = args if isinstance(args, list) else []
-    if module == "HGStem":  # two stride-2 convolutions
-        return 4
-    if module == "ResNetLayer":  # [c1, c2, s, is_first, n]: the first is conv + max pool
-        return 4 if len(args) > 3 and args[3] else int(args[2]) if len(args) > 2 else 1
-    if module in ("Conv", "DWConv", "GhostConv", "ADown", "SCDown") and len(args) > 2:
-        return int(args[2]) if checks.is_int(args[2]) else 1
+    """How much a stock backbone row downsamples, read from what its module does: the row
+    built alone by Ultralytics' own parser (64 input channels, else 3) and run on 32x32
+    (ADown, for one, halves the size with no stride among its arguments); 1 for a row
+    that cannot be built alone."""
+    return _measured_stride(str(module), repr(args if isinstance(args, list) else []))
+
+
+@functools.cache
+def _measured_stride(module: str, args_repr: str) -> int:
+    import ast
+
+    import torch
+    from ultralytics.nn import tasks
+
+    parse = getattr(tasks.parse_model, "__wrapped__", tasks.parse_model)
+    try:
+        row = [-1, 1, module, ast.literal_eval(args_repr)]
+    except (ValueError, SyntaxError):  # arguments no yaml row can hold
+        return 1
+    for ch in (64, 3):  # a later row, or a first one that states the image's 3 channels
+        try:
+            with torch.no_grad():
+                layers, _ = parse({"nc": 1, "backbone": [row], "head": []}, ch=ch, verbose=False)
+                out = layers.eval()(torch.zeros(1, ch, 32, 32))
+        except Exception:  # not with these channels (or not alone)
+            continue
+        if isinstance(out, torch.Tensor) and out.dim() == 4:
+            return max(1, 32 // int(out.shape[-1]))
     return 1
 
 
