@@ -11,15 +11,17 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 import yolo_helpers
+from torch import nn as torch_nn
 
 ultralytics = pytest.importorskip("ultralytics")
 from ultralytics.models.yolo.classify import ClassificationTrainer  # noqa: E402
 from ultralytics.nn import tasks  # noqa: E402
 
 import effzoo.yolo  # noqa: E402
-from effzoo.errors import UltralyticsContractError  # noqa: E402
+from effzoo.errors import InvalidArgumentError, UltralyticsContractError  # noqa: E402
 from effzoo.yolo import patches, templates  # noqa: E402
 
 OLD = yolo_helpers.DATA_DIR / "yolo-0.1"
@@ -386,3 +388,31 @@ def test_names_that_are_not_effzoo_names_are_left_to_ultralytics(tmp_path, monke
 )
 def test_a_stock_row_s_stride_is_what_its_module_does(module, args, stride):
     assert templates._stride(module, args) == stride
+
+
+class EfficientNetV3(torch_nn.Module):
+    """A user's own module, named like effzoo's (registered in ``ultralytics.nn.tasks``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch_nn.Conv2d(3, 3, 3, 2, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_a_user_module_registered_in_tasks_is_never_refused(monkeypatch):
+    """Stock Ultralytics builds a row of a module put into ``tasks``; so does it with
+    effzoo imported, whatever its name resembles. Unregistered, the same name is a
+    misspelling of effzoo's and gets the suggestion."""
+    d = {
+        "nc": 2,
+        "backbone": [[-1, 1, "EfficientNetV3", []], [-1, 1, "Conv", [16, 3, 2]]],
+        "head": [[-1, 1, "Classify", [2]]],
+    }
+    with pytest.raises(InvalidArgumentError, match="did you mean 'EfficientNet'"):
+        tasks.ClassificationModel(copy.deepcopy(d), ch=3, nc=2, verbose=False)
+    monkeypatch.setattr(tasks, "EfficientNetV3", EfficientNetV3, raising=False)
+    model = tasks.ClassificationModel(copy.deepcopy(d), ch=3, nc=2, verbose=False)
+    assert type(model.model[0]) is EfficientNetV3
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 2)

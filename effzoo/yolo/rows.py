@@ -118,10 +118,28 @@ def meant_module(module: Any) -> str | None:
     return close[0] if close else None
 
 
+def resolves_in_ultralytics(module: Any) -> bool:
+    """Whether stock ``parse_model`` resolves the module name of a row as it does: ``nn.X``
+    from ``torch.nn``, ``torchvision.ops.X``, any other name from ``ultralytics.nn.tasks``'
+    globals (where a user may register a module of their own)."""
+    if not isinstance(module, str):
+        return False
+    from ultralytics.nn import tasks
+
+    if module.startswith("nn."):
+        return hasattr(nn, module[3:])
+    if module.startswith("torchvision.ops."):
+        import torchvision
+
+        return hasattr(torchvision.ops, module[16:])
+    return module in vars(tasks)
+
+
 def check_module_names(d: Mapping[str, Any], name: str) -> None:
     """One effzoo error for a row whose module is a misspelt effzoo module, or an effzoo
     row with other than four fields (stock Ultralytics says ``KeyError: 'Efficientnet'``
-    or ``not enough values to unpack``)."""
+    or ``not enough values to unpack``). A name that Ultralytics resolves (a user's own
+    module in ``tasks``, ``nn.X``) is never taken for a misspelling: stock builds it."""
     for section in ("backbone", "head"):
         rows = d.get(section)
         for index, row in enumerate(rows if isinstance(rows, list) else []):
@@ -130,7 +148,7 @@ def check_module_names(d: Mapping[str, Any], name: str) -> None:
             module = row[2]
             where = f"{name}, {section} row {index}"
             meant = meant_module(module)
-            if meant is not None:
+            if meant is not None and not resolves_in_ultralytics(module):
                 shown = ascii(module) if _INVISIBLE.search(module) else checks.shown(module)
                 hidden = " (it holds invisible characters)" if _INVISIBLE.search(module) else ""
                 checks.fail(
