@@ -62,3 +62,9 @@ class CheckpointFormatError(EffzooError, ValueError):
     """A checkpoint whose effzoo layers this effzoo cannot rebuild: written by a newer
     effzoo (a format it does not know), or needing a timm it cannot build with. The
     message names the versions that wrote it."""
+
+
+class IncompatibleTimmError(EffzooError, ImportError):
+    """The installed timm lacks an internal effzoo builds with (a renamed private module).
+    An ImportError, not a ModuleNotFoundError: Ultralytics' checkpoint loader answers the
+    latter by trying to pip install the missing module's name."""

@@ -237,10 +237,12 @@ def _checkpoint_and_outputs(tmp_path, kind: str = "v2"):
 
 
 #: after effzoo is imported, timm's private and layer modules cannot be imported by name,
-#: as after a timm release that renamed them (effzoo's own references were taken before)
+#: as after a timm release that renamed them (effzoo's own references were taken before,
+#: and timm's: its code imports them by their new names after a rename)
 REFUSE_TIMM = """
 import importlib.abc, sys
-import effzoo.yolo
+import effzoo, effzoo.yolo.modules
+effzoo.create("efficientnet_v2_b0", width_mult=0.25, depth_mult=0.34)
 refused = sorted(n for n in sys.modules if n.startswith(("timm.models._", "timm.layers.")))
 assert "timm.models._efficientnet_blocks" in refused and "timm.layers.norm_act" in refused
 class Renamed(importlib.abc.MetaPathFinder):
@@ -345,3 +347,45 @@ def test_deep_copies_are_plain_copies():
     assert repr(twin) == repr(stem)
     first = next(twin.parameters())
     assert first is not next(stem.parameters()) and first.equal(next(stem.parameters()))
+
+
+def test_a_timm_without_effzoo_s_internals_is_one_error_naming_the_versions(tmp_path):
+    """Loading a checkpoint where timm lacks a module effzoo builds with (a timm outside
+    the supported range): effzoo's ImportError names effzoo's and timm's versions and
+    what to install; Ultralytics' AutoInstall is not set off (it answers only a
+    ModuleNotFoundError, by trying to pip install the module's name)."""
+    path = _checkpoint_and_outputs(tmp_path)
+    out = run_fresh(
+        f"""
+        import importlib.abc, json, sys
+        import timm
+        MOVED = "timm.models._efficientnet_builder"  # a timm that moved it
+        class Moved(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == MOVED:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        sys.meta_path.insert(0, Moved())
+        del sys.modules[MOVED]
+        from ultralytics import YOLO
+        try:
+            YOLO({str(path)!r})
+        except Exception as e:
+            print(json.dumps(dict(type=type(e).__name__, mnfe=isinstance(e, ModuleNotFoundError),
+                                  msg=str(e), timm=timm.__version__)))
+        """,
+        env={"YOLO_AUTOINSTALL": "false"},
+    )
+    info = json.loads(out.strip().splitlines()[-1])
+    from effzoo._version import TIMM_SUPPORTED, __version__
+
+    assert info["type"] == "IncompatibleTimmError" and not info["mnfe"], info
+    assert f"effzoo {__version__}" in info["msg"] and f"timm {info['timm']}" in info["msg"]
+    assert f'pip install "timm{TIMM_SUPPORTED}"' in info["msg"]
+    assert "AutoInstall" not in out
+
+
+def test_the_supported_timm_range_is_the_same_everywhere():
+    from effzoo._version import TIMM_SUPPORTED
+
+    pyproject = (yolo_helpers.ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'"timm{TIMM_SUPPORTED}"' in pyproject
