@@ -416,3 +416,16 @@ def test_a_user_module_registered_in_tasks_is_never_refused(monkeypatch):
     model = tasks.ClassificationModel(copy.deepcopy(d), ch=3, nc=2, verbose=False)
     assert type(model.model[0]) is EfficientNetV3
     assert model(torch.rand(1, 3, 32, 32)).shape == (1, 2)
+
+
+def test_effzoo_env_checks_the_seams_now(monkeypatch):
+    """``effzoo env`` (what a bug report needs) runs the seam check, without the cached
+    verdict, and says which seam does not hold."""
+    from effzoo.cli import env
+
+    line = next(ln for ln in env.report() if ln.startswith("- Ultralytics seams"))
+    assert f"Ultralytics {ultralytics.__version__}: all 9 hold (7 required, 2 optional)" in line
+    monkeypatch.setattr(tasks, "LOGGER", _Reformatted("effzoo-test-env"))
+    line = next(ln for ln in env.report() if ln.startswith("- Ultralytics seams"))
+    assert "optional 'model table' degraded" in line and "REQUIRED" not in line
+    assert "model table" not in patches.DEGRADED  # a report changes nothing

@@ -10,6 +10,7 @@ effzoo's record. No network; nothing is written except effzoo's hash memo.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import sys
@@ -89,6 +90,18 @@ def _tag_line(info: TagInfo, pointer: Path, store: Path | None) -> str:
     return f"  {info.name}: {how}, {state}"
 
 
+def _seams() -> str:
+    """effzoo.yolo's seam check, run now (never fatal to the report)."""
+    if importlib.util.find_spec("ultralytics") is None:
+        return "not checked (Ultralytics is not installed)"
+    try:
+        from ..yolo.patches import seam_report
+
+        return seam_report()
+    except Exception as e:  # what a bug report needs to show, not a reason to stop
+        return f"not checked ({type(e).__name__}: {str(e)[:300]})"
+
+
 def report() -> list[str]:
     from huggingface_hub import constants
 
@@ -115,6 +128,7 @@ def report() -> list[str]:
         f"- EFFZOO_WEIGHTS: {os.pathsep.join(map(str, dirs)) if dirs else '(unset)'}",
         f"- {TIMEOUT_ENV}: {os.environ.get(TIMEOUT_ENV, '').strip() or '(unset: the defaults)'}",
     ]
+    lines.append(f"- Ultralytics seams (effzoo.yolo): {_seams()}")
     tags = _cached_tags(store) if cache.is_dir() else []
     lines.append(f"- Cached weights tags: {len(tags) or 'none'}")
     return lines + tags

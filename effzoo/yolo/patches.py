@@ -310,6 +310,22 @@ def check_contract() -> None:
     _settle(_contract(), take_back=False)
 
 
+def seam_report() -> str:
+    """The seams checked now, without the cached verdict, in one line (``effzoo env``)."""
+    import ultralytics
+
+    broken = _contract()
+    required = [b for b in broken if _SEAM[b.seam].required]
+    optional = [b for b in broken if not _SEAM[b.seam].required]
+    n_req = sum(seam.required for seam in SEAMS)
+    head = f"Ultralytics {ultralytics.__version__}: "
+    if not broken:
+        return head + f"all {len(SEAMS)} hold ({n_req} required, {len(SEAMS) - n_req} optional)"
+    parts = [f"REQUIRED {b.seam!r} does not hold ({b.what})" for b in required]
+    parts += [f"optional {b.seam!r} degraded ({b.what})" for b in optional]
+    return head + "; ".join(parts)
+
+
 def _settle(broken: list[Broken], *, take_back: bool) -> None:
     """Refuse on a required seam (with ``take_back``, every patch is taken back first);
     degrade, with one warning each, on optional ones."""
@@ -918,4 +934,5 @@ __all__ = [
     "quiet_ultralytics",
     "register",
     "registered",
+    "seam_report",
 ]
