@@ -22,7 +22,7 @@ from ultralytics.nn import tasks  # noqa: E402
 
 import effzoo.yolo  # noqa: E402
 from effzoo.errors import InvalidArgumentError, UltralyticsContractError  # noqa: E402
-from effzoo.yolo import patches, templates  # noqa: E402
+from effzoo.yolo import patches, seams, templates  # noqa: E402
 
 OLD = yolo_helpers.DATA_DIR / "yolo-0.1"
 #: (model name, the file effzoo 0.1 shipped under that name: tests/data)
@@ -123,7 +123,7 @@ class _Reformatted(logging.Logger):
 
 
 def test_contract_holds_on_the_installed_ultralytics():
-    assert patches._contract() == []
+    assert seams._contract() == []
     patches.check_contract()
 
 
@@ -299,14 +299,14 @@ def test_the_probe_runs_once_per_ultralytics_version_and_never_on_loading(tmp_pa
         _ROW_MODEL
         + f"""
         import effzoo.yolo
-        from effzoo.yolo import patches
+        from effzoo.yolo import seams
         def refuse(*args, **kwargs):
             raise AssertionError("checked again")
-        patches._probe_rows = refuse
+        seams._probe_rows = refuse
         DetectionModel(ROW, verbose=False)      # the cached verdict: no probe
-        patches._static = refuse
-        patches.ensure_contract = refuse
-        patches._CHECKED = False
+        seams._static = refuse
+        seams.ensure_contract = refuse
+        seams._CHECKED = False
         from ultralytics import YOLO
         yolo = YOLO({str(tmp_path / "best.pt")!r})
         print(type(yolo.model.model[0]).__name__)
@@ -428,4 +428,4 @@ def test_effzoo_env_checks_the_seams_now(monkeypatch):
     monkeypatch.setattr(tasks, "LOGGER", _Reformatted("effzoo-test-env"))
     line = next(ln for ln in env.report() if ln.startswith("- Ultralytics seams"))
     assert "optional 'model table' degraded" in line and "REQUIRED" not in line
-    assert "model table" not in patches.DEGRADED  # a report changes nothing
+    assert "model table" not in seams.DEGRADED  # a report changes nothing

@@ -14,7 +14,7 @@ ultralytics = pytest.importorskip("ultralytics")
 import effzoo  # noqa: E402
 import effzoo.yolo  # noqa: E402
 from effzoo.errors import UltralyticsContractError  # noqa: E402
-from effzoo.yolo import patches  # noqa: E402
+from effzoo.yolo import patches, seams  # noqa: E402
 
 FLOOR = patches.FLOOR
 UPGRADE = f'pip install -U "ultralytics>={FLOOR}"'
@@ -56,7 +56,7 @@ def test_the_floor_and_later_releases_are_accepted(monkeypatch, version):
 
 
 def test_the_installed_release_is_accepted():
-    assert not patches._older(ultralytics.__version__, FLOOR)
+    assert not seams._older(ultralytics.__version__, FLOOR)
     patches.check_version()
     assert patches.registered()
 
