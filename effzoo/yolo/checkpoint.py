@@ -70,8 +70,9 @@ def built_as(backbone: Backbone) -> dict[str, Any]:
         "width_mult": backbone.width_mult,
         "depth_mult": backbone.depth_mult,
         "in_chans": int(backbone.conv_stem.weight.shape[1]),  # fused or not
-        "padding": backbone.padding,
-        "bn_eps": backbone.bn_eps,
+        # absent from the earliest 0.1 backbones: the variant's own then
+        "padding": getattr(backbone, "padding", backbone.spec.padding),
+        "bn_eps": getattr(backbone, "bn_eps", backbone.spec.bn_eps),
     }
 
 
