@@ -27,6 +27,7 @@ imports ``effzoo.yolo`` and with it registers the yaml rows (nothing else runs).
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -152,9 +153,11 @@ class BackboneStem(nn.Module):
 
     def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
         bb = self.backbone
+        built = checkpoint.built_as(bb)
+        _SAVING.chain = (built, len(bb.blocks))  # for the stages layers pickled next
         held = checkpoint.hold(
             self,
-            checkpoint.built_as(bb),
+            built,
             n_stages=len(bb.blocks),
             backbone={"pretrained_cfg": bb.pretrained_cfg, "weights": bb.weights},
         )
@@ -202,8 +205,15 @@ class BackboneStages(nn.Module):
 
     def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
         built = getattr(self, "built", None)
-        if built is None:  # loaded from an effzoo 0.1 checkpoint: its own build is unknown
+        chain = getattr(_SAVING, "chain", None)
+        if built is None and chain is not None and chain[1] == self.first:
+            # loaded from an effzoo 0.1 checkpoint, which did not record its build: that
+            # of the stem layer pickled just before, whose stages this one continues
+            built = chain[0]
+        if built is None:  # no stem before it: pickled as effzoo 0.1 did
             return super().__reduce_ex__(protocol)  # type: ignore[arg-type]
+        if chain is not None and chain[1] == self.first:
+            _SAVING.chain = (chain[0], self.first + len(self.stages))
         fused = all(isinstance(b, FusedBlock) for stage in self.stages for b in stage)
         held = checkpoint.hold(self, built, n_stages=len(self.stages), fused=fused)
         return rebuild, (type(self), held)
@@ -217,7 +227,13 @@ class BackboneStages(nn.Module):
         blocks = list(checkpoint.backbone_from(held).blocks)[first : first + n]
         layer = cls(blocks, first=first, level=held["attrs"]["level"])
         checkpoint.restore(layer, held, fuse=checkpoint.fuse_stages_like(layer.stages, held))
+        layer.built = held["build"]  # also for a layer first saved by effzoo 0.1
         return layer
+
+
+#: per thread, while a model pickles: the build of the last stem layer pickled and the
+#: first stage after it (effzoo 0.1's stages layers do not record their build)
+_SAVING = threading.local()
 
 
 def rebuild(cls: type, held: dict) -> nn.Module:
