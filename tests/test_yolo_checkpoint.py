@@ -337,13 +337,22 @@ def test_a_checkpoint_that_cannot_be_rebuilt_names_the_versions_that_wrote_it(
     assert "cannot rebuild the checkpoint's effzoo BackboneStem layer" in message
 
 
-def test_deep_copies_are_plain_copies():
-    """EMA and Ultralytics' saves deep-copy the model: a copy is the same modules (no
-    rebuild), independent of the original."""
+def test_deep_copies_are_plain_copies(monkeypatch):
+    """EMA and Ultralytics' saves deep-copy the model: a copy is the same modules, made
+    without the pickling path (no data gathered, no rebuild), independent of the original."""
     import copy
+
+    from effzoo.yolo import checkpoint
 
     yolo, _ = _tiny_yolo("lite")
     stem = yolo.model.model[0]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a deep copy went through the checkpoint path")
+
+    monkeypatch.setattr(checkpoint, "hold", refuse)
+    monkeypatch.setattr(checkpoint, "rebuilt", refuse)
+    copy.deepcopy(yolo.model)
     twin = copy.deepcopy(stem)
     assert type(twin.backbone.blocks[0][0]) is type(stem.backbone.blocks[0][0])
     assert repr(twin) == repr(stem)
