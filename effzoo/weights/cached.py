@@ -39,8 +39,7 @@ def blob_name(pointer: Path) -> str | None:
             return path.name
         if not path.is_symlink():
             return None
-        path = (path.parent / os.readlink(path)).resolve(strict=False)
-        path = Path(os.path.normpath(path))
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))  # one link at a time
     return None
 
 
@@ -120,15 +119,15 @@ def cached_state(tag: TagInfo) -> str:
         try:
             verify_store_copy(stored)
         except CorruptWeightsError:
-            return f"store copy CORRUPTED ({stored})"
+            return f"CORRUPTED store copy, would not load: {stored}"
         return f"cached (store {stored.parent})"
     pointer = locate_pointer(tag)
     if pointer is None:
         return "not cached"
     try:
         got = check_cached(tag, pointer, fix=f"effzoo download {tag.name}")
-    except (CorruptWeightsError, OSError) as e:
-        return f"cached copy CORRUPTED, would not load ({str(e).split(': ', 1)[-1][:60]}...)"
+    except (CorruptWeightsError, OSError):
+        return f"CORRUPTED cached copy, would not load: {pointer}"
     return "cached" if not got.unchecked else "cached (not verified against the Hub yet)"
 
 

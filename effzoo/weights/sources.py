@@ -299,6 +299,12 @@ def from_hub(tag: TagInfo) -> WeightsFile:
         return _from_cache(tag, f"the Hub answered HTTP {status or '?'}")
     except Exception as e:  # connection refused, DNS, timeout, offline mode, proxy, HTML page
         return _from_cache(tag, f"{type(e).__name__}: {_first_line(e) or 'no connection'}")
+    if not getattr(meta, "etag", None) and not getattr(meta, "commit_hash", None):
+        return _from_cache(
+            tag,
+            f"{constants.ENDPOINT} answered without the Hub's headers (no ETag, no "
+            "X-Repo-Commit): not the Hub, perhaps an HTML page from a proxy or captive portal",
+        )
     commit = meta.commit_hash or tag.revision
     expected, via = _expected_sha256(tag, meta.etag, commit, probe_s)
     size_mib = (getattr(meta, "size", None) or 0) / 2**20
