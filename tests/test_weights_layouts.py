@@ -256,7 +256,9 @@ def test_copied_cache_loads_without_effzoo_record_never_the_pypi_copy(hub, tmp_p
     is named by, and one that went bad is refused with a fix that works when followed."""
     home = tmp_path / "home"
     env = hub_env(hub.url, home)
-    r = _run([("load", LITE0, False), ("load", B0[0], False)], env)
+    # the fix an offline error prints, followed: `effzoo download` on a connected machine,
+    # copy its Hugging Face cache, HF_HUB_OFFLINE=1 there
+    r = _run([("cli", LITE0, ["download", LITE0, B0[0]])], env)
     assert all(x["ok"] for x in r), r
     for how in ("-rL", "-a"):  # plain copies (no names to check) / links kept
         copy = tmp_path / f"copy{how}"
