@@ -32,7 +32,9 @@ Per file a mode, flags joined by ``+``, simulates faults:
   and, with ``sha1-etag``, the ETag is the git sha1 of those corrupted bytes (so the
   healthy file later comes under another ETag at the same commit).
 
-``GET /_control/<mode>/<org>/<repo>`` switches a repo's mode from another process.
+``GET /_control/<mode>/<org>/<repo>`` switches a repo's mode from another process;
+``GET /_ready/<org>/<repo>`` returns once the repo's files are published (a test waits
+there, not in effzoo's requests, for a file the stand-in is still writing).
 ``delay`` slows each chunk, so two clients overlap. A file can be announced before it
 exists (``expect``, then ``publish``): requests for it wait, so a test can serve while
 it still writes files. Every request's method, path and User-Agent are logged.
@@ -316,6 +318,12 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/_control/") and not cdn:
                 _, _, mode, repo = self.path.split("/", 3)
                 hub.set_mode(unquote(repo), mode)
+                return self._reply_ok()
+            if self.path.startswith("/_ready/") and not cdn:  # a test waits for a file
+                repo = unquote(self.path.split("/", 2)[2])
+                for (r, _), served in list(hub.files.items()):
+                    if r == repo:
+                        served.ready.wait(timeout=600)
                 return self._reply_ok()
             served, code = self._find()
             if served is None:
