@@ -42,7 +42,7 @@ class CorruptWeightsError(EffzooError, ValueError):
 
 
 class UnverifiedWeightsError(EffzooError, ValueError):
-    """Raised by effzoo 0.1/0.2 for a cached file it had no sha256 to check against. Such a
+    """Raised by earlier effzoo releases for a cached file it had no sha256 to check against. Such a
     copy now loads, checked as far as it can be without the Hub and said so at WARNING
     (docs/weights.md); the class stays so that code catching it keeps working."""
 
