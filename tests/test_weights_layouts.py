@@ -60,15 +60,16 @@ def _repo(tag: str) -> str:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> HubStandIn:
-    """Random-init files: one b0 file served under every b0 tag's repo (so two repos can
-    share one store entry), and a Lite0 file under Lite0's default tag."""
+    """Random-init files in float16: one b0 file served under every b0 tag's repo (so two
+    repos can share one store entry), and a Lite0 file under Lite0's default tag."""
     served = tmp_path_factory.mktemp("served")
     server = HubStandIn()
     torch.manual_seed(0)
     for variant, tags in (("efficientnet_b0", B0), ("efficientnet_lite0", [LITE0])):
         sd = Classifier(effzoo.lookup(variant)).state_dict()
         path = served / f"{variant}.safetensors"
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+        # float16: half the bytes in every cache a test makes (dtype converted on load)
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, str(path))
         for tag in tags:
             server.add(_repo(tag), path)
     yield server

@@ -322,7 +322,7 @@ def from_hub(tag: TagInfo) -> WeightsFile:
         before = _identity(pointer)
         pointer = _download(tag, {**kw, "force_download": True}, download_s)
         digest = verified.file_sha256(pointer)
-        tries = "twice"
+        tries, deleted = "twice", "nothing was deleted"
         if digest != expected and _identity(pointer) == before and evict(tag, pointer):
             # huggingface_hub wrote the new file under its new name and left the snapshot
             # pointing at the old one (the ETag changed under the same commit): the entry
@@ -333,6 +333,7 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             )  # fmt: skip
             pointer = _download(tag, kw, download_s)
             digest, tries = verified.file_sha256(pointer), "three times"
+            deleted = "only its stale cache entry was removed (huggingface_hub's cache API)"
         if digest != expected:
             # what the Hub said this commit's file hashes to: a later offline load of the
             # bad copy is then refused as corrupted, not loaded as merely unchecked
@@ -341,8 +342,8 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             )
             raise CorruptWeightsError(
                 f"the file from {tag.repo} is corrupted (sha256 {digest[:12]}..., the Hub says "
-                f"{expected[:12]}...), downloaded {tries}; it was not loaded, and nothing was "
-                f"deleted ({pointer}). The server sends these bytes: check HF_ENDPOINT and any "
+                f"{expected[:12]}...), downloaded {tries}; it was not loaded, and {deleted} "
+                f"({pointer}). The server sends these bytes: check HF_ENDPOINT and any "
                 "proxy between you and the Hub; once it sends the right file, the same call "
                 "replaces this one through huggingface_hub"
             )
