@@ -86,7 +86,7 @@ def attempt(tag):
     t = time.perf_counter()
     try:
         w = effzoo.create(variant, pretrained=tag).weights
-        r = dict(ok=True, source=w.source, sha256=w.sha256, path=w.path)
+        r = dict(ok=True, source=w.source, sha256=w.sha256, path=w.path, note=w.note)
     except Exception as e:
         r = dict(ok=False, error=type(e).__name__, message=str(e))
     return dict(r, s=time.perf_counter() - t, blobs=blobs(tag))
@@ -188,6 +188,7 @@ def test_cached_copy_is_verified_offline(report: dict):
 def test_refused_hub_uses_the_cache(report: dict, status: str):
     r = report[f"cached_{status}"]
     assert r["ok"] and r["source"] == "hf-cache", r
+    assert f"HTTP {status}" in r["note"], r["note"]  # why the Hub's copy was not fetched
     r = report[f"uncached_{status}"]
     assert r["error"] == "WeightsUnavailableError", r
     assert f"HTTP {status}" in r["message"] and "HF_TOKEN" in r["message"]

@@ -187,7 +187,11 @@ def test_a_mended_mirror_heals_a_stuck_cache(report: dict, hub: HubStandIn):
         assert s[key]["ok"] and s[key]["source"] == "hub" and s[key]["sha256"] == want, s[key]
     assert any("cache API" in w for w in s["healthy"]["warnings"]), s["healthy"]["warnings"]
     assert s["offline"]["ok"] and s["offline"]["source"] == "hf-cache", s["offline"]
-    assert s["offline"]["sha256"] == want and s["offline"]["note"] == ""
+    assert s["offline"]["sha256"] == want
+    assert (
+        s["offline"]["note"]
+        == "the cached copy effzoo verified; Hub not asked (HF_HUB_OFFLINE is set)"
+    )
     # the bad blob went with its entry (huggingface_hub's cache API); one blob is left
     assert len(s["again"]["blobs"]) == 1, s["again"]["blobs"]
 

@@ -209,8 +209,9 @@ def _from_cache(tag: TagInfo, reason: str, *, not_found: Exception | None = None
         "it anew), or pass a good copy as pretrained='/path/model.safetensors'"
     )
     got, unchecked = check_cached(tag, pointer, fix=fix)
-    if not unchecked:
-        return got
+    if not unchecked:  # the Hub's file, verified before: say only why the Hub was not used
+        note = f"the cached copy effzoo verified; Hub not asked ({reason})"
+        return WeightsFile(got.path, got.source, got.repo, got.revision, got.sha256, note)
     note = f"Hub not asked ({reason}); {unchecked}"
     log.warning(
         "%s: loading the Hugging Face cache's copy %s, %s. To verify it, run `effzoo download "
