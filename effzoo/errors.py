@@ -42,8 +42,9 @@ class CorruptWeightsError(EffzooError, ValueError):
 
 
 class UnverifiedWeightsError(EffzooError, ValueError):
-    """A cached file effzoo has no sha256 to check against (it never saw the Hub's answer
-    for it); it is not loaded, and no other copy is loaded in its place."""
+    """Raised by earlier effzoo releases for a cached file it had no sha256 to check against. Such a
+    copy now loads, checked as far as it can be without the Hub and said so at WARNING
+    (docs/weights.md); the class stays so that code catching it keeps working."""
 
 
 class WeightsMismatchError(EffzooError, ValueError):

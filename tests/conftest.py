@@ -1,4 +1,6 @@
-"""Session-wide isolation: no test touches the user's caches or settings."""
+"""Session-wide isolation: no test touches the user's caches or settings, and every file a
+test writes lies under pytest's own temp directory (``--basetemp``, else
+``/tmp/pytest-of-<user>/pytest-<n>``, of which pytest keeps the last three runs)."""
 
 from __future__ import annotations
 
@@ -9,20 +11,31 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-_ROOT = tempfile.mkdtemp(prefix="effzoo-tests-")
-# Set before huggingface_hub / ultralytics are imported by any test module.
-os.environ.setdefault("HF_HOME", os.path.join(_ROOT, "hf_home"))
-os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(_ROOT, "ultralytics"))
-os.environ.setdefault("EFFZOO_TEST_ROOT", _ROOT)
-os.environ.pop("EFFZOO_WEIGHTS", None)
-# effzoo's record of verified files (effzoo.weights.verified): never the user's
-os.environ["EFFZOO_CACHE"] = os.path.join(_ROOT, "effzoo_cache")
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the caches at a folder of this run's pytest temp; set before any test module
+    imports huggingface_hub / ultralytics (they read these at import)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None:  # pytest -p no:tmpdir: nowhere of pytest's own to write
+        raise pytest.UsageError("effzoo's tests need pytest's tmp_path plugin (tmpdir)")
+    root = str(factory.mktemp("session", numbered=False))
+    os.environ.setdefault("HF_HOME", os.path.join(root, "hf_home"))
+    os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(root, "ultralytics"))
+    os.environ["EFFZOO_TEST_ROOT"] = root
+    os.environ.pop("EFFZOO_WEIGHTS", None)
+    # effzoo's record of verified files (effzoo.weights.verified): never the user's
+    os.environ["EFFZOO_CACHE"] = os.path.join(root, "effzoo_cache")
+    # whatever a test or its child processes make with tempfile lands here too
+    os.makedirs(os.path.join(root, "tmp"), exist_ok=True)
+    os.environ["TMPDIR"] = os.path.join(root, "tmp")
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")
 def test_root() -> str:
-    """A temporary directory shared by the whole test session."""
-    return _ROOT
+    """A temporary directory shared by the whole test session (under pytest's temp)."""
+    return os.environ["EFFZOO_TEST_ROOT"]
 
 
 @pytest.fixture

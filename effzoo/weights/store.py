@@ -22,6 +22,7 @@ from .files import (
     META_REPO,
     META_REVISION,
     META_SHA256,
+    META_TAG,
     WeightsFile,
     expand_path,
     read_header,
@@ -62,9 +63,12 @@ def verify_store_copy(path: Path) -> dict[str, str]:
     meta = dict(header.get("__metadata__") or {})
     want = meta.get(META_DATA_SHA256)
     if want and sha256_file(path, start=offset) != want:
+        tag = meta.get(META_TAG) or path.name.removesuffix(".safetensors")
+        # double quotes: the command works in cmd.exe, PowerShell and POSIX shells
         raise CorruptWeightsError(
             f"{path} is corrupted: its tensor data does not match the sha256 in its header; "
-            "delete it and run `effzoo download` again"
+            "it was not loaded. Fix: delete it and run "
+            f'`effzoo download {tag} --to "{path.parent}"` with the Hub reachable'
         )
     return meta
 

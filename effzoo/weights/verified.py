@@ -16,9 +16,16 @@ there. What it knows, it keeps here, in one small JSON file,
   unchanged since it was hashed is not read twice (a rewrite changes its ctime, which
   no user call can set back; a replacement changes its inode).
 
-The file is replaced atomically under a file lock; one that cannot be read is taken as
-empty (and rewritten), one that cannot be written costs only a later re-hash or an
-offline refusal, never a wrong load.
+The record is user data (it is what lets a copied cache load verified offline), so it is
+kept, never shrunk: entries are added or merged, never dropped, keys effzoo does not know
+(top-level or in an entry) are written back as they were, and every write says which
+effzoo wrote it (``written_by``; each entry its ``effzoo``). One file per format:
+format 1 is ``verified.json``; a later format goes to ``verified.v<N>.json`` and leaves
+this one alone. A ``verified.json`` in a format this effzoo does not know (a newer
+effzoo's, or one that is not JSON) is never rewritten: this effzoo keeps its own in
+``verified.v1.json`` beside it. The file is replaced atomically under a file lock; one
+that cannot be written costs only a later re-hash or a load said at WARNING to be
+unchecked against the Hub, never a wrong load.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
 from .files import SHA256_RE, sha256_file
 
 log = logging.getLogger("effzoo")
@@ -39,9 +47,12 @@ log = logging.getLogger("effzoo")
 CACHE_ENV = "EFFZOO_CACHE"
 RECORD_NAME = "verified.json"
 FORMAT = 1
-#: bounds: versions kept per Hub file, files kept in the hash memo
-MAX_VERSIONS, MAX_HASHED = 16, 512
+#: where this format lives when ``verified.json`` holds something else
+OWN_NAME = f"verified.v{FORMAT}.json"
+#: files kept in the hash memo (a memo: dropping one costs a re-hash, never a verification)
+MAX_HASHED = 512
 LOCK_S = 10.0
+WRITER = f"effzoo {__version__}"
 
 
 def cache_dir() -> Path:
@@ -53,8 +64,29 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "effzoo"
 
 
+def _read(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(the record in this effzoo's format, or None; why not, "" when absent or ours)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({type(e).__name__}: {str(e)[:80]})"
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        by = data.get("written_by") if isinstance(data, dict) else None
+        return None, f"format {got!r}" + (f" written by {by}" if by else "")
+    if not (isinstance(data.get("hub"), dict) and isinstance(data.get("hashed"), dict)):
+        return None, "format 1 without its 'hub'/'hashed' tables"
+    return data, ""
+
+
 def record_path() -> Path:
-    return cache_dir() / RECORD_NAME
+    """The file this effzoo keeps its record in: ``verified.json``, unless that holds a
+    format it does not know (then ``verified.v1.json`` beside it; the other is kept)."""
+    main = cache_dir() / RECORD_NAME
+    _, foreign = _read(main)
+    return cache_dir() / OWN_NAME if foreign else main
 
 
 def _empty() -> dict[str, Any]:
@@ -62,37 +94,33 @@ def _empty() -> dict[str, Any]:
 
 
 def load() -> dict[str, Any]:
-    """The record as it is on disk (empty when missing or unreadable)."""
+    """The record as it is on disk (empty when missing or in another format)."""
     path = record_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return _empty()
-    except (OSError, ValueError) as e:
-        log.warning("effzoo's record %s is unreadable (%s); starting a new one", path, e)
-        return _empty()
-    ok = (
-        isinstance(data, dict)
-        and data.get("format") == FORMAT
-        and isinstance(data.get("hub"), dict)
-        and isinstance(data.get("hashed"), dict)
-    )
-    if not ok:
-        log.warning("effzoo's record %s is not in format %d; starting a new one", path, FORMAT)
-        return _empty()
-    return data
+    data, why = _read(path)
+    if why:
+        log.warning("effzoo's record %s is %s; it is kept as it is, and effzoo %s starts "
+                    "no record over it", path, why, __version__)  # fmt: skip
+    return data if data is not None else _empty()
 
 
 def _update(change: Callable[[dict[str, Any]], None]) -> None:
-    """Apply ``change`` to the record and write it back atomically, under its lock."""
+    """Apply ``change`` to the record and write it back atomically, under its lock.
+
+    A file this effzoo cannot read as its format is never written over (the record moves
+    to ``verified.v1.json``; if that too is foreign, nothing is written)."""
     from filelock import FileLock, Timeout
 
     path = record_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(path) + ".lock", timeout=LOCK_S):
-            data = load()
+            data, why = _read(path)
+            if why:
+                log.warning("effzoo's record %s is %s; not writing over it", path, why)
+                return
+            data = data if data is not None else _empty()
             change(data)
+            data["written_by"] = WRITER
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -166,17 +194,27 @@ def sha256_for_commit(repo: str, filename: str, commit: str) -> str | None:
 def remember(
     repo: str, filename: str, sha256: str, *, commit: str | None, etag: str | None, via: str
 ) -> None:
-    """Record that the Hub's ``repo/filename`` at ``commit`` hashes to ``sha256``."""
-    entry = {"sha256": sha256, "commit": commit, "etag": etag, "via": via, "at": int(time.time())}
+    """Record that the Hub's ``repo/filename`` at ``commit`` hashes to ``sha256``. An entry
+    for the same version is merged (keys this effzoo does not know are kept); none is
+    dropped."""
+    entry = {
+        "sha256": sha256, "commit": commit, "etag": etag, "via": via, "at": int(time.time()),
+        "effzoo": __version__,
+    }  # fmt: skip
 
     def put(data: dict[str, Any]) -> None:
         key = f"{repo}/{filename}"
         old = data["hub"].get(key)
-        kept = [
+        if old is not None and not isinstance(old, list):  # not ours to read: kept aside
+            data["hub"][f"{key}#kept"] = old
+            old = []
+        same = [
             v
-            for v in (old if isinstance(old, list) else [])
-            if isinstance(v, dict) and (v.get("sha256"), v.get("etag")) != (sha256, etag)
+            for v in old or []
+            if isinstance(v, dict) and (v.get("sha256"), v.get("etag")) == (sha256, etag)
         ]
-        data["hub"][key] = [*kept, entry][-MAX_VERSIONS:]
+        kept = [v for v in old or [] if not any(v is s for s in same)]
+        merged = {k: v for s in same for k, v in s.items()}
+        data["hub"][key] = [*kept, {**merged, **entry}]
 
     _update(put)
