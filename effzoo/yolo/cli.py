@@ -13,7 +13,7 @@ from ..cli.paths import output_file, write_text
 from ..errors import InvalidArgumentError
 from .patches import register
 from .rows import WIDTH_ADVICE
-from .templates import FAMILIES, TASKS, list_cfgs, model_name, yaml_request, yaml_text
+from .templates import FAMILIES, PATTERN, TASKS, list_cfgs, model_name, yaml_request, yaml_text
 
 #: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
 WHICH_BACKBONE = (
@@ -111,7 +111,8 @@ def yolo_main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: effzoo yolo MODE [ARGS...]  (the Ultralytics CLI with effzoo registered)")
         print("  e.g. effzoo yolo train model=yolo11n-effv2s.yaml data=coco8.yaml epochs=10")
-        print("effzoo model names: " + ", ".join(list_cfgs()))
+        print(f"effzoo model names: {PATTERN}, any variant of `effzoo list` as effb0,")
+        print("  efflite0, effv2s, ...; examples: " + ", ".join(list_cfgs()))
         print("Ultralytics' own help follows.\n")
         argv = ["help"]
     # Ultralytics reads sys.argv (the same list object it saved at import time).
