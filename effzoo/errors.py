@@ -56,3 +56,7 @@ class ExportError(EffzooError, RuntimeError):
 
 class UltralyticsContractError(EffzooError, RuntimeError):
     """The installed Ultralytics lacks an internal that ``effzoo.yolo`` relies on."""
+
+
+class DatasetUnavailableError(EffzooError, ConnectionError):
+    """A dataset that is not on disk and could not be downloaded (``effzoo yolo``)."""

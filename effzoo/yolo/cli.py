@@ -4,13 +4,15 @@ effzoo registered)."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..cli import plain
 from ..cli.paths import output_file, write_text
-from ..errors import InvalidArgumentError
+from ..errors import DatasetUnavailableError, InvalidArgumentError
 from .patches import register
 from .rows import WIDTH_ADVICE
 from .templates import FAMILIES, PATTERN, TASKS, list_cfgs, model_name, yaml_request, yaml_text
@@ -119,11 +121,15 @@ def yolo_main(argv: Sequence[str] | None = None) -> int:
     sys.argv[:] = ["effzoo-yolo", *argv]
     try:
         entrypoint()
-    except (SyntaxError, ValueError, TypeError) as e:
-        if not _argument_error(e):
+    except Exception as e:
+        dataset = _dataset_error(e)
+        if dataset is not None:
+            raise _dataset_message(dataset, argv) from e
+        if not isinstance(e, (SyntaxError, ValueError, TypeError)) or not _argument_error(e):
             raise
         # Ultralytics' own message, as itself, on one line (its help text follows a newline)
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        lines = plain(str(e)).splitlines()  # 8.3.x colours the argument it names
+        first = next((ln.strip() for ln in lines if ln.strip()), type(e).__name__)
         raise InvalidArgumentError(f"{first} (Ultralytics; `effzoo yolo help`)") from e
     return 0
 
@@ -141,3 +147,50 @@ def _argument_error(e: BaseException) -> bool:
         return False
     raised_in = Path(frames[-1].filename).parts[-3:]
     return raised_in in _ARGUMENT_CHECKS
+
+
+#: where Ultralytics checks, and downloads, a dataset (trainer and validator)
+_DATASET_CHECKS = frozenset({"check_det_dataset", "check_cls_dataset", "get_dataset"})
+#: the symbols Ultralytics decorates its messages with
+_DECOR = re.compile(r"[\u2600-\u27bf\U0001f300-\U0001faff\ufe0f]")
+
+
+def _dataset_error(e: BaseException) -> BaseException | None:
+    """The innermost error of ``e``'s chain that Ultralytics raised while checking or
+    downloading a dataset, or None when ``e`` is not one."""
+    found = None
+    seen: set[int] = set()
+    err: BaseException | None = e
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        for frame in traceback.extract_tb(err.__traceback__):
+            if frame.name in _DATASET_CHECKS and "ultralytics" in Path(frame.filename).parts:
+                found = err
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def _dataset_message(e: BaseException, argv: Sequence[str]) -> Exception:
+    """One line for a dataset Ultralytics could not find or download: which one, why, and
+    what the offline settings do and do not do."""
+    from ultralytics.utils import SETTINGS
+
+    data = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("data=")), "")
+    text = " ".join(_DECOR.sub("", plain(str(e))).split())
+    if not (isinstance(e, ConnectionError) or "download failure" in text.lower()):
+        return InvalidArgumentError(f"dataset {data!r}: {text} (Ultralytics)")
+    return DatasetUnavailableError(
+        f"dataset {data!r} is not on disk and could not be downloaded ({text}). Ultralytics "
+        f"keeps the datasets it downloads in its datasets_dir ({SETTINGS['datasets_dir']}): "
+        "copy it there from a machine that has it, or give data= a dataset yaml on disk "
+        f"(effzoo's generated demo data: {DEMO_DATA}). YOLO_OFFLINE=true only skips "
+        "Ultralytics' online checks and HF_HUB_OFFLINE=1 only effzoo's weights downloads: "
+        "neither brings a dataset"
+    )
+
+
+#: the one-liner that writes the demo's dataset (docs/yolo.md); needs the demo extra
+DEMO_DATA = (
+    'python -c "from effzoo.yolo.demo.data import make_shapes_dataset as m; '
+    "print(m('shapes'))\" writes shapes/data.yaml"
+)
