@@ -102,3 +102,24 @@ def test_the_demo_data_one_liner_works_and_the_example_trains_on_it(user):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert list((work / "runs").rglob("last.pt")), "no checkpoint under the runs_dir set"
+
+
+def test_errors_carry_no_terminal_colour_codes(capsys):
+    """Ultralytics 8.3.x colours the argument its error names (``colorstr('red', 'bold',
+    key)``); effzoo's error line and exception read plain. The key is given coloured here
+    so that any installed Ultralytics puts the codes in its message."""
+    from ultralytics.utils import colorstr
+
+    from effzoo.cli import main as cli
+    from effzoo.errors import InvalidArgumentError
+    from effzoo.yolo.cli import yolo_main
+
+    key = colorstr("red", "bold", "modle")
+    assert "\x1b[" in key
+    assert cli(["yolo", "train", f"{key}=yolo11n-efflite0.yaml"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("effzoo yolo: error: 'modle"), err  # Ultralytics' message, plain
+    assert "(Ultralytics; `effzoo yolo help`)" in err and "\x1b" not in err, err
+    with pytest.raises(InvalidArgumentError) as e:
+        yolo_main(["train", f"{key}=x"])
+    assert "'modle" in str(e.value) and "\x1b" not in str(e.value), str(e.value)

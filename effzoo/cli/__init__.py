@@ -29,7 +29,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("effzoo.cli.info", "info_main", "one variant: levels, params, weights tags"),
     "download": ("effzoo.cli.download", "main", "prefetch weights for offline use"),
     "env": ("effzoo.cli.env", "main", "what a bug report needs: versions, caches, what verifies"),
-    "yaml": ("effzoo.yolo.cli", "yaml_main", "write a YOLO11 model yaml for a variant"),
+    "yaml": (
+        "effzoo.yolo.cli",
+        "yaml_main",
+        "write an Ultralytics model yaml for a variant: YOLO11, YOLO12, YOLO26 (P2, P6), RT-DETR",
+    ),
     "demo": ("effzoo.yolo.demo", "main", "train a small YOLO11-EfficientNet offline"),
     "yolo": ("effzoo.yolo.cli", "yolo_main", "the Ultralytics CLI with effzoo registered"),
 }

@@ -38,7 +38,9 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--family", choices=tuple(FAMILIES), default="yolo11", help="detector family")
     level = p.add_mutually_exclusive_group()
     level.add_argument("--p2", action="store_true", help="YOLO26-P2: a stride-4 head level")
-    level.add_argument("--p6", action="store_true", help="YOLO26-P6 (needs a stride-64 level)")
+    level.add_argument(
+        "--p6", action="store_true", help="YOLO26-P6: a stride-64 level, built from the row's P5"
+    )
     p.add_argument("--task", choices=TASKS, default="detect")
     p.add_argument("--nc", type=int, default=None, help="number of classes (default 80)")
     p.add_argument("--width", type=float, default=1.0, help="extra backbone width multiplier")
