@@ -123,3 +123,31 @@ def test_errors_carry_no_terminal_colour_codes(capsys):
     with pytest.raises(InvalidArgumentError) as e:
         yolo_main(["train", f"{key}=x"])
     assert "'modle" in str(e.value) and "\x1b" not in str(e.value), str(e.value)
+
+
+def test_where_runs_go_is_ultralytics_choice_as_the_readme_says(tmp_path):
+    """README, "Where outputs go": Ultralytics computes runs_dir and weights_dir at its
+    first import from where its own package lies (inside a git clone: the clone's runs/
+    and weights/; elsewhere: runs/ under the working directory) and saves them in the
+    user's settings file; building a model with an effzoo row changes none of it."""
+    code = """
+        import pathlib
+        import ultralytics
+        from ultralytics.utils import SETTINGS, SETTINGS_FILE
+        before = pathlib.Path(SETTINGS_FILE).read_text()
+        here = pathlib.Path(ultralytics.__file__).resolve()
+        clone = next((d for d in here.parents if (d / ".git").exists()), None)
+        want = (clone / "runs", clone / "weights") if clone else ("runs", "weights")
+        got = (SETTINGS["runs_dir"], SETTINGS["weights_dir"])
+        print("as documented:", got == tuple(map(str, want)))
+        import warnings
+        import effzoo.yolo
+        from ultralytics import YOLO
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            YOLO("yolo11n-efflite0.yaml")
+        print("unchanged:", pathlib.Path(SETTINGS_FILE).read_text() == before)
+    """
+    env = {"YOLO_CONFIG_DIR": str(tmp_path / "config")}
+    out = yolo_helpers.run_fresh(code, env=env)
+    assert "as documented: True" in out and "unchanged: True" in out, out
