@@ -103,7 +103,7 @@ def test_every_pip_install_line_of_the_docs_works_from_the_project_root(checkout
 
 def test_the_readme_says_the_index_name_is_not_this_project_and_how_to_stop_autoinstall():
     readme = (ROOT / "README.md").read_text()
-    assert "The name `effzoo` on PyPI is not this" in " ".join(readme.split())
+    assert "The name `effzoo` on PyPI is not this project" in " ".join(readme.split())
     assert "YOLO_AUTOINSTALL=false" in readme
 
 
