@@ -13,9 +13,9 @@ that build P6/64 from P5 stay after the effzoo row (no EfficientNet has a stride
 level of its own).
 
 ``effzoo yaml VARIANT`` writes one; every model name of ``PATTERN``
-(``yolo11n-effv2s.yaml``, ``yolo26s-p6-effb3-pose.yaml``; ``MODELS`` holds examples, and
-the forked recipe's ``yolo11-EfficientNetV1.yaml``, ...) resolves by name inside
-Ultralytics once ``effzoo.yolo`` is imported.
+(``yolo11n-effv2s.yaml``, ``yolo26s-p6-effb3.yaml``, ``yolo12m-effv2m-pose.yaml``;
+``MODELS`` holds examples, and the forked recipe's ``yolo11-EfficientNetV1.yaml``)
+resolves by name inside Ultralytics once ``effzoo.yolo`` is imported.
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ MODELS: dict[str, ModelName] = {
 }
 
 
-#: names of YOLO26's P6 variant: known, so that they get the explicit error (no
-#: EfficientNet has a stride-64 level) instead of "no such file"
+#: examples of YOLO26's P6 variant (the stock rows that build P6/64 from P5 stay after
+#: the effzoo row; tests/test_yolo_families.py); every other P6 name resolves as well
 P6_NAMES: dict[str, ModelName] = {
     m.name: m for m in (_model(v, family="yolo26", level="p6") for v in _DETECTORS)
 }
@@ -528,7 +528,7 @@ def is_model_name(name: str) -> bool:
 
 def cfg_text(name: str) -> str:
     """The generated text of an effzoo model name (``yolo11-effb0.yaml``,
-    ``yolo26s-p6-effv2m-pose.yaml``: any name of ``PATTERN``)."""
+    ``yolo26s-p6-effv2m.yaml``: any name of ``PATTERN``)."""
     key = Path(str(name)).name
     key = key if key.lower().endswith((".yaml", ".yml")) else f"{key}.yaml"
     model = parse_name(key)
