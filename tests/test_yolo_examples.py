@@ -151,3 +151,15 @@ def test_where_runs_go_is_ultralytics_choice_as_the_readme_says(tmp_path):
     env = {"YOLO_CONFIG_DIR": str(tmp_path / "config")}
     out = yolo_helpers.run_fresh(code, env=env)
     assert "as documented: True" in out and "unchanged: True" in out, out
+
+
+@pytest.mark.slow
+def test_a_malformed_dataset_yaml_is_one_line_naming_it(user):
+    work, config = user
+    (work / "bad.yaml").write_text("path: .\ntrain: images\nval: images\n")  # no names
+    out = _effzoo(["yolo", "val", "model=yolo11n-efflite0.yaml", "data=bad.yaml"], work, config)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("effzoo yolo: error: dataset 'bad.yaml': "), last
+    assert "'names' or 'nc' are required" in last and "(Ultralytics)" in last, last
+    assert "unexpected" not in last and "Traceback" not in out.stderr, out.stderr[-2000:]

@@ -153,6 +153,9 @@ def _argument_error(e: BaseException) -> bool:
 
 #: where Ultralytics checks, and downloads, a dataset (trainer and validator)
 _DATASET_CHECKS = frozenset({"check_det_dataset", "check_cls_dataset", "get_dataset"})
+#: what those checks raise on purpose (a missing file or download, a malformed data
+#: yaml); anything else raised there is a bug and stays "unexpected"
+_DATASET_ERRORS = (OSError, SyntaxError, ValueError, TypeError)
 #: the symbols Ultralytics decorates its messages with
 _DECOR = re.compile(r"[\u2600-\u27bf\U0001f300-\U0001faff\ufe0f]")
 
@@ -167,7 +170,7 @@ def _dataset_error(e: BaseException) -> BaseException | None:
         seen.add(id(err))
         for frame in traceback.extract_tb(err.__traceback__):
             if frame.name in _DATASET_CHECKS and "ultralytics" in Path(frame.filename).parts:
-                found = err
+                found = err if isinstance(err, _DATASET_ERRORS) else found
         err = err.__cause__ or err.__context__
     return found
 
