@@ -34,12 +34,10 @@ from ..errors import InvalidArgumentError, UltralyticsContractError
 from ..factory import BackboneRequest
 from ..registry import lookup
 from .rows import ALL_LEVELS, CANONICAL
+from .splice import render, splice
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 _SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
-#: backbone rows that stay after the effzoo row (they read P5)
-_KEPT = ("SPPF", "C2PSA")
-LEVELS = 5
 
 
 @dataclass(frozen=True)
@@ -195,122 +193,6 @@ def check_level(family: str, level: Any) -> str:
             + (f"; it has {', '.join(have)}" if have else "; only yolo26 has --p2 and --p6")
         )
     return level
-
-
-def _stride(module: Any, args: Any) -> int:
-    """How much a stock backbone row downsamples (the modules Ultralytics' backbones use)."""
-    args = args if isinstance(args, list) else []
-    if module == "HGStem":  # two stride-2 convolutions
-        return 4
-    if module == "ResNetLayer":  # [c1, c2, s, is_first, n]: the first is conv + max pool
-        return 4 if len(args) > 3 and args[3] else int(args[2]) if len(args) > 2 else 1
-    if module in ("Conv", "DWConv", "GhostConv", "ADown", "SCDown") and len(args) > 2:
-        return int(args[2]) if checks.is_int(args[2]) else 1
-    return 1
-
-
-def _shift(stock_backbone: list[list[Any]], source: str) -> tuple[int, dict[int, int]]:
-    """(first kept row, old index -> new index of each P-level's last row).
-
-    The level of a row is the log2 of the stride so far, read from the rows' own
-    arguments (``_stride``); everything before SPPF/C2PSA (or the whole backbone where
-    there is neither: YOLO12, RT-DETR) up to P5 is what the effzoo row replaces. Rows
-    that go past P5 (a P6 variant's stride-2 ``Conv`` to P6/64 and its block) stay: they
-    build P6 from the row's P5, as they built it from the stock P5."""
-    keep = next((i for i, r in enumerate(stock_backbone) if r[2] in _KEPT), len(stock_backbone))
-    stride, ends = 1, {}
-    for i, (_, _, module, args) in enumerate(stock_backbone[:keep]):
-        if stride * _stride(module, args) > 2**LEVELS:  # P6 on: stock rows, kept
-            keep = i
-            break
-        stride *= _stride(module, args)
-        ends[stride.bit_length() - 1] = i
-    if not {3, 4, 5} <= set(ends):
-        raise UltralyticsContractError(
-            f"{source} does not have the backbone effzoo expects (five stride-2 levels, P3, "
-            f"P4 and P5 among them, before {' or '.join(_KEPT)}); effzoo cannot place its "
-            "row in it"
-        )
-    return keep, {ends[k]: k - 1 for k in ends if k >= 1}
-
-
-def splice(
-    stock: dict[str, Any], row: tuple[Any, ...], *, source: str = "model yaml"
-) -> dict[str, Any]:
-    """``stock`` (a parsed Ultralytics model yaml) with its stem and stages replaced by
-    ``row``. Where the first kept row is C2PSA (the classify files: no SPPF before it),
-    which keeps its channel count, a 1x1 ``Conv`` to C2PSA's width is put in front of
-    it, as SPPF does in the detection files."""
-    keep, level_ends = _shift(stock["backbone"], source)
-    kept = stock["backbone"][keep:]
-    bridge = [[-1, 1, "Conv", [kept[0][3][0], 1, 1]]] if kept and kept[0][2] == "C2PSA" else []
-    offset = keep - LEVELS - len(bridge)
-
-    def new(i: int) -> int:
-        if i < 0:
-            return i
-        if i >= keep:
-            return i - offset
-        if i in level_ends:
-            return level_ends[i]
-        raise UltralyticsContractError(
-            f"{source}: a row reads backbone layer {i}, which is not a P-level output; "
-            "effzoo cannot place its row in this file"
-        )
-
-    def remap(r: list[Any]) -> list[Any]:
-        frm = [new(i) for i in r[0]] if isinstance(r[0], list) else new(r[0])
-        return [frm, *r[1:]]
-
-    out = {k: v for k, v in stock.items() if k not in ("backbone", "head")}
-    out["backbone"] = [list(row), *bridge] + [remap(r) for r in kept]
-    out["head"] = [remap(r) for r in stock.get("head") or []]
-    return out
-
-
-_PLAIN = re.compile(r"[A-Za-z_][\w.\-]*")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
-
-
-def _flow(value: Any) -> str:
-    """A value in YAML flow style, as Ultralytics' files write it."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_flow(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
-    if value is None:
-        return "None"  # Ultralytics evaluates the string "None" to None
-    if isinstance(value, str):
-        plain = _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS
-        return value if plain else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
-
-
-def render(d: dict[str, Any], *, header: list[str]) -> str:
-    """The text of a model yaml: ``header`` comment lines, the parameters, the rows."""
-    lines = [f"# {h}" if h else "#" for h in header] + [""]
-    for key, value in d.items():
-        if key in ("backbone", "head"):
-            continue
-        if key == "scales":
-            lines.append("scales: # [depth, width, max_channels]; the scale sizes the head")
-            lines += [f"  {k}: {_flow(v)}" for k, v in value.items()]
-        else:
-            lines.append(f"{key}: {_flow(value)}")
-    index = 0
-    for section in ("backbone", "head"):
-        lines += ["", f"{section}:"]
-        if section == "backbone":
-            lines.append("  # [from, repeats, module, args]")
-        for row in d[section]:
-            if index == 0:
-                note = "0-4 P1/2, P2/4, P3/8, P4/16, P5/32"
-                index = LEVELS
-            else:
-                note = str(index)
-                index += 1
-            lines.append(f"  - {_flow(row)} # {note}")
-    return "\n".join(lines) + "\n"
 
 
 def generate(
