@@ -115,6 +115,7 @@ def yolo_main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: effzoo yolo MODE [ARGS...]  (the Ultralytics CLI with effzoo registered)")
         print("  e.g. effzoo yolo train model=yolo11n-effv2s.yaml data=coco8.yaml epochs=10")
+        print("  (Ultralytics downloads coco8; offline, the demo's data: docs/yolo.md)")
         print(f"effzoo model names: {PATTERN}, any variant of `effzoo list` as effb0,")
         print("  efflite0, effv2s, ...; examples: " + ", ".join(list_cfgs()))
         print("Ultralytics' own help follows.\n")
@@ -126,7 +127,7 @@ def yolo_main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         dataset = _dataset_error(e)
         if dataset is not None:
-            raise _dataset_message(dataset, argv) from e
+            raise _dataset_message(dataset, argv, outer=e) from e
         if not isinstance(e, (SyntaxError, ValueError, TypeError)) or not _argument_error(e):
             raise
         # Ultralytics' own message, as itself, on one line (its help text follows a newline)
@@ -175,12 +176,15 @@ def _dataset_error(e: BaseException) -> BaseException | None:
     return found
 
 
-def _dataset_message(e: BaseException, argv: Sequence[str]) -> Exception:
-    """One line for a dataset Ultralytics could not find or download: which one, why, and
-    what the offline settings do and do not do."""
+def _dataset_message(e: BaseException, argv: Sequence[str], *, outer: BaseException) -> Exception:
+    """One line for a dataset Ultralytics could not find or download: which one (``data=``,
+    or the default Ultralytics took, named in its message), why, and what the offline
+    settings do and do not do."""
     from ultralytics.utils import SETTINGS
 
+    named = re.search(r"Dataset '([^']+)'", f"{outer} {e}")
     data = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("data=")), "")
+    data = data or (named.group(1) if named else "(Ultralytics' default)")
     text = " ".join(_DECOR.sub("", plain(str(e))).split())
     if not (isinstance(e, ConnectionError) or "download failure" in text.lower()):
         return InvalidArgumentError(f"dataset {data!r}: {text} (Ultralytics)")
