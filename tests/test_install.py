@@ -85,9 +85,9 @@ def wheel(checkout) -> Path:
 
 @pytest.mark.slow
 def test_every_pip_install_line_of_the_docs_works_from_the_project_root(checkout, wheel):
-    """Each `pip install` line of README and docs/, as written, in the project root (``--dry-run`` and
-    ``--no-index``: what it installs is resolved against this venv, the index is not
-    asked; an unresolvable extra or a path that is not there fails here)."""
+    """Each `pip install` line of README and docs/, as written, in the project root
+    (``--dry-run`` and ``--no-index``: what it installs is resolved against this venv, the
+    index is not asked; an unresolvable extra or a path that is not there fails here)."""
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     text = "\n".join(page.read_text() for page in pages)
     installs = [a for a in _pip_lines(text) if a[1] == "install"]
