@@ -69,3 +69,7 @@ class IncompatibleTimmError(EffzooError, ImportError):
     """The installed timm lacks an internal effzoo builds with (a renamed private module).
     An ImportError, not a ModuleNotFoundError: Ultralytics' checkpoint loader answers the
     latter by trying to pip install the missing module's name."""
+
+
+class DatasetUnavailableError(EffzooError, ConnectionError):
+    """A dataset that is not on disk and could not be downloaded (``effzoo yolo``)."""

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Run the YOLO adapter tests (tests/test_yolo_*.py) against several Ultralytics and
-# torch releases, each in a throwaway venv, and print a markdown table of the results.
+# Run effzoo's tests against several Ultralytics and torch releases, each in a throwaway
+# venv, and print a markdown table of the results (docs/compatibility.md).
 #
-#   bash scripts/compat.sh                      # the default list below
+#   bash scripts/compat.sh                      # the default list below, the YOLO tests
 #   bash scripts/compat.sh 8.3.59 8.4.190       # these Ultralytics releases, pinned torch
 #   bash scripts/compat.sh "8.3.59 2.1.2 0.16.2 numpy<2"   # an older torch as well
+#   bash scripts/compat.sh --all --floor        # the whole suite, every dependency at
+#                                               # pyproject.toml's floor
+#   bash scripts/compat.sh --all --newest       # the whole suite, the newest releases
+#   PYTHON=python3.13 bash scripts/compat.sh --all --newest   # on another Python
 #
 # Each argument (or line of COMPAT_PAIRS, or of the file given with --pairs FILE) is
 #   ULTRALYTICS [TORCH [TORCHVISION [EXTRA-REQUIREMENT...]]]
@@ -21,7 +25,14 @@
 # own Ultralytics and torch at the asked versions and effzoo from this checkout, then
 # runs `python -m pytest -q tests/test_yolo_*.py` from the repository root.
 #
+# ULTRALYTICS, TORCH or TORCHVISION may be "latest" (pip picks the newest release).
+#
 # Options:
+#   --all          the whole suite (tests/) instead of tests/test_yolo_*.py
+#   --floor        one row: Ultralytics, torch, torchvision and every other requirement
+#                  at its floor in pyproject.toml (no constraints.txt)
+#   --newest       one row: the newest release of everything (no constraints.txt)
+#   --dry-run      print each row's pip requirements and the tests, run nothing
 #   --out FILE     where the table goes (default benchmarks/results/compat-DATE.md)
 #   --pairs FILE   read the pairs from FILE (one a line, # comments)
 #   --keep         keep the venvs (their paths are printed)
@@ -29,9 +40,10 @@
 # Environment: PYTHON (the interpreter the venvs are made from; default python3),
 # COMPAT_LOGS (the per-pair logs; default a fresh directory under ${TMPDIR:-/tmp}).
 #
-# The torch 2.1.2 rows fetch torch's CUDA 12 wheels from PyPI (about 3 GB a venv, pip
-# caches them); torch 2.1 is built against NumPy 1, hence numpy<2. About 4 minutes a
-# row on 2 cores, after the downloads.
+# A torch other than the pinned one fetches its CUDA wheels from PyPI (about 3 GB a venv,
+# pip caches them); torch 2.1 is built against NumPy 1, hence numpy<2. About 4 minutes a
+# row of the YOLO tests on 2 cores, after the downloads; the whole suite (--all) takes
+# about as long as `./dev test` a row.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +54,9 @@ OUT="$ROOT/benchmarks/results/compat-$DATE.md"
 KEEP=0
 PAIRS_FILE=""
 PYTEST_EXTRA=()
+MODE=pinned  # pinned: constraints.txt; floor / newest: see --floor, --newest
+DRY=0
+TESTS="tests/test_yolo_*.py"  # expanded in the repository root
 
 pin() {  # the version constraints.txt pins for $1
     sed -n "s/^$1==\([^[:space:]#]*\).*/\1/p" "$ROOT/constraints.txt" | head -n1
@@ -49,15 +64,13 @@ pin() {  # the version constraints.txt pins for $1
 TORCH_PIN="$(pin torch)"
 TV_PIN="$(pin torchvision)"
 
-# the last release below the floor, the floor, the old docs' floor and the pin, with the
-# pinned torch; then the floor and the pin with torch 2.1.2, the oldest torch effzoo allows
+# the last release below the Ultralytics floor, the floor, the old docs' floor and the
+# pin, with the pinned torch (torch's floor and the newest releases: --floor, --newest)
 DEFAULT_PAIRS="
 8.3.58  $TORCH_PIN $TV_PIN
 8.3.59  $TORCH_PIN $TV_PIN
 8.3.100 $TORCH_PIN $TV_PIN
 8.4.190 $TORCH_PIN $TV_PIN
-8.3.59  2.1.2 0.16.2 numpy<2
-8.4.190 2.1.2 0.16.2 numpy<2
 "
 
 ARGS=()
@@ -67,13 +80,24 @@ while (($#)); do
         --pairs) PAIRS_FILE="$2"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --) shift; PYTEST_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --all) TESTS=tests; shift ;;
+        --floor) MODE=floor; shift ;;
+        --newest) MODE=newest; shift ;;
+        --dry-run) DRY=1; shift ;;
+        -h|--help) sed -n '2,50p' "$0" | sed -n '/^#/p' | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "compat.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) ARGS+=("$1"); shift ;;
     esac
 done
 
-if ((${#ARGS[@]})); then
+floor() {  # pyproject.toml's floor of $1
+    "$PYTHON" "$ROOT/scripts/compat_reqs.py" --floor-of "$1" || exit 2
+}
+if [[ "$MODE" == floor ]]; then
+    PAIRS="$(floor ultralytics) $(floor torch) $(floor torchvision)"
+elif [[ "$MODE" == newest ]]; then
+    PAIRS="latest latest latest"
+elif ((${#ARGS[@]})); then
     PAIRS="$(printf '%s\n' "${ARGS[@]}")"
 elif [[ -n "$PAIRS_FILE" ]]; then
     PAIRS="$(cat "$PAIRS_FILE")" || exit 2
@@ -81,8 +105,13 @@ else
     PAIRS="${COMPAT_PAIRS:-$DEFAULT_PAIRS}"
 fi
 
-LOGS="${COMPAT_LOGS:-$(mktemp -d "$TMP/effzoo-compat-logs.XXXXXX")}"
-mkdir -p "$LOGS" "$(dirname "$OUT")" || exit 2
+want() {  # a requirement for $1 at version $2 ("latest": the newest release)
+    if [[ "$2" == latest ]]; then echo "$1"; else echo "$1==$2"; fi
+}
+if ((!DRY)); then
+    LOGS="${COMPAT_LOGS:-$(mktemp -d "$TMP/effzoo-compat-logs.XXXXXX")}"
+    mkdir -p "$LOGS" "$(dirname "$OUT")" || exit 2
+fi
 VENVS=()
 cleanup() {
     if ((KEEP)); then
@@ -112,7 +141,9 @@ constraints_for() {  # $1: file to write; rest: package names to leave out
 }
 
 # effzoo's own requirements (core, yolo, test, demo) without the ones a pair picks
-mapfile -t REQS < <("$PYTHON" "$ROOT/scripts/compat_reqs.py" yolo test demo \
+AT=newest
+[[ "$MODE" == floor ]] && AT=floor
+mapfile -t REQS < <("$PYTHON" "$ROOT/scripts/compat_reqs.py" yolo test demo --at "$AT" \
     --drop effzoo ultralytics torch torchvision ruff) || exit 2
 ((${#REQS[@]})) || { echo "compat.sh: no requirements read from pyproject.toml" >&2; exit 2; }
 
@@ -125,6 +156,14 @@ while IFS= read -r pair; do
     ((${#f[@]})) || continue
     n=$((n + 1))
     U="${f[0]}"; T="${f[1]:-$TORCH_PIN}"; TV="${f[2]:-$TV_PIN}"; EXTRA=("${f[@]:3}")
+    pkgs=("$(want torch "$T")" "$(want torchvision "$TV")")
+    if ((DRY)); then
+        echo "== [$n] ultralytics $U, torch $T, torchvision $TV ${EXTRA[*]:+(${EXTRA[*]})}"
+        echo "   pip install ${pkgs[*]} ${EXTRA[*]}"
+        echo "   pip install ($MODE) $(want ultralytics "$U") ${pkgs[*]} ${EXTRA[*]} ${REQS[*]}"
+        echo "   python -m pytest -q $TESTS ${PYTEST_EXTRA[*]}"
+        continue
+    fi
     tag="ultralytics-$U-torch-$T"
     log="$LOGS/$tag.log"
     echo "== [$n] ultralytics $U, torch $T, torchvision $TV ${EXTRA[*]:+(${EXTRA[*]})}  log: $log"
@@ -135,15 +174,16 @@ while IFS= read -r pair; do
     extra_names=()
     for e in "${EXTRA[@]}"; do extra_names+=("${e%%[=<>!~ ;\[]*}"); done
     constraints_for "$venv.constraints.txt" "${extra_names[@]}"
+    [[ "$MODE" == pinned ]] || : >"$venv.constraints.txt"  # floors / newest: no pins
     VENVS+=("$venv.constraints.txt")
 
     status=""
     {
         "$PYTHON" -m venv "$venv" &&
             "$py" -m pip install -q --upgrade pip &&
-            "$py" -m pip install "torch==$T" "torchvision==$TV" "${EXTRA[@]}" &&
+            "$py" -m pip install "${pkgs[@]}" "${EXTRA[@]}" &&
             "$py" -m pip install -c "$venv.constraints.txt" \
-                "ultralytics==$U" "torch==$T" "torchvision==$TV" "${EXTRA[@]}" "${REQS[@]}" &&
+                "$(want ultralytics "$U")" "${pkgs[@]}" "${EXTRA[@]}" "${REQS[@]}" &&
             "$py" -m pip install --no-deps -e "$ROOT"
     } >"$log" 2>&1 || status="install failed"
 
@@ -165,9 +205,9 @@ if not real(torch.__file__).startswith(real(venv)):
     problems.append(f"torch from {torch.__file__}")
 if not real(effzoo.__file__).startswith(real(root)):
     problems.append(f"effzoo from {effzoo.__file__}")
-if ultralytics.__version__ != want_u:
+if want_u != "latest" and ultralytics.__version__ != want_u:
     problems.append(f"ultralytics {ultralytics.__version__} installed, {want_u} asked")
-if torch.__version__.split("+")[0] != want_t:
+if want_t != "latest" and torch.__version__.split("+")[0] != want_t:
     problems.append(f"torch {torch.__version__} installed, {want_t} asked")
 print(ultralytics.__version__, torch.__version__.split("+")[0],
       torchvision.__version__.split("+")[0], numpy.__version__,
@@ -185,7 +225,7 @@ EOF
             cd "$ROOT" &&
                 env -u PYTHONPATH VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
                     timeout 5400 "$py" -m pytest -q -p no:cacheprovider \
-                    tests/test_yolo_*.py "${PYTEST_EXTRA[@]}"
+                    $TESTS "${PYTEST_EXTRA[@]}"
         ) >>"$log" 2>&1
         rc=$?
         summary="$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|error|errors|deselected)' "$log" | tail -n1)"
@@ -221,13 +261,14 @@ EOF
     echo "   -> $status: $passed passed, $failed failed, $skipped skipped, $errors errors (${mins} min)"
     if ((!KEEP)); then rm -rf -- "$venv"; fi
 done <<<"$PAIRS"
+((DRY)) && exit 0
 
 {
     echo "| ultralytics | torch | torchvision | numpy | python | result | passed | failed | skipped | errors | time | date |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
     echo
-    echo "\`python -m pytest -q tests/test_yolo_*.py\` in a fresh venv per row (\`bash scripts/compat.sh\`)."
+    echo "\`python -m pytest -q $TESTS\` in a fresh venv per row (\`bash scripts/compat.sh\`; requirements: $MODE)."
     if ((${#FAILURES[@]})); then
         echo
         echo "Failures and refusals:"

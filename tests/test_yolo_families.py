@@ -3,7 +3,8 @@ YOLO26 (end-to-end, its P2 variant, every task), YOLO12 and RT-DETR beside YOLO1
 
 The names are generated from the installed Ultralytics' own files; each builds at the
 parameter count pinned here (scale n, or RT-DETR's l; nc 80, random init), the P2
-variant feeds the row's stride-4 level to its head, a P6 name is an explicit error,
+variant feeds the row's stride-4 level to its head, the P6 variant keeps the stock rows
+that build P6 from the row's P5,
 and the whole life cycle runs per family on the CPU at 64 px: train, validate,
 predict, reload ``best.pt`` in a fresh process, export to ONNX (YOLO26's graph is
 NMS-free and equals PyTorch), provenance in the log and the checkpoint, ``fuse()``.
@@ -27,7 +28,7 @@ from ultralytics.nn import tasks  # noqa: E402
 
 import effzoo.yolo  # noqa: E402, F401
 from effzoo.cli import main as cli  # noqa: E402
-from effzoo.errors import InvalidArgumentError, UltralyticsContractError  # noqa: E402
+from effzoo.errors import UltralyticsContractError  # noqa: E402
 from effzoo.fuse import FusedConv  # noqa: E402
 from effzoo.yolo import templates  # noqa: E402
 from effzoo.yolo.modules import BackboneStem  # noqa: E402
@@ -150,11 +151,13 @@ def test_p2_reads_the_rows_stride_4_level():
 
 
 @pytest.mark.parametrize("name", sorted(templates.P6_NAMES))
-def test_p6_is_an_explicit_error(name, tmp_path, monkeypatch):
+def test_p6_keeps_the_stock_rows_that_build_p6(name):
+    """YOLO26-P6 (issue 27: P6 where the family has it): the stock stride-2 Conv and its
+    block build P6/64 from the row's P5 and the head reads four levels."""
     _need("yolo26")
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(InvalidArgumentError, match=r"P6 \(stride 64\).*no EfficientNet has one"):
-        YOLO(name.replace("yolo26", "yolo26n", 1))
+    d = yaml.safe_load(templates.cfg_text(name))
+    assert d["backbone"][1][2:] == ["Conv", [1024, 3, 2]]  # P6/64, reading the row's P5
+    assert len(d["head"][-1][0]) == 4  # Detect(P3, P4, P5, P6)
 
 
 def test_a_family_the_installed_ultralytics_lacks_names_the_release(monkeypatch):
@@ -171,7 +174,7 @@ def test_a_family_the_installed_ultralytics_lacks_names_the_release(monkeypatch)
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--family", "yolo26", "--p6"], "no EfficientNet has one"),
+        (["--p6"], "only yolo26 has --p2 and --p6"),
         (["--p2"], "only yolo26 has --p2 and --p6"),
         (["--family", "rtdetr", "--task", "pose"], "choose one of detect"),
         (["--family", "yolo26", "--p2", "--task", "segment"], "use --task detect with --p2"),
@@ -179,8 +182,6 @@ def test_a_family_the_installed_ultralytics_lacks_names_the_release(monkeypatch)
     ],
 )
 def test_effzoo_yaml_family_errors(argv, says, capsys):
-    if "--p6" in argv:  # the level check reads the installed yolo26 files' strides
-        _need("yolo26")
     try:
         code = cli(["yaml", "efficientnet_b0", *argv])
     except SystemExit as e:  # argparse's own usage errors (exit status 2)

@@ -22,7 +22,7 @@ from ultralytics.nn import tasks  # noqa: E402
 
 import effzoo.yolo  # noqa: E402
 from effzoo.errors import InvalidArgumentError, UltralyticsContractError  # noqa: E402
-from effzoo.yolo import patches, seams, templates  # noqa: E402
+from effzoo.yolo import patches, seams, splice, templates  # noqa: E402
 
 OLD = yolo_helpers.DATA_DIR / "yolo-0.1"
 #: (model name, the file effzoo 0.1 shipped under that name: tests/data)
@@ -387,7 +387,7 @@ def test_names_that_are_not_effzoo_names_are_left_to_ultralytics(tmp_path, monke
     ],
 )
 def test_a_stock_row_s_stride_is_what_its_module_does(module, args, stride):
-    assert templates._stride(module, args) == stride
+    assert splice._stride(module, args) == stride
 
 
 class EfficientNetV3(torch_nn.Module):

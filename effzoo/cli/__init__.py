@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -28,10 +29,24 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "info": ("effzoo.cli.info", "info_main", "one variant: levels, params, weights tags"),
     "download": ("effzoo.cli.download", "main", "prefetch weights for offline use"),
     "env": ("effzoo.cli.env", "main", "what a bug report needs: versions, caches, what verifies"),
-    "yaml": ("effzoo.yolo.cli", "yaml_main", "write a YOLO11 model yaml for a variant"),
+    "yaml": (
+        "effzoo.yolo.cli",
+        "yaml_main",
+        "write an Ultralytics model yaml for a variant: YOLO11, YOLO12, YOLO26 (P2, P6), RT-DETR",
+    ),
     "demo": ("effzoo.yolo.demo", "main", "train a small YOLO11-EfficientNet offline"),
     "yolo": ("effzoo.yolo.cli", "yolo_main", "the Ultralytics CLI with effzoo registered"),
 }
+
+#: a terminal colour or style code (Ultralytics 8.3.x colours parts of its messages)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal colour codes: an error line reads the same in a log file,
+    a pipe or a terminal."""
+    return _ANSI.sub("", text)
+
 
 #: set (to anything but "" or "0") to get the traceback of any error instead of one line
 DEBUG_ENV = "EFFZOO_DEBUG"
@@ -86,11 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _debug():
             raise
         if isinstance(e, EffzooError):
-            print(f"{prefix} {e}", file=sys.stderr)
+            print(plain(f"{prefix} {e}"), file=sys.stderr)
         elif isinstance(e, OSError):
-            print(f"{prefix} {os_error_message(e)}", file=sys.stderr)
+            print(plain(f"{prefix} {os_error_message(e)}"), file=sys.stderr)
         else:  # not a mistake of the user's: one line that says so, and how to see more
-            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+            first = next((ln.strip() for ln in plain(str(e)).splitlines() if ln.strip()), "")
             print(
                 f"{prefix} unexpected {type(e).__name__}{': ' + first if first else ''}; "
                 f"rerun with {DEBUG_ENV}=1 for the traceback, and report it if it is a bug",

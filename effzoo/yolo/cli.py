@@ -4,16 +4,18 @@ effzoo registered)."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..cli import plain
 from ..cli.paths import output_file, write_text
-from ..errors import InvalidArgumentError
+from ..errors import DatasetUnavailableError, InvalidArgumentError
 from .patches import register
 from .rows import WIDTH_ADVICE
-from .templates import FAMILIES, TASKS, list_cfgs, model_name, yaml_request, yaml_text
+from .templates import FAMILIES, PATTERN, TASKS, list_cfgs, model_name, yaml_request, yaml_text
 
 #: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
 WHICH_BACKBONE = (
@@ -36,7 +38,9 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--family", choices=tuple(FAMILIES), default="yolo11", help="detector family")
     level = p.add_mutually_exclusive_group()
     level.add_argument("--p2", action="store_true", help="YOLO26-P2: a stride-4 head level")
-    level.add_argument("--p6", action="store_true", help="YOLO26-P6 (needs a stride-64 level)")
+    level.add_argument(
+        "--p6", action="store_true", help="YOLO26-P6: a stride-64 level, built from the row's P5"
+    )
     p.add_argument("--task", choices=TASKS, default="detect")
     p.add_argument("--nc", type=int, default=None, help="number of classes (default 80)")
     p.add_argument("--width", type=float, default=1.0, help="extra backbone width multiplier")
@@ -111,18 +115,24 @@ def yolo_main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: effzoo yolo MODE [ARGS...]  (the Ultralytics CLI with effzoo registered)")
         print("  e.g. effzoo yolo train model=yolo11n-effv2s.yaml data=coco8.yaml epochs=10")
-        print("effzoo model names: " + ", ".join(list_cfgs()))
+        print("  (Ultralytics downloads coco8; offline, the demo's data: docs/yolo.md)")
+        print(f"effzoo model names: {PATTERN}, any variant of `effzoo list` as effb0,")
+        print("  efflite0, effv2s, ...; examples: " + ", ".join(list_cfgs()))
         print("Ultralytics' own help follows.\n")
         argv = ["help"]
     # Ultralytics reads sys.argv (the same list object it saved at import time).
     sys.argv[:] = ["effzoo-yolo", *argv]
     try:
         entrypoint()
-    except (SyntaxError, ValueError, TypeError) as e:
-        if not _argument_error(e):
+    except Exception as e:
+        dataset = _dataset_error(e)
+        if dataset is not None:
+            raise _dataset_message(dataset, argv, outer=e) from e
+        if not isinstance(e, (SyntaxError, ValueError, TypeError)) or not _argument_error(e):
             raise
         # Ultralytics' own message, as itself, on one line (its help text follows a newline)
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        lines = plain(str(e)).splitlines()  # 8.3.x colours the argument it names
+        first = next((ln.strip() for ln in lines if ln.strip()), type(e).__name__)
         raise InvalidArgumentError(f"{first} (Ultralytics; `effzoo yolo help`)") from e
     return 0
 
@@ -140,3 +150,56 @@ def _argument_error(e: BaseException) -> bool:
         return False
     raised_in = Path(frames[-1].filename).parts[-3:]
     return raised_in in _ARGUMENT_CHECKS
+
+
+#: where Ultralytics checks, and downloads, a dataset (trainer and validator)
+_DATASET_CHECKS = frozenset({"check_det_dataset", "check_cls_dataset", "get_dataset"})
+#: what those checks raise on purpose (a missing file or download, a malformed data
+#: yaml); anything else raised there is a bug and stays "unexpected"
+_DATASET_ERRORS = (OSError, SyntaxError, ValueError, TypeError)
+#: the symbols Ultralytics decorates its messages with
+_DECOR = re.compile(r"[\u2600-\u27bf\U0001f300-\U0001faff\ufe0f]")
+
+
+def _dataset_error(e: BaseException) -> BaseException | None:
+    """The innermost error of ``e``'s chain that Ultralytics raised while checking or
+    downloading a dataset, or None when ``e`` is not one."""
+    found = None
+    seen: set[int] = set()
+    err: BaseException | None = e
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        for frame in traceback.extract_tb(err.__traceback__):
+            if frame.name in _DATASET_CHECKS and "ultralytics" in Path(frame.filename).parts:
+                found = err if isinstance(err, _DATASET_ERRORS) else found
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def _dataset_message(e: BaseException, argv: Sequence[str], *, outer: BaseException) -> Exception:
+    """One line for a dataset Ultralytics could not find or download: which one (``data=``,
+    or the default Ultralytics took, named in its message), why, and what the offline
+    settings do and do not do."""
+    from ultralytics.utils import SETTINGS
+
+    named = re.search(r"Dataset '([^']+)'", f"{outer} {e}")
+    data = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("data=")), "")
+    data = data or (named.group(1) if named else "(Ultralytics' default)")
+    text = " ".join(_DECOR.sub("", plain(str(e))).split())
+    if not (isinstance(e, ConnectionError) or "download failure" in text.lower()):
+        return InvalidArgumentError(f"dataset {data!r}: {text} (Ultralytics)")
+    return DatasetUnavailableError(
+        f"dataset {data!r} is not on disk and could not be downloaded ({text}). Ultralytics "
+        f"keeps the datasets it downloads in its datasets_dir ({SETTINGS['datasets_dir']}): "
+        "copy it there from a machine that has it, or give data= a dataset yaml on disk "
+        f"(effzoo's generated demo data: {DEMO_DATA}). YOLO_OFFLINE=true only skips "
+        "Ultralytics' online checks and HF_HUB_OFFLINE=1 only effzoo's weights downloads: "
+        "neither brings a dataset"
+    )
+
+
+#: the one-liner that writes the demo's dataset (docs/yolo.md); needs the demo extra
+DEMO_DATA = (
+    'python -c "from effzoo.yolo.demo.data import make_shapes_dataset as m; '
+    "print(m('shapes'))\" writes shapes/data.yaml"
+)

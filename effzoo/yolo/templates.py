@@ -8,18 +8,19 @@ its stem and stage rows (everything before SPPF/C2PSA, or the whole backbone whe
 there is neither) replaced by the effzoo row, which occupies indices 0-4 (P1..P5).
 Which stock row ends which P-level is read from the rows' strides, the same way for
 every family; every later index is shifted to match, so the head's references to P2,
-P3, P4 and its own layers still point at the same layers. A head that reads a P6
-(stride 64) level gets an explicit error: no EfficientNet has one.
+P3, P4 and its own layers still point at the same layers. A P6 variant's stock rows
+that build P6/64 from P5 stay after the effzoo row (no EfficientNet has a stride-64
+level of its own).
 
-``effzoo yaml VARIANT`` writes one; the model names in ``MODELS``
-(``yolo11n-effv2s.yaml``, the forked recipe's ``yolo11-EfficientNetV1.yaml``, ...)
-resolve by name inside Ultralytics once ``effzoo.yolo`` is imported.
+``effzoo yaml VARIANT`` writes one; every model name of ``PATTERN``
+(``yolo11n-effv2s.yaml``, ``yolo26s-p6-effb3.yaml``, ``yolo12m-effv2m-pose.yaml``;
+``MODELS`` holds examples, and the forked recipe's ``yolo11-EfficientNetV1.yaml``)
+resolves by name inside Ultralytics once ``effzoo.yolo`` is imported.
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
 import re
 import shutil
 import tempfile
@@ -33,12 +34,10 @@ from ..errors import InvalidArgumentError, UltralyticsContractError
 from ..factory import BackboneRequest
 from ..registry import lookup
 from .rows import ALL_LEVELS, CANONICAL
+from .splice import render, splice
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 _SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
-#: backbone rows that stay after the effzoo row (they read P5)
-_KEPT = ("SPPF", "C2PSA")
-LEVELS = 5
 
 
 @dataclass(frozen=True)
@@ -152,8 +151,8 @@ MODELS: dict[str, ModelName] = {
 }
 
 
-#: names of YOLO26's P6 variant: known, so that they get the explicit error (no
-#: EfficientNet has a stride-64 level) instead of "no such file"
+#: examples of YOLO26's P6 variant (the stock rows that build P6/64 from P5 stay after
+#: the effzoo row; tests/test_yolo_families.py); every other P6 name resolves as well
 P6_NAMES: dict[str, ModelName] = {
     m.name: m for m in (_model(v, family="yolo26", level="p6") for v in _DETECTORS)
 }
@@ -194,144 +193,6 @@ def check_level(family: str, level: Any) -> str:
             + (f"; it has {', '.join(have)}" if have else "; only yolo26 has --p2 and --p6")
         )
     return level
-
-
-def _stride(module: Any, args: Any) -> int:
-    """How much a stock backbone row downsamples, read from what its module does: the row
-    built alone by Ultralytics' own parser (64 input channels, else 3) and run on 32x32
-    (ADown, for one, halves the size with no stride among its arguments); 1 for a row
-    that cannot be built alone."""
-    return _measured_stride(str(module), repr(args if isinstance(args, list) else []))
-
-
-@functools.cache
-def _measured_stride(module: str, args_repr: str) -> int:
-    import ast
-
-    import torch
-    from ultralytics.nn import tasks
-
-    parse = getattr(tasks.parse_model, "__wrapped__", tasks.parse_model)
-    try:
-        row = [-1, 1, module, ast.literal_eval(args_repr)]
-    except (ValueError, SyntaxError):  # arguments no yaml row can hold
-        return 1
-    for ch in (64, 3):  # a later row, or a first one that states the image's 3 channels
-        try:
-            with torch.no_grad():
-                layers, _ = parse({"nc": 1, "backbone": [row], "head": []}, ch=ch, verbose=False)
-                out = layers.eval()(torch.zeros(1, ch, 32, 32))
-        except Exception:  # not with these channels (or not alone)
-            continue
-        if isinstance(out, torch.Tensor) and out.dim() == 4:
-            return max(1, 32 // int(out.shape[-1]))
-    return 1
-
-
-def _shift(stock_backbone: list[list[Any]], source: str) -> tuple[int, dict[int, int]]:
-    """(first kept row, old index -> new index of each P-level's last row).
-
-    The level of a row is the log2 of the stride so far, read from the rows' own
-    arguments (``_stride``); everything before SPPF/C2PSA (or the whole backbone where
-    there is neither: YOLO12, RT-DETR) is what the effzoo row replaces."""
-    keep = next((i for i, r in enumerate(stock_backbone) if r[2] in _KEPT), len(stock_backbone))
-    stride, ends = 1, {}
-    for i, (_, _, module, args) in enumerate(stock_backbone[:keep]):
-        stride *= _stride(module, args)
-        ends[stride.bit_length() - 1] = i
-    if max(ends, default=0) > LEVELS:
-        raise InvalidArgumentError(
-            f"{source} reads a P{max(ends)} (stride {2 ** max(ends)}) backbone level; no "
-            f"EfficientNet has one (their deepest level is P{LEVELS}, stride 32), so effzoo "
-            "cannot put its row in this file. Use the family's P5 file (e.g. yolo26) or its "
-            "P2 variant for small objects"
-        )
-    if not {3, 4, 5} <= set(ends):
-        raise UltralyticsContractError(
-            f"{source} does not have the backbone effzoo expects (five stride-2 levels, P3, "
-            f"P4 and P5 among them, before {' or '.join(_KEPT)}); effzoo cannot place its "
-            "row in it"
-        )
-    return keep, {ends[k]: k - 1 for k in ends if k >= 1}
-
-
-def splice(
-    stock: dict[str, Any], row: tuple[Any, ...], *, source: str = "model yaml"
-) -> dict[str, Any]:
-    """``stock`` (a parsed Ultralytics model yaml) with its stem and stages replaced by
-    ``row``. Where the first kept row is C2PSA (the classify files: no SPPF before it),
-    which keeps its channel count, a 1x1 ``Conv`` to C2PSA's width is put in front of
-    it, as SPPF does in the detection files."""
-    keep, level_ends = _shift(stock["backbone"], source)
-    kept = stock["backbone"][keep:]
-    bridge = [[-1, 1, "Conv", [kept[0][3][0], 1, 1]]] if kept and kept[0][2] == "C2PSA" else []
-    offset = keep - LEVELS - len(bridge)
-
-    def new(i: int) -> int:
-        if i < 0:
-            return i
-        if i >= keep:
-            return i - offset
-        if i in level_ends:
-            return level_ends[i]
-        raise UltralyticsContractError(
-            f"{source}: a row reads backbone layer {i}, which is not a P-level output; "
-            "effzoo cannot place its row in this file"
-        )
-
-    def remap(r: list[Any]) -> list[Any]:
-        frm = [new(i) for i in r[0]] if isinstance(r[0], list) else new(r[0])
-        return [frm, *r[1:]]
-
-    out = {k: v for k, v in stock.items() if k not in ("backbone", "head")}
-    out["backbone"] = [list(row), *bridge] + [remap(r) for r in kept]
-    out["head"] = [remap(r) for r in stock.get("head") or []]
-    return out
-
-
-_PLAIN = re.compile(r"[A-Za-z_][\w.\-]*")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
-
-
-def _flow(value: Any) -> str:
-    """A value in YAML flow style, as Ultralytics' files write it."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_flow(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
-    if value is None:
-        return "None"  # Ultralytics evaluates the string "None" to None
-    if isinstance(value, str):
-        plain = _PLAIN.fullmatch(value) and value.lower() not in _YAML_WORDS
-        return value if plain else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
-
-
-def render(d: dict[str, Any], *, header: list[str]) -> str:
-    """The text of a model yaml: ``header`` comment lines, the parameters, the rows."""
-    lines = [f"# {h}" if h else "#" for h in header] + [""]
-    for key, value in d.items():
-        if key in ("backbone", "head"):
-            continue
-        if key == "scales":
-            lines.append("scales: # [depth, width, max_channels]; the scale sizes the head")
-            lines += [f"  {k}: {_flow(v)}" for k, v in value.items()]
-        else:
-            lines.append(f"{key}: {_flow(value)}")
-    index = 0
-    for section in ("backbone", "head"):
-        lines += ["", f"{section}:"]
-        if section == "backbone":
-            lines.append("  # [from, repeats, module, args]")
-        for row in d[section]:
-            if index == 0:
-                note = "0-4 P1/2, P2/4, P3/8, P4/16, P5/32"
-                index = LEVELS
-            else:
-                note = str(index)
-                index += 1
-            lines.append(f"  - {_flow(row)} # {note}")
-    return "\n".join(lines) + "\n"
 
 
 def generate(
@@ -451,9 +312,71 @@ def model_yaml(
     )
 
 
+#: the pattern every effzoo model name follows (docs/yolo.md)
+PATTERN = "<family>[scale][-p2|-p6]-<backbone>[-seg|-pose|-obb|-cls].yaml"
+_TASK_OF = {suffix: task for task, suffix in _SUFFIX.items()}
+#: a name of the pattern, any spelling of its parts (checked against what exists after)
+_NAME = re.compile(
+    r"(?P<family>[a-z]+?\d*)(?P<scale>[nslmx]?)(?:-(?P<level>p\d+))?"
+    r"-(?P<backbone>eff[a-z0-9]+)(?P<task>-[a-z]+)?\.yaml"
+)
+
+
 def list_cfgs() -> list[str]:
-    """Every model name effzoo provides (each resolves inside Ultralytics by name)."""
+    """Examples of effzoo's model names (``MODELS``; each resolves inside Ultralytics by
+    name). Every name of the pattern ``PATTERN`` resolves too: any family, scale, level
+    variant, backbone (``effzoo list``) and task."""
     return sorted(MODELS)
+
+
+def backbones() -> dict[str, str]:
+    """The backbone part of a model name -> its variant: ``effb0`` -> ``efficientnet_b0``."""
+    from ..registry import list_models
+
+    return {short_name(v): v for v in list_models()}
+
+
+def parse_name(name: str) -> ModelName | None:
+    """The model a name of the pattern asks for (a scale letter is read by Ultralytics
+    and ignored here), or None when it does not parse or names no backbone. A family,
+    level variant or task the family does not have is checked by ``cfg_text``."""
+    key = Path(str(name)).name
+    if key in MODELS:
+        return MODELS[key]
+    m = _NAME.fullmatch(key)
+    variant = backbones().get(m["backbone"]) if m else None
+    if m is None or variant is None or (m["task"] or "") not in _TASK_OF:
+        return None
+    if m["family"] not in FAMILIES or (m["family"] == "rtdetr" and m["scale"]):
+        return None
+    level, task = m["level"] or "", _TASK_OF[m["task"] or ""]
+    return ModelName(key, task, effzoo_row(variant), m["family"], level)
+
+
+def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return found[0] if found else None
+
+
+def _repaired(lower: str) -> str | None:
+    """A name of the pattern with its family, level, backbone or task spelt wrong, spelt
+    right (``yolo11n-effb9.yaml`` -> ``yolo11n-effb8.yaml``), else None."""
+    m = _NAME.fullmatch(lower)
+    if m is None:
+        return None
+    family = m["family"] if m["family"] in FAMILIES else _closest(m["family"], tuple(FAMILIES))
+    backbone = m["backbone"]
+    backbone = backbone if backbone in backbones() else _closest(backbone, list(backbones()))
+    task = m["task"] or ""
+    task = task if task in _TASK_OF else _closest(task, [t for t in _TASK_OF if t])
+    level = m["level"] or ""
+    level = level if level in VARIANTS else _closest(level, [v for v in VARIANTS if v])
+    if None in (family, backbone, task, level):
+        return None
+    scale = "" if family == "rtdetr" else m["scale"]
+    return f"{family}{scale}{'-' + level if level else ''}-{backbone}{task}.yaml"
 
 
 _SCALE = re.compile(r"^(\D*\d+)([nslmx])(?=-)")
@@ -461,36 +384,59 @@ _SCALE = re.compile(r"^(\D*\d+)([nslmx])(?=-)")
 
 def suggest_name(name: str) -> str | None:
     """The effzoo model name a mistyped one means (``.yaml`` missing, ``.yml``, another
-    case: ``YOLO11n-efflite0.yml`` -> ``yolo11n-efflite0.yaml``), else None."""
+    case: ``YOLO11n-efflite0.yml`` -> ``yolo11n-efflite0.yaml``; a part of the pattern
+    misspelt: ``yolo11n-effb9.yaml`` -> ``yolo11n-effb8.yaml``), else None."""
     base = Path(str(name)).name
     if len(base) > 200:
         return None
     stem = re.sub(r"\.ya?ml$", "", base, flags=re.IGNORECASE)
-    known = {n.lower(): n for n in (*MODELS, *P6_NAMES)}
     lower = stem.lower() + ".yaml"
+    known = {n.lower(): n for n in MODELS}  # the forked recipe's names keep their case
     scale = _SCALE.match(lower)
     unscaled = _SCALE.sub(r"\1", lower) if scale else lower
     real = known.get(lower) or known.get(unscaled)
-    if real is None:
-        return None
-    if scale and real.lower() == unscaled:  # put the scale letter back after the number
+    if real is not None and scale and real.lower() == unscaled:  # the scale letter back
         real = re.sub(r"^(\D*\d+)", lambda m: m.group(1) + scale.group(2), real, count=1)
-    return None if real == base else real
+    if real is None:
+        real = lower if parse_name(lower) else _repaired(lower)
+    return None if real is None or real == base else real
 
 
 def is_model_name(name: str) -> bool:
-    return Path(name).name in MODELS or Path(name).name in P6_NAMES
+    """Whether ``name`` is one of effzoo's model names: any name of the pattern whose
+    backbone exists (``cfg_text`` says when its family lacks the level or task)."""
+    return parse_name(name) is not None
 
 
 def cfg_text(name: str) -> str:
-    """The generated text of a model name in ``MODELS`` (``yolo11-effb0.yaml``)."""
-    key = Path(name).name
-    key = key if key.endswith(".yaml") else f"{key}.yaml"
-    model = MODELS.get(key) or P6_NAMES.get(key)
+    """The generated text of an effzoo model name (``yolo11-effb0.yaml``,
+    ``yolo26s-p6-effv2m.yaml``: any name of ``PATTERN``)."""
+    key = Path(str(name)).name
+    key = key if key.lower().endswith((".yaml", ".yml")) else f"{key}.yaml"
+    model = parse_name(key)
     if model is None:
+        meant = suggest_name(key)
         raise InvalidArgumentError(
-            f"effzoo provides no model yaml {name!r}; it provides: {', '.join(list_cfgs())}. "
-            "`effzoo yaml VARIANT` writes one for any variant."
+            f"{name!r} is not an effzoo model name: they follow {PATTERN}, with a family of "
+            f"{', '.join(FAMILIES)} and a backbone of `effzoo list` in short form (effb0, "
+            "efflite0, effv2s, ...)"
+            + (f"; did you mean {meant!r}?" if meant else "")
+            + " `effzoo yaml VARIANT` writes one for any variant."
+        )
+    fam = FAMILIES[model.family]
+    if model.task not in fam.tasks:
+        checks.fail(f"{key}: {fam.name} has no {model.task} model (it has: {', '.join(fam.tasks)})")
+    if model.variant and model.variant not in fam.variants:
+        have = [f"{fam.name}-{v}" for v in fam.variants if v]
+        checks.fail(
+            f"{key}: {fam.name} has no {model.variant.upper()} variant"
+            + (f"; it has {', '.join(have)}" if have else "; only yolo26 has -p2 and -p6")
+        )
+    if model.variant and model.task != "detect":
+        detect = key.replace(_SUFFIX[model.task] + ".", ".", 1)
+        checks.fail(
+            f"{key}: {fam.name}'s {model.variant.upper()} variant is a detection model "
+            f"(Ultralytics ships no {fam.filename(model.task, model.variant)}); use {detect}"
         )
     return generate(model.task, model.row, family=model.family, variant=model.variant)
 

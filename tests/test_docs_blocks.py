@@ -1,0 +1,185 @@
+"""The code blocks of README.md and docs/ run as written (issue 27, item 5).
+
+Every fenced block is one of:
+
+- ``python``: the blocks of a page run in order in one fresh process, in an empty
+  working directory, with the Hub unreachable; a line ``EXPR  # LITERAL`` (the sample
+  value a page shows, ``m.out_channels   # [64, 160, 256]``) is checked: EXPR must equal
+  it. A block that needs the Hub, a GPU, a trained checkpoint, or trains for minutes
+  says so in a marker on the line before its fence,
+  ``<!-- docs-test: parsed only: WHY -->``, and is compiled only.
+- ``bash``: parsed (``bash -n``); its ``effzoo list|info|yaml`` lines run, each as
+  written (``python -m effzoo`` with this checkout), in the page's working directory,
+  unless the block is marked parsed only. ``pip`` lines: tests/test_install.py.
+- ``yaml``: parsed, unless marked (an excerpt with ``...``).
+- no language or ``text``: a sample output or a diagram; not run.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARK = re.compile(r"<!-- docs-test: parsed only: (.+?) -->")
+#: effzoo sub-commands a bash block's line runs as written (quick, offline)
+RUN = ("list", "info", "yaml")
+
+
+@dataclass(frozen=True)
+class Block:
+    page: Path
+    line: int
+    lang: str
+    text: str
+    parsed_only: str  # why, or "" when it runs
+
+    @property
+    def id(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def blocks(page: Path) -> list[Block]:
+    text = page.read_text(encoding="utf-8")
+    out = []
+    for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M):
+        before = text[: m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        mark = MARK.fullmatch(before.strip())
+        line = text[: m.start()].count("\n") + 1
+        out.append(Block(page, line, m.group(1), m.group(2), mark.group(1) if mark else ""))
+    return out
+
+
+ALL = [b for page in PAGES for b in blocks(page)]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        HF_HUB_OFFLINE="1",
+        YOLO_OFFLINE="true",
+        YOLO_CONFIG_DIR=str(tmp / "ultralytics"),
+    )
+    return env
+
+
+def _checked(source: str) -> str:
+    """``source`` with each ``EXPR  # LITERAL`` line turned into an assertion."""
+    lines = []
+    for line in source.splitlines():
+        code, _, comment = line.partition("  #")
+        try:
+            want = ast.literal_eval(comment.strip()) if comment.strip() else None
+            ast.parse(code.strip(), mode="eval")
+        except (SyntaxError, ValueError):
+            want = None
+        if want is not None and code and not code[0].isspace():
+            lines.append(f"assert ({code.strip()}) == {want!r}, ({code.strip()!r}, {code.strip()})")
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def test_every_block_is_run_or_says_why_not():
+    langs = {b.lang for b in ALL}
+    assert langs <= {"python", "bash", "yaml", "text", ""}, langs
+    assert sum(1 for b in ALL if b.lang == "python" and not b.parsed_only) >= 4
+
+
+@pytest.mark.parametrize("block", [b for b in ALL if b.lang == "python"], ids=lambda b: b.id)
+def test_python_blocks_compile(block):
+    compile(block.text, block.id, "exec")
+
+
+PY_PAGES = sorted({b.page for b in ALL if b.lang == "python" and not b.parsed_only})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PY_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_python_blocks_run_in_order(page, tmp_path):
+    runnable = [b for b in blocks(page) if b.lang == "python" and not b.parsed_only]
+    source = "\n".join(f"# {b.id}\n{_checked(b.text)}" for b in runnable)
+    out = subprocess.run(
+        [sys.executable, "-c", source],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(tmp_path),
+    )
+    assert out.returncode == 0, f"{[b.id for b in runnable]}:\n{out.stderr[-4000:]}"
+
+
+@pytest.mark.parametrize("block", [b for b in ALL if b.lang == "bash"], ids=lambda b: b.id)
+def test_bash_blocks_parse_and_their_effzoo_lines_run(block, tmp_path):
+    parsed = subprocess.run(["bash", "-n"], input=block.text, capture_output=True, text=True)
+    assert parsed.returncode == 0, parsed.stderr
+    if block.parsed_only:
+        return
+    for line in block.text.splitlines():
+        argv = shlex.split(line, comments=True)
+        if argv[:1] != ["effzoo"] or len(argv) < 2 or argv[1] not in RUN:
+            continue
+        out = subprocess.run(
+            [sys.executable, "-m", "effzoo", *argv[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=_env(tmp_path),
+        )
+        assert out.returncode == 0, (line, out.stderr[-3000:])
+
+
+@pytest.mark.parametrize("block", [b for b in ALL if b.lang == "yaml"], ids=lambda b: b.id)
+def test_yaml_blocks_parse(block):
+    if not block.parsed_only:
+        assert yaml.safe_load(block.text) is not None
+
+
+def test_the_demo_data_one_liner_in_the_docs_is_the_one_the_error_prints():
+    pytest.importorskip("ultralytics")
+    from effzoo.yolo.cli import DEMO_DATA
+
+    command = DEMO_DATA.split(" writes ")[0]
+    assert command in (ROOT / "docs" / "yolo.md").read_text()
+
+
+def test_effzoo_help_names_every_family():
+    pytest.importorskip("ultralytics")
+    from effzoo.yolo.templates import FAMILIES
+
+    out = subprocess.run(
+        [sys.executable, "-m", "effzoo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ).stdout
+    text = " ".join(out.split())
+    for family in FAMILIES:
+        shown = "RT-DETR" if family == "rtdetr" else family.upper()
+        assert shown in text, (shown, text)
+
+
+def test_the_int8_tables_live_on_one_page():
+    """deploy.md holds the INT8 measurements; which-backbone.md links to them (they
+    were on both pages, the same numbers twice)."""
+    pages = {
+        page.name
+        for page in PAGES
+        for header in re.findall(r"^\|.*\|$", page.read_text(), flags=re.M)
+        if "int8" in header.lower() and "---" not in header and header.count("|") > 3
+    }
+    assert pages == {"deploy.md"}, pages
