@@ -8,12 +8,14 @@ into a width/depth-scaled model. It returns a ``WeightsRecord`` (``model.weights
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .._redact import redact
 from ..errors import CorruptWeightsError, InvalidArgumentError, WeightsMismatchError
 from ..registry import BackboneSpec
 from . import convert, verified
@@ -49,6 +51,12 @@ class WeightsRecord:
     inherited: bool
     selection: str
     note: str = ""
+
+    def __post_init__(self) -> None:  # printed, logged and pickled: no credentials in it
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and value != redact(value):
+                object.__setattr__(self, f.name, redact(value))
 
     @property
     def exact(self) -> bool:
