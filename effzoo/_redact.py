@@ -24,8 +24,8 @@ import os
 import re
 
 MASK = "***"
-#: a URL's user info: scheme://USERINFO@host
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#@'\"<>]+@")
+#: a URL's user info: scheme://USERINFO@host (also scheme:/USERINFO@host: a URL in a path)
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*:/{1,2})[^\s/?#@'\"<>]+@")
 #: a query parameter whose value is a credential (signed URLs of S3, CloudFront, Azure, GCS)
 _QUERY = re.compile(
     r"(?P<key>[?&;][A-Za-z0-9_.-]*(?:sig|signature|token|key|secret|passw|credential|auth|policy)"
