@@ -84,6 +84,23 @@ def _reference(spec: BackboneSpec, num_classes: int) -> dict[str, tuple[int, ...
     return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
 
 
+def grown_past_weights(model: nn.Module, spec: BackboneSpec) -> str:
+    """Why ``spec``'s full-size weights can never fill ``model`` ("" when they can): a model
+    widened or deepened past them (width/depth > 1.0), tried by weight selection on the
+    shapes alone (the meta device: nothing fetched, nothing allocated)."""
+    if getattr(model, "width_mult", 1.0) <= 1.0 and getattr(model, "depth_mult", 1.0) <= 1.0:
+        return ""
+    from ..backbone import Classifier
+
+    full = Classifier(spec, device="meta").state_dict()
+    shapes = {k: torch.empty(v.shape, device="meta") for k, v in model.state_dict().items()}
+    try:
+        inherit(full, shapes, allowed=frozenset(full), exact=False)
+    except WeightsMismatchError as e:
+        return str(e)
+    return ""
+
+
 def _adapt_stem(sd: dict[str, torch.Tensor], in_chans: int) -> None:
     w = sd.get("conv_stem.weight")
     if w is not None and w.dim() == 4 and w.shape[1] != in_chans:
@@ -105,6 +122,9 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
     """Fetch ``source``, convert it to timm keys and load it into ``model``: exactly when the
     shapes agree, by weight selection when the model is a width/depth-scaled variant."""
     spec: BackboneSpec = model.spec  # type: ignore[assignment]
+    problem = grown_past_weights(model, spec)
+    if problem:  # weight selection only shrinks: say so before anything is fetched
+        raise WeightsMismatchError(f"{spec.name}: {problem}")
     if source.path is not None:
         got = _local_file(source)
     elif source.tag is not None:
