@@ -125,6 +125,8 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
     problem = grown_past_weights(model, spec)
     if problem:  # weight selection only shrinks: say so before anything is fetched
         raise WeightsMismatchError(f"{spec.name}: {problem}")
+    if source.checkpoint is not None:
+        _check_checkpoint_size(model, spec, source)
     if source.path is not None:
         got = _local_file(source)
     elif source.tag is not None:
@@ -154,7 +156,7 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
         layout=layout,
         inherited=not sel.identity,
         selection=str(sel),
-        note="; ".join(n for n in (got.note, _tag_note(source)) if n),
+        note="; ".join(n for n in (got.note, _tag_note(source), _checkpoint_note(source)) if n),
     )
     log.info("%s", record)
     return record
@@ -194,8 +196,38 @@ def _materialize(key: str, value: torch.Tensor, like: torch.Tensor) -> torch.Ten
     return value.contiguous()
 
 
+def _checkpoint_note(source: WeightsSource) -> str:
+    ckpt = source.checkpoint
+    if ckpt is None:
+        return ""
+    started = f"; it started from {ckpt.tag}" if ckpt.tag else ""
+    return f"the backbone of {ckpt.origin}{started}"
+
+
+def _check_checkpoint_size(model: nn.Module, spec: BackboneSpec, source: WeightsSource) -> None:
+    """A model wider or deeper than the checkpoint's backbone cannot start from it: the
+    error names the call that builds the backbone as it was trained."""
+    ckpt = source.checkpoint
+    assert ckpt is not None
+    want = (getattr(model, "width_mult", 1.0), getattr(model, "depth_mult", 1.0))
+    if all(w <= c for w, c in zip(want, (ckpt.width_mult, ckpt.depth_mult))):
+        return
+    scaled = "".join(
+        f", {k}={v:g}"
+        for k, v in (("width_mult", ckpt.width_mult), ("depth_mult", ckpt.depth_mult))
+        if v != 1.0
+    )
+    raise WeightsMismatchError(
+        f"{source.path} holds {spec.name} at width x{ckpt.width_mult:g}, depth "
+        f"x{ckpt.depth_mult:g}; the model asked for is x{want[0]:g}, x{want[1]:g}, larger than "
+        f"those weights. Build it as it was trained: effzoo.create({spec.name!r}{scaled}, "
+        f"pretrained={str(source.path)!r}) (or narrower/shallower)",
+        reason=f"{source.path} holds a smaller {spec.name}",
+    )
+
+
 def _tag_note(source: WeightsSource) -> str:
-    if source.path is None or source.tag_from in ("argument", "metadata", "filename"):
+    if source.path is None or source.tag_from in ("argument", "metadata", "filename", "checkpoint"):
         return ""
     what = source.tag_name or "torchvision's padding and ImageNet mean/std"
     return f"tag assumed from the {source.layout} layout: {what} (pass weights_tag= to say)"
