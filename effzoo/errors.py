@@ -94,17 +94,18 @@ def _failed_import(e: BaseException) -> tuple[str, str] | None:
     if (name or "").split(".")[0] in DEPENDENCIES:
         return str(name).split(".")[0], ""
     ours = str(Path(__file__).resolve().parent)
+    files = [f.filename for f in traceback.extract_tb(e.__traceback__) if f.name == "<module>"]
+    if isinstance(e, SyntaxError) and e.filename:  # the file that failed to compile: no frame
+        files.append(e.filename)
     found = None
-    for frame in traceback.extract_tb(e.__traceback__):
-        if frame.name != "<module>" or str(Path(frame.filename).resolve()).startswith(ours):
+    for file in files:
+        if str(Path(file).resolve()).startswith(ours):
             continue
-        parts = Path(frame.filename).parts
-        pkg = next((p for p in reversed(parts[:-1]) if p in DEPENDENCIES), None)
-        pkg = pkg or (
-            Path(frame.filename).stem if Path(frame.filename).stem in DEPENDENCIES else None
-        )
+        stem = Path(file).stem
+        pkg = next((p for p in reversed(Path(file).parts[:-1]) if p in DEPENDENCIES), None)
+        pkg = pkg or (stem if stem in DEPENDENCIES else None)
         if pkg is not None:
-            found = (pkg, frame.filename)
+            found = (pkg, file)
     return found
 
 
