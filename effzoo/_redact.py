@@ -3,7 +3,8 @@
 
 ``redact(text)`` masks, as ``***``:
 
-* the user info of a URL (``http://user:password@mirror/`` -> ``http://***@mirror/``),
+* the user info of a URL (``http://user:password@mirror/`` -> ``http://***@mirror/``) and
+  a bare ``user:password@host`` (``user:***@host``),
 * the value of a query parameter that carries a credential (``X-Amz-Signature=``,
   ``X-Amz-Credential=``, ``sig=``, ``token=``, ``Signature=``, ``Policy=``, ``Key-Pair-Id=``, ...),
 * Hugging Face tokens (``hf_...``) and ``Authorization`` values (``Bearer ...``),
@@ -32,6 +33,8 @@ _QUERY = re.compile(
     r"[A-Za-z0-9_.-]*=)[^&#\s'\"<>]+",
     re.IGNORECASE,
 )
+#: ``user:password@host`` without a scheme (how requests also takes a proxy)
+_BARE_USERINFO = re.compile(r"(?P<user>(?<![\w/:])[\w.%+-]+):[^\s/@'\"<>:]+@(?=[\w.-])")
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{16,}")
 _AUTH_HEADER = re.compile(r"(?P<key>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 #: environment variables whose value is a credential (not a path to one, not a flag)
@@ -66,6 +69,7 @@ def redact(text: str) -> str:
     for secret in _env_secrets():
         text = text.replace(secret, MASK)
     text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    text = _BARE_USERINFO.sub(lambda m: f"{m.group('user')}:{MASK}@", text)
     text = _QUERY.sub(lambda m: f"{m.group('key')}{MASK}", text)
     text = _AUTH_HEADER.sub(lambda m: f"{m.group('key')}{MASK}", text)
     return _HF_TOKEN.sub(MASK, text)
