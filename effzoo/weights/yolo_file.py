@@ -124,6 +124,9 @@ class YoloBackbone:
 
 
 def _where(obj: object) -> str:
+    """The dotted name a stand-in (an instance, or a class named in the pickle) stands for."""
+    if isinstance(obj, type) and issubclass(obj, _StandIn):
+        return obj.where
     return getattr(type(obj), "where", type(obj).__name__)
 
 
