@@ -221,6 +221,10 @@ def test_weights_errors_that_name_the_endpoint_print_no_credential(tmp_path, whe
     assert not _leaks(proc.stdout + proc.stderr), proc.stdout + proc.stderr
     assert '"error": "Weights' in proc.stdout, proc.stdout + proc.stderr
     assert "http://***@127.0.0.1:" in proc.stdout  # the endpoint is named, masked
+    uncaught = _run(["-c", "import effzoo; effzoo.create('efficientnet_b0', pretrained=True)"],
+                    env, tmp_path)  # fmt: skip
+    assert "Traceback" in uncaught.stderr and "effzoo.errors.Weights" in uncaught.stderr
+    assert not _leaks(uncaught.stderr), uncaught.stderr  # chained causes included
     cli_proc = _run(["-m", "effzoo", "download", "efficientnet_b0"], env, tmp_path)
     assert cli_proc.returncode == 1
     assert "Traceback" not in cli_proc.stderr
