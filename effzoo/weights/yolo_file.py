@@ -153,8 +153,9 @@ def _state_dict(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 def _kind(layer: Any) -> str:
-    """The class a layer's stand-in stands for (through ``rebuild``: the class it rebuilds)."""
-    if _where(layer) == _REBUILD and layer._args:
+    """The class a layer's stand-in stands for (through ``rebuild``, or the protocol 0/1
+    ``copyreg._reconstructor``: the class it makes)."""
+    if _where(layer) in (_REBUILD, "copyreg._reconstructor") and getattr(layer, "_args", ()):
         return _where(layer._args[0])
     return _where(layer)
 
