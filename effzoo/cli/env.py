@@ -49,7 +49,7 @@ def _version(package: str) -> str:
 
 
 def _import_problem(package: str) -> str:
-    """ "" when ``package`` imports, else what fails and the fix, on one line."""
+    """What fails when ``package`` is imported, and the fix, on one line ("" if nothing)."""
     try:
         importlib.import_module(package)
     except Exception as e:
