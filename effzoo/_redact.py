@@ -44,6 +44,8 @@ _NOT_SECRET_NAME = re.compile(r"_(?:PATH|FILE|DIR|HOME|SOCK|URL)$|^HF_HUB_DISABL
 _VALUE_USERINFO = re.compile(r"^\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?(?P<info>[^\s/?#@]+)@")
 #: shorter values are not replaced as plain text (the patterns above still apply)
 _MIN_LITERAL = 6
+#: flag values of variables named like credentials (``TOKENIZERS_PARALLELISM=false``)
+_FLAGS = {"true", "false", "yes", "no", "on", "off", "enabled", "disabled", "none", "null"}
 
 
 def _env_secrets() -> list[str]:
@@ -54,7 +56,8 @@ def _env_secrets() -> list[str]:
         if not value:
             continue
         if _SECRET_NAME.search(name) and not _NOT_SECRET_NAME.search(name):
-            found.add(value)
+            if value.lower() not in _FLAGS and not value.isdigit():
+                found.add(value)
         m = _VALUE_USERINFO.match(value)
         if m:
             info = m.group("info")

@@ -134,8 +134,11 @@ def test_redact_masks_secret_environment_values(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "plainZq01pw8Xk")
     monkeypatch.setenv("HTTPS_PROXY", "puser:Zq02pw8Xk@proxy:3128")  # no scheme: requests' form
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")  # a flag named TOKEN: not masked
+    monkeypatch.setenv("AUTH_MODE", "disabled")  # a flag value: not a credential
+    monkeypatch.setenv("TOKEN_COUNT", "123456")
     text = "token plainZq01pw8Xk via puser:Zq02pw8Xk (password Zq02pw8Xk), timeout 1"
     assert redact(text) == f"token {MASK} via {MASK} (password {MASK}), timeout 1"
+    assert redact("xet disabled, 123456 files") == "xet disabled, 123456 files"
 
 
 # -- in-process output paths --------------------------------------------------------------
