@@ -134,9 +134,10 @@ def report() -> list[str]:
             for p in PACKAGES
         ),
         *(f"- {k}: {_env_value(k) or '(unset)'}" for k in PROXIES),
-        f"- Token: {next((f'set ({k})' for k in TOKENS if os.environ.get(k)), 'not set')}",
     ]
+    token = next((f"set ({k})" for k in TOKENS if os.environ.get(k)), "")
     if problems["huggingface_hub"]:
+        lines.append(f"- Token: {token or 'not in the environment'}")
         lines.append(
             "- HF endpoint, cache and cached tags: unknown (huggingface_hub does not import)"
         )
@@ -145,7 +146,11 @@ def report() -> list[str]:
 
     cache = Path(constants.HF_HUB_CACHE)
     store = _shared_store(cache)
+    saved = getattr(constants, "HF_TOKEN_PATH", None)
+    if not token and saved and Path(saved).is_file():
+        token = f"saved by `hf auth login` ({saved})"
     lines += [
+        f"- Token: {token or 'not set'}",
         f"- HF endpoint: {constants.ENDPOINT}",
         f"- Offline mode (HF_HUB_OFFLINE): {offline_mode()}",
         *(f"- {k}: {getattr(constants, k, 'n/a')}" for k in FLAGS),
