@@ -13,6 +13,7 @@ from ._version import __version__
 from .errors import (
     CheckpointFormatError,
     CorruptWeightsError,
+    DependencyError,
     EffzooError,
     ExportError,
     IncompatibleTimmError,
@@ -25,6 +26,7 @@ from .errors import (
     WeightsNotFoundError,
     WeightsUnavailableError,
 )
+from .errors import dependency_error as _dependency_error
 from .registry import BackboneSpec, list_models, lookup
 
 if TYPE_CHECKING:
@@ -45,7 +47,16 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'effzoo' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"effzoo.{_LAZY[name]}"), name)
+    try:
+        module = importlib.import_module(f"effzoo.{_LAZY[name]}")
+    except Exception as e:  # a dependency that fails at import (a broken timm, torch, ...)
+        typed = _dependency_error(e)
+        if typed is None:
+            raise
+        # ``import effzoo`` still works (so do ``effzoo env`` and the CLI's one-line
+        # error); using the API raises the DependencyError naming the package and fix
+        raise typed from e
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:
@@ -58,6 +69,7 @@ __all__ = [
     "CheckpointFormatError",
     "Classifier",
     "CorruptWeightsError",
+    "DependencyError",
     "EffzooError",
     "ExportError",
     "IncompatibleTimmError",

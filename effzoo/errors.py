@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from ._redact import redact
+
 
 class EffzooError(Exception):
     """Base class of every error effzoo raises on purpose.
 
     ``reason``: where given, the cause in one clause, as data (a build log quotes it;
-    the message itself is for people and may be reworded)."""
+    the message itself is for people and may be reworded).
+
+    Credentials in the message or reason (a URL's user info, a token, a signed query
+    string) are masked when the error is made (``effzoo._redact``)."""
 
     def __init__(self, *args: object, reason: str | None = None) -> None:
-        super().__init__(*args)
-        self.reason = reason
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
+        self.reason = redact(reason) if reason is not None else None
 
     def __str__(self) -> str:  # KeyError quotes its message; keep ours readable
         return str(self.args[0]) if self.args else ""
@@ -73,3 +78,90 @@ class IncompatibleTimmError(EffzooError, ImportError):
 
 class DatasetUnavailableError(EffzooError, ConnectionError):
     """A dataset that is not on disk and could not be downloaded (``effzoo yolo``)."""
+
+
+class DependencyError(EffzooError, ImportError):
+    """A package effzoo needs (timm, huggingface_hub, torch, ...) is missing or fails when it
+    is imported; the message names it, the file that failed and how to mend it."""
+
+
+#: import name -> distribution name of what effzoo (and ``effzoo.yolo``) import
+DEPENDENCIES = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "timm": "timm",
+    "huggingface_hub": "huggingface_hub",
+    "hf_xet": "hf_xet",
+    "safetensors": "safetensors",
+    "numpy": "numpy",
+    "filelock": "filelock",
+    "yaml": "PyYAML",
+    "ultralytics": "ultralytics",
+}
+
+
+def _failed_import(e: BaseException) -> tuple[str, str] | None:
+    """(package, file) of the dependency whose import raised ``e``: a missing one by name
+    (no file), else the last module-level frame of a dependency in the traceback (the
+    import that failed; effzoo's own files are never taken for one)."""
+    import traceback
+    from pathlib import Path
+
+    name = getattr(e, "name", None) if isinstance(e, ModuleNotFoundError) else None
+    if (name or "").split(".")[0] in DEPENDENCIES:
+        return str(name).split(".")[0], ""
+    ours = str(Path(__file__).resolve().parent)
+    files = [f.filename for f in traceback.extract_tb(e.__traceback__) if f.name == "<module>"]
+    if isinstance(e, SyntaxError) and e.filename:  # the file that failed to compile: no frame
+        files.append(e.filename)
+    found = None
+    for file in files:
+        if str(Path(file).resolve()).startswith(ours):
+            continue
+        stem = Path(file).stem
+        pkg = next((p for p in reversed(Path(file).parts[:-1]) if p in DEPENDENCIES), None)
+        pkg = pkg or (stem if stem in DEPENDENCIES else None)
+        if pkg is not None:
+            found = (pkg, file)
+    return found
+
+
+def dependency_error(e: BaseException) -> DependencyError | None:
+    """A ``DependencyError`` for ``e`` when it was raised while importing one of
+    ``DEPENDENCIES`` (a broken install, a file that shadows the package, a package that is
+    not installed); None for anything else."""
+    found = _failed_import(e)
+    if found is None:
+        return None
+    pkg, file = found
+    from importlib import metadata
+    from pathlib import Path
+
+    dist_name = DEPENDENCIES[pkg]
+    try:
+        dist = metadata.distribution(dist_name)
+        version, home = dist.version, Path(str(dist.locate_file(pkg))).resolve()
+    except metadata.PackageNotFoundError:
+        version, home = None, None
+    first = (str(e).splitlines() or [""])[0][:200]
+    what = f"{type(e).__name__}{': ' + first if first else ''}"
+    if version is None:
+        fix = f"pip install {dist_name}"
+        if file:
+            fix = f"it is not installed, and {file} stands in its place: move that aside and {fix}"
+        return DependencyError(f"{pkg} cannot be imported ({what}); Fix: {fix}")
+    shadow = file and home is not None and home not in Path(file).resolve().parents
+    if shadow:
+        fix = (
+            f"{file} shadows the installed {pkg} {version} ({home}): rename or move it out of "
+            "the working directory and PYTHONPATH"
+        )
+    else:
+        fix = (
+            f"reinstall it: pip install --force-reinstall {dist_name}=={version} (or a release "
+            "that matches your torch); `effzoo env` lists the installed versions"
+        )
+    if shadow:
+        return DependencyError(f"{pkg} fails at import ({what}); Fix: {fix}")
+    where = f" in {file}" if file else ""
+    return DependencyError(f"{pkg} {version} fails at import{where} ({what}); Fix: {fix}")

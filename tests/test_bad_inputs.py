@@ -1,7 +1,9 @@
 """Red team, generated: over 300 bad inputs across the API, weights files, yaml rows and
 the CLI. Each must get a typed effzoo error (or, for argparse usage mistakes, argparse's
 documented exit 2): no untyped exception, no traceback out of the CLI, and nothing
-silently accepted. docs/guarantees.md gives the counts."""
+silently accepted. docs/guarantees.md gives the counts. The set continues in
+tests/test_bad_inputs_more.py (issue 29's kinds: credentials, broken dependencies,
+console encodings, models larger than their weights, YOLO checkpoints as weights)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,10 @@ Every failure a user can act on is one line, ``effzoo COMMAND: error: ...`` nami
 fix, without a traceback: effzoo's own errors, and an ``OSError`` (no space, permission
 denied, a directory where a file was meant) while reading or writing. Anything else is a
 bug: one line that says so, and ``EFFZOO_DEBUG=1`` shows its traceback (and that of any
-other error). The checks of output paths the commands share live in ``paths.py``.
+other error). A dependency that fails at import (a broken timm or huggingface_hub, a file
+that shadows one) is one line naming it and the fix; so is a result that the console's
+encoding cannot print. No line holds a credential (``effzoo._redact``). The checks of
+output paths the commands share live in ``paths.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import re
 import sys
 from collections.abc import Sequence
 
-from ..errors import EffzooError
-from .paths import os_error_message
+from .._redact import redact
+from ..errors import EffzooError, dependency_error
 
 #: command -> (module, function taking argv and returning an exit code, help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -100,18 +103,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if _debug():
             raise
-        if isinstance(e, EffzooError):
-            print(plain(f"{prefix} {e}"), file=sys.stderr)
-        elif isinstance(e, OSError):
-            print(plain(f"{prefix} {os_error_message(e)}"), file=sys.stderr)
-        else:  # not a mistake of the user's: one line that says so, and how to see more
-            first = next((ln.strip() for ln in plain(str(e)).splitlines() if ln.strip()), "")
-            print(
-                f"{prefix} unexpected {type(e).__name__}{': ' + first if first else ''}; "
-                f"rerun with {DEBUG_ENV}=1 for the traceback, and report it if it is a bug",
-                file=sys.stderr,
-            )
+        print(redact(plain(f"{prefix} {_one_line(e)}")), file=sys.stderr)
         return 1
+
+
+def _one_line(e: Exception) -> str:
+    """The error line for ``e`` (after ``effzoo COMMAND: error:``)."""
+    from .paths import os_error_message
+
+    typed = dependency_error(e)
+    if typed is not None:
+        e = typed
+    if isinstance(e, EffzooError):
+        return str(e)
+    if isinstance(e, OSError):
+        return os_error_message(e)
+    if isinstance(e, UnicodeEncodeError) and _same_codec(e.encoding, sys.stdout):
+        return (
+            f"the output holds characters that standard output's encoding ({e.encoding}) "
+            f"cannot write ({e.object[e.start : e.end]!r}); Fix: set PYTHONIOENCODING=utf-8 "
+            "(or PYTHONUTF8=1)"
+        )
+    # not a mistake of the user's: one line that says so, and how to see more
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    return (
+        f"unexpected {type(e).__name__}{': ' + first if first else ''}; "
+        f"rerun with {DEBUG_ENV}=1 for the traceback, and report it if it is a bug"
+    )
+
+
+def _same_codec(encoding: str, stream: object) -> bool:
+    """Whether ``encoding`` is the codec ``stream`` writes with."""
+    import codecs
+
+    try:
+        wanted = codecs.lookup(stream.encoding).name  # type: ignore[attr-defined]
+        return codecs.lookup(encoding).name == wanted
+    except (LookupError, AttributeError, TypeError):
+        return False
 
 
 if __name__ == "__main__":

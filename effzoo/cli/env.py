@@ -5,6 +5,12 @@ Ultralytics), the Hub endpoint and offline mode, the Hugging Face cache and how 
 stores files (links into the shared Xet store, links, or copies), effzoo's own record
 and store directories, and for every cached weights tag whether it verifies against
 effzoo's record. No network; nothing is written except effzoo's hash memo.
+
+It is what a user runs when something is broken, so it reports what it can: timm and
+huggingface_hub are imported to say whether they import (a failure is a line of the
+report, not a traceback); no credential is printed (the endpoint's and proxies' user
+info, tokens: ``effzoo._redact``); a path the console's encoding cannot write is escaped
+(``\\u732b``), not an error.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from .._redact import redact
 from .._version import __version__
+from ..errors import dependency_error
 from ..weights import verified
 from ..weights.catalogue import TagInfo, catalogue
 from ..weights.sources import TIMEOUT_ENV, offline_mode
@@ -26,6 +34,11 @@ from ..weights.store import store_dirs
 
 FLAGS = ("HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_SYMLINKS")
 PACKAGES = ("torch", "timm", "huggingface_hub", "hf_xet", "safetensors", "ultralytics")
+#: imported to check that they import (a broken install is what a bug report is about)
+IMPORTED = ("timm", "huggingface_hub")
+#: proxies huggingface_hub's requests honour (shown with their user info masked)
+PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+TOKENS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 def _version(package: str) -> str:
@@ -33,6 +46,25 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return "not installed"
+
+
+def _import_problem(package: str) -> str:
+    """What fails when ``package`` is imported, and the fix, on one line ("" if nothing)."""
+    try:
+        importlib.import_module(package)
+    except Exception as e:
+        typed = dependency_error(e)
+        first = (str(e).splitlines() or [""])[0][:200]
+        return str(typed) if typed is not None else f"{type(e).__name__}: {first}"
+    return ""
+
+
+def _env_value(name: str) -> str | None:
+    for key in (name, name.lower()):
+        value = os.environ.get(key, "").strip()
+        if value:
+            return f"{value} ({key})" if key != name else value
+    return None
 
 
 def _shared_store(cache: Path) -> Path | None:
@@ -80,13 +112,22 @@ def _tag_line(info: TagInfo, pointer: Path, store: Path | None) -> str:
     if entry is not None:
         commit = str(entry.get("commit") or "?")[:10]
         state = f"verifies (sha256 {digest[:12]}, {info.repo}@{commit}, via {entry.get('via')})"
-    elif verified.versions(info.repo, info.filename):
+    else:  # what a load would decide without the Hub (effzoo.weights.cached)
+        from ..errors import CorruptWeightsError
+        from ..weights.cached import check_cached
+
+        try:
+            check_cached(info, pointer, fix=f"effzoo download {info.name}")
+        except (CorruptWeightsError, OSError) as e:
+            what = "unreadable" if isinstance(e, OSError) else f"sha256 {digest[:12]}"
+            return (
+                f"  {info.name}: {how}, CORRUPTED ({what}), would not load; "
+                f"fix: effzoo download {info.name}"
+            )
         state = (
-            f"CORRUPTED (sha256 {digest[:12]} is not what the Hub gave); "
-            f"fix: effzoo download {info.name}"
+            f"not verified against the Hub yet (loads with a warning; sha256 {digest[:12]}); "
+            f"fix: effzoo download {info.name} (online)"
         )
-    else:
-        state = f"not verified by effzoo yet; fix: effzoo download {info.name} (online)"
     return f"  {info.name}: {how}, {state}"
 
 
@@ -103,35 +144,71 @@ def _seams() -> str:
 
 
 def report() -> list[str]:
-    from huggingface_hub import constants
-
-    cache = Path(constants.HF_HUB_CACHE)
-    store = _shared_store(cache)
-    record = verified.record_path()
-    n_files = len(verified.load()["hub"])
-    dirs = store_dirs()
+    problems = {p: _import_problem(p) for p in IMPORTED}
     lines = [
         f"- effzoo version: {__version__}",
         f"- Platform: {platform.platform()}",
         f"- Python version: {platform.python_version()}",
-        *(f"- {p} version: {_version(p)}" for p in PACKAGES),
+        *(
+            f"- {p} version: {_version(p)}"
+            + (f" (FAILS AT IMPORT: {problems[p]})" if problems.get(p) else "")
+            for p in PACKAGES
+        ),
+        *(f"- {k}: {_env_value(k) or '(unset)'}" for k in PROXIES),
+    ]
+    token = next((f"set ({k})" for k in TOKENS if os.environ.get(k)), "")
+    if problems["huggingface_hub"]:
+        lines.append(f"- Token: {token or 'not in the environment'}")
+        lines.append(
+            "- HF endpoint, cache and cached tags: unknown (huggingface_hub does not import)"
+        )
+        return [redact(ln) for ln in lines + _effzoo_lines()]
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE)
+    store = _shared_store(cache)
+    saved = getattr(constants, "HF_TOKEN_PATH", None)
+    if not token and saved and Path(saved).is_file():
+        token = f"saved by `hf auth login` ({saved})"
+    lines += [
+        f"- Token: {token or 'not set'}",
         f"- HF endpoint: {constants.ENDPOINT}",
         f"- Offline mode (HF_HUB_OFFLINE): {offline_mode()}",
-        *(
-            f"- {k}: {getattr(constants, k, 'n/a')}"
-            for k in ("HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_SYMLINKS")
-        ),
+        *(f"- {k}: {getattr(constants, k, 'n/a')}" for k in FLAGS),
         f"- HF cache: {cache}",
         f"- HF shared Xet store: {store if store else 'none'}",
+        *_effzoo_lines(),
+        f"- Ultralytics seams (effzoo.yolo): {_seams()}",
+    ]
+    tags = _cached_tags(store) if cache.is_dir() else []
+    lines.append(f"- Cached weights tags: {len(tags) or 'none'}")
+    return [redact(ln) for ln in lines + tags]
+
+
+def _effzoo_lines() -> list[str]:
+    record = verified.record_path()
+    n_files = len(verified.load()["hub"])
+    dirs = store_dirs()
+    return [
         f"- effzoo record: {record} ({n_files} Hub file(s) verified"
         f"{'' if record.is_file() else '; not written yet'})",
         f"- EFFZOO_WEIGHTS: {os.pathsep.join(map(str, dirs)) if dirs else '(unset)'}",
         f"- {TIMEOUT_ENV}: {os.environ.get(TIMEOUT_ENV, '').strip() or '(unset: the defaults)'}",
     ]
-    lines.append(f"- Ultralytics seams (effzoo.yolo): {_seams()}")
-    tags = _cached_tags(store) if cache.is_dir() else []
-    lines.append(f"- Cached weights tags: {len(tags) or 'none'}")
-    return lines + tags
+
+
+def _printable(text: str, stream: object) -> str:
+    """``text`` as ``stream`` can write it: what its encoding cannot hold (a non-ASCII path
+    under an ASCII locale) escaped as ``\\u732b``, lossless for a bug report."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    errors = getattr(stream, "errors", None) or "strict"
+    try:
+        text.encode(encoding, errors)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    except LookupError:
+        pass
+    return text
 
 
 def main(argv: Sequence[str]) -> int:
@@ -141,6 +218,7 @@ def main(argv: Sequence[str]) -> int:
         "whether each cached weights file verifies. No network.",
     )
     p.parse_args(argv)
-    print("\n".join(["Copy-and-paste the text below in your GitHub issue.", "", *report()]))
+    text = "\n".join(["Copy-and-paste the text below in your GitHub issue.", "", *report()])
+    print(_printable(text, sys.stdout))
     sys.stdout.flush()
     return 0

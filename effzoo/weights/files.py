@@ -215,7 +215,7 @@ def max_pth_bytes(path: Path) -> int:
     return int(raw)
 
 
-def _check_inflation(path: Path) -> None:
+def check_inflation(path: Path) -> None:
     """Refuse a torch file that would inflate past ``max_pth_bytes`` before loading it.
 
     A zip archive (torch >= 1.6) is measured by the uncompressed sizes it declares; a
@@ -261,7 +261,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         )
     if path.stat().st_size == 0:
         raise CorruptWeightsError(f"{path} is empty (0 bytes): re-download or re-save it")
-    _check_inflation(path)
+    check_inflation(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, a pickled class weights_only refuses

@@ -8,12 +8,14 @@ into a width/depth-scaled model. It returns a ``WeightsRecord`` (``model.weights
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .._redact import redact
 from ..errors import CorruptWeightsError, InvalidArgumentError, WeightsMismatchError
 from ..registry import BackboneSpec
 from . import convert, verified
@@ -50,6 +52,12 @@ class WeightsRecord:
     selection: str
     note: str = ""
 
+    def __post_init__(self) -> None:  # printed, logged and pickled: no credentials in it
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and value != redact(value):
+                object.__setattr__(self, f.name, redact(value))
+
     @property
     def exact(self) -> bool:
         return not self.inherited
@@ -76,6 +84,23 @@ def _reference(spec: BackboneSpec, num_classes: int) -> dict[str, tuple[int, ...
     return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
 
 
+def grown_past_weights(model: nn.Module, spec: BackboneSpec) -> str:
+    """Why ``spec``'s full-size weights can never fill ``model`` ("" when they can): a model
+    widened or deepened past them (width/depth > 1.0), tried by weight selection on the
+    shapes alone (the meta device: nothing fetched, nothing allocated)."""
+    if getattr(model, "width_mult", 1.0) <= 1.0 and getattr(model, "depth_mult", 1.0) <= 1.0:
+        return ""
+    from ..backbone import Classifier
+
+    full = Classifier(spec, device="meta").state_dict()
+    shapes = {k: torch.empty(v.shape, device="meta") for k, v in model.state_dict().items()}
+    try:
+        inherit(full, shapes, allowed=frozenset(full), exact=False)
+    except WeightsMismatchError as e:
+        return str(e)
+    return ""
+
+
 def _adapt_stem(sd: dict[str, torch.Tensor], in_chans: int) -> None:
     w = sd.get("conv_stem.weight")
     if w is not None and w.dim() == 4 and w.shape[1] != in_chans:
@@ -97,6 +122,11 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
     """Fetch ``source``, convert it to timm keys and load it into ``model``: exactly when the
     shapes agree, by weight selection when the model is a width/depth-scaled variant."""
     spec: BackboneSpec = model.spec  # type: ignore[assignment]
+    problem = grown_past_weights(model, spec)
+    if problem:  # weight selection only shrinks: say so before anything is fetched
+        raise WeightsMismatchError(f"{spec.name}: {problem}")
+    if source.checkpoint is not None:
+        _check_checkpoint_size(model, spec, source)
     if source.path is not None:
         got = _local_file(source)
     elif source.tag is not None:
@@ -126,7 +156,7 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
         layout=layout,
         inherited=not sel.identity,
         selection=str(sel),
-        note="; ".join(n for n in (got.note, _tag_note(source)) if n),
+        note="; ".join(n for n in (got.note, _tag_note(source), _checkpoint_note(source)) if n),
     )
     log.info("%s", record)
     return record
@@ -166,8 +196,38 @@ def _materialize(key: str, value: torch.Tensor, like: torch.Tensor) -> torch.Ten
     return value.contiguous()
 
 
+def _checkpoint_note(source: WeightsSource) -> str:
+    ckpt = source.checkpoint
+    if ckpt is None:
+        return ""
+    started = f"; it started from {ckpt.tag}" if ckpt.tag else ""
+    return f"the backbone of {ckpt.origin}{started}"
+
+
+def _check_checkpoint_size(model: nn.Module, spec: BackboneSpec, source: WeightsSource) -> None:
+    """A model wider or deeper than the checkpoint's backbone cannot start from it: the
+    error names the call that builds the backbone as it was trained."""
+    ckpt = source.checkpoint
+    assert ckpt is not None
+    want = (getattr(model, "width_mult", 1.0), getattr(model, "depth_mult", 1.0))
+    if all(w <= c for w, c in zip(want, (ckpt.width_mult, ckpt.depth_mult))):
+        return
+    scaled = "".join(
+        f", {k}={v:g}"
+        for k, v in (("width_mult", ckpt.width_mult), ("depth_mult", ckpt.depth_mult))
+        if v != 1.0
+    )
+    raise WeightsMismatchError(
+        f"{source.path} holds {spec.name} at width x{ckpt.width_mult:g}, depth "
+        f"x{ckpt.depth_mult:g}; the model asked for is x{want[0]:g}, x{want[1]:g}, larger than "
+        f"those weights. Build it as it was trained: effzoo.create({spec.name!r}{scaled}, "
+        f"pretrained={str(source.path)!r}) (or narrower/shallower)",
+        reason=f"{source.path} holds a smaller {spec.name}",
+    )
+
+
 def _tag_note(source: WeightsSource) -> str:
-    if source.path is None or source.tag_from in ("argument", "metadata", "filename"):
+    if source.path is None or source.tag_from in ("argument", "metadata", "filename", "checkpoint"):
         return ""
     what = source.tag_name or "torchvision's padding and ImageNet mean/std"
     return f"tag assumed from the {source.layout} layout: {what} (pass weights_tag= to say)"

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from .. import _checks as checks
-from ..errors import InvalidArgumentError, WeightsNotFoundError
+from ..errors import InvalidArgumentError, WeightsMismatchError, WeightsNotFoundError
 from ..registry import BackboneSpec
-from . import convert
+from . import convert, yolo_file
 from .catalogue import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,6 +33,7 @@ from .catalogue import (
 from .files import (
     META_TAG,
     TORCH_SUFFIXES,
+    check_inflation,
     errors_name_file,
     expand_path,
     file_metadata,
@@ -57,6 +58,8 @@ class WeightsSource:
     tag_from: str = "catalogue"  # how the tag was decided (see docs/weights.md)
     #: a torch file's tensors, read once here and loaded from here (never re-read)
     tensors: dict[str, torch.Tensor] | None = field(default=None, compare=False, repr=False)
+    #: the backbone taken out of an Ultralytics checkpoint (``tensors`` are its tensors)
+    checkpoint: yolo_file.YoloBackbone | None = field(default=None, compare=False, repr=False)
 
     @property
     def tag_name(self) -> str | None:
@@ -120,15 +123,22 @@ def resolve(
 
 
 def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> WeightsSource:
-    tensors = None
+    tensors, yolo = None, None
     if path.suffix == ".safetensors":
         shapes = peek(path)
     else:  # a torch file is unpickled once, here; load_into takes the tensors from the source
-        tensors = read_state_dict(path)
+        if path.suffix in TORCH_SUFFIXES and yolo_file.is_ultralytics_checkpoint(path):
+            check_inflation(path)
+            yolo = yolo_file.read(path)
+            tensors = yolo.tensors
+        else:
+            tensors = read_state_dict(path)
         shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     layout = convert.detect_layout(shapes)
     convert.check_shapes(shapes, layout)
     nc = convert.classifier_classes(shapes, layout)
+    if yolo is not None:
+        return _from_checkpoint(spec, path, yolo, layout, weights_tag)
     meta = file_metadata(path) if path.suffix == ".safetensors" else {}
     cache = hf_cache_origin(path)
     by_name = path.name.split(".safetensors")[0] if path.suffix == ".safetensors" else path.stem
@@ -163,6 +173,52 @@ def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> We
         info, how = default_tag(spec), "default"
     src = _from_tag(info, path=path, layout=layout, tag_from=how, tensors=tensors)
     return src if nc is None or nc == src.num_classes else replace(src, num_classes=nc)
+
+
+def _from_checkpoint(
+    spec: BackboneSpec,
+    path: Path,
+    yolo: yolo_file.YoloBackbone,
+    layout: convert.Layout,
+    weights_tag: str | None,
+) -> WeightsSource:
+    """The backbone of an Ultralytics checkpoint: built as it was trained (padding, BN
+    epsilon, the normalization its layer applied), for the variant it was built as."""
+    if yolo.variant is not None and yolo.variant != spec.name:
+        scaled = "".join(
+            f", {k}={v:g}"
+            for k, v in (("width_mult", yolo.width_mult), ("depth_mult", yolo.depth_mult))
+            if v != 1.0
+        )
+        raise WeightsMismatchError(
+            f"{path} holds the backbone of an {yolo.variant} row, not {spec.name}; build the "
+            f"variant it was trained as: effzoo.create({yolo.variant!r}{scaled}, "
+            f"pretrained={str(path)!r})",
+            reason=f"{path} holds an {yolo.variant} backbone",
+        )
+    base = tag_info(spec, weights_tag) if weights_tag is not None else default_tag(spec)
+    d = base.preprocessing
+    pre = Preprocessing(
+        yolo.mean or d.mean, yolo.std or d.std, d.input_size, d.interpolation, d.crop_pct
+    )
+    if layout == "torchvision":  # torchvision's own modules: symmetric padding
+        padding, eps = "", (1e-3 if spec.family == "v2" else 1e-5)
+    else:
+        padding = yolo.padding if yolo.padding is not None else base.padding
+        eps = yolo.bn_eps if yolo.bn_eps is not None else base.bn_eps
+    return WeightsSource(
+        variant=spec.name,
+        padding=padding,
+        bn_eps=eps,
+        num_classes=1000,
+        preprocessing=pre,
+        tag=tag_info(spec, weights_tag) if weights_tag is not None else None,
+        path=path,
+        layout=layout,
+        tag_from="checkpoint",
+        tensors=yolo.tensors,
+        checkpoint=yolo,
+    )
 
 
 def preprocessing(

@@ -4,6 +4,7 @@ effzoo registered)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 import traceback
@@ -13,6 +14,7 @@ from pathlib import Path
 from ..cli import plain
 from ..cli.paths import output_file, write_text
 from ..errors import DatasetUnavailableError, InvalidArgumentError
+from ..factory import BackboneRequest
 from .patches import register
 from .rows import WIDTH_ADVICE
 from .templates import FAMILIES, PATTERN, TASKS, list_cfgs, model_name, yaml_request, yaml_text
@@ -62,6 +64,18 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         flag="--",
     )
     name, width = req.backbone.spec.name, req.backbone.width_mult
+    grown = _grown_past_weights(req.backbone) if req.backbone.pretrained else ""
+    if grown:  # a pretrained row that could never load: write the one that trains, say so
+        req = dataclasses.replace(req, backbone=dataclasses.replace(req.backbone, pretrained=False))
+        deeper = "deeper" in grown.split(":")[0]
+        flag = f"--depth {req.backbone.depth_mult:g}" if deeper else f"--width {width:g}"
+        print(
+            f"effzoo yaml: note: {flag} makes {name} {'deeper' if deeper else 'wider'} than "
+            "its ImageNet weights, and weight selection only shrinks them, so no download "
+            "would let this row start pretrained; it is written with `pretrained: false` "
+            "(random init, as --scratch). For ImageNet weights use --width and --depth <= 1",
+            file=sys.stderr,
+        )
     out = None
     if args.output is not None and args.output != "-":  # none or "-": stdout
         example = model_name(name, req.task, req.family, lvl)
@@ -82,6 +96,22 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
     write_text("-o", out, text)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _grown_past_weights(backbone: BackboneRequest) -> str:
+    """Why a pretrained row of ``backbone`` could never load ("" when it can), from shapes
+    on the meta device (nothing is fetched)."""
+    from ..backbone import Backbone
+    from ..weights.load import grown_past_weights
+
+    model = Backbone(
+        backbone.spec,
+        out_indices=backbone.out_indices,
+        width_mult=backbone.width_mult,
+        depth_mult=backbone.depth_mult,
+        device="meta",
+    )
+    return grown_past_weights(model, backbone.spec)
 
 
 def _write_stdout(text: str) -> None:
