@@ -56,3 +56,7 @@ class ExportError(EffzooError, RuntimeError):
 
 class UltralyticsContractError(EffzooError, RuntimeError):
     """The installed Ultralytics lacks an internal that ``effzoo.yolo`` relies on."""
+
+
+class DataNotFoundError(EffzooError, FileNotFoundError):
+    """A data yaml (``effzoo compare --data``) that is missing or that Ultralytics cannot read."""

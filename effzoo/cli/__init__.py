@@ -1,4 +1,4 @@
-"""``effzoo`` command line: list | info | download | env | yaml | demo | yolo.
+"""``effzoo`` command line: list | info | download | env | yaml | demo | yolo | compare.
 
 Each sub-command lives in its own module, imported only when it runs, and parses
 its own arguments, so ``effzoo list`` never imports Ultralytics. Results go to stdout; progress and
@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "yaml": ("effzoo.yolo.cli", "yaml_main", "write a YOLO11 model yaml for a variant"),
     "demo": ("effzoo.yolo.demo", "main", "train a small YOLO11-EfficientNet offline"),
     "yolo": ("effzoo.yolo.cli", "yolo_main", "the Ultralytics CLI with effzoo registered"),
+    "compare": (
+        "effzoo.yolo.cli",
+        "compare_main",
+        "train and time candidate detectors on your data",
+    ),
 }
 
 #: set (to anything but "" or "0") to get the traceback of any error instead of one line

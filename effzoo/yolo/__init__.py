@@ -6,6 +6,7 @@ Ultralytics; importing it registers the rows (``register``, see ``patches``).
 
 from __future__ import annotations
 
+from .compare import Comparison, compare
 from .modules import BackboneStages, BackboneStem, fold_backbones
 from .patches import check_contract, quiet_ultralytics, register, registered
 from .rows import (
@@ -25,12 +26,14 @@ __all__ = [
     "MODULE_NAMES",
     "BackboneStages",
     "BackboneStem",
+    "Comparison",
     "PretrainedUnavailableWarning",
     "RowSpec",
     "YamlRepairedWarning",
     "cfg_path",
     "cfg_text",
     "check_contract",
+    "compare",
     "find_row",
     "fold_backbones",
     "list_cfgs",
