@@ -74,7 +74,10 @@ def _known_names() -> list[str]:
 
 
 def _close(text: str, pool: Sequence[str]) -> str:
-    close = difflib.get_close_matches(text, pool, n=1, cutoff=0.6)
+    """The closest name (ties: the first in sorted order, ``efficientnet_lite0``)."""
+    scored = [(difflib.SequenceMatcher(None, text, n).ratio(), n) for n in sorted(set(pool))]
+    best = max((score for score, _ in scored), default=0.0)
+    close = [n for score, n in scored if score == best and score >= 0.6]
     return f"did you mean {close[0]!r}? " if close else ""
 
 
@@ -86,7 +89,7 @@ def _row(text: str) -> Candidate:
     try:
         spec = lookup(variant)
     except EffzooError:
-        pool = [*list_models(), *(n.removesuffix(".yaml") for n in _known_names())]
+        pool = [*list_models(), *_known_names()]
         raise UnknownModelError(
             f"unknown candidate {text!r}: not a backbone variant (`effzoo list`) nor a "
             f"model name (those end in .yaml); {_close(variant, pool)}candidates are model "

@@ -102,6 +102,13 @@ def _check_data(data: str | os.PathLike[str] | None) -> tuple[str | None, dict[s
     """The user's data yaml as Ultralytics reads it (nothing downloaded), or None for the
     demo data; its identity for the run keys."""
     if data is None:
+        import importlib.util
+
+        if importlib.util.find_spec("skimage") is None:
+            checks.fail(
+                'the demo data needs scikit-image: pip install "effzoo[demo]", or give '
+                "--data YOUR_DATA.yaml"
+            )
         return None, {"demo": DEMO_IMAGES}
     from ..errors import DataNotFoundError
 
@@ -157,6 +164,14 @@ def _ray(address: str | None, workers: int) -> Any:
     return ray
 
 
+def _run_dir(job: dict[str, Any]) -> Path:
+    return Path(job["project"]) / job["name"]
+
+
+def _best(job: dict[str, Any]) -> Path:
+    return _run_dir(job) / "weights" / "best.pt"
+
+
 def _train_all(
     jobs: list[dict[str, Any]], workers: int, address: str | None, log: Any
 ) -> dict[str, dict[str, Any]]:
@@ -168,7 +183,8 @@ def _train_all(
         marker = Path(job["project"]) / job["name"] / MARKER
         if marker.is_file():
             record = json.loads(marker.read_text(encoding="utf-8"))
-            if record.get("key") == job["key"]:
+            if record.get("key") == job["key"]:  # where it is now (the folder may have moved)
+                record.update(run_dir=str(marker.parent), best=str(_best(job)))
                 done[job["key"]] = record
                 continue
         todo.append(job)
@@ -201,7 +217,9 @@ def _train_all(
         return done
     ray = _ray(address, workers)
     gpu = str(jobs[0]["device"]).lower() not in ("cpu", "mps")
-    task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0)(train_run)
+    # the cluster's CPUs shared among the runs at a time (Ray sets each task's threads)
+    cpus = max(1, int(ray.available_resources().get("CPU", 1)) // workers)
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if gpu else 0)(train_run)
     pending: dict[Any, dict[str, Any]] = {}
     queue = list(todo)
     while queue or pending:
@@ -349,12 +367,16 @@ def compare(
     for rt in names:
         for c in cands:
             job = first[c.name]
-            run_dir = Path(job["project"]) / job["name"]
+            run_dir = _run_dir(job)
             path = run_dir / f"effzoo-export-{rt}.json"
             if not path.is_file():
                 _say(log, f"exporting {c.name} to {rt}")
-                path.write_text(json.dumps(export(records[job["key"]]["best"], rt, job)))
-            exports.setdefault(c.name, {})[rt] = json.loads(path.read_text())
+                made = export(str(_best(job)), rt, job)
+                made["artifact"] = os.path.relpath(made["artifact"], run_dir)
+                path.write_text(json.dumps(made))
+            made = json.loads(path.read_text())
+            made["artifact"] = str(run_dir / made["artifact"])
+            exports.setdefault(c.name, {})[rt] = made
         artifacts = {c.name: exports[c.name][rt]["artifact"] for c in cands}
         keys = {c.name: first[c.name]["key"] for c in cands}
         times[rt] = _timing(artifacts, rt, keys, ref, first[ref], timing, root, log, timed)
