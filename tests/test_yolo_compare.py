@@ -200,3 +200,32 @@ def test_ray_runs_the_candidates_and_gives_the_same_table(first, tmp_path):
                             for d in (got["run_dir"], want["run_dir"]))  # fmt: skip
         assert isinstance(seq_run["train_box_loss"], float) and seq_run["train_box_loss"] > 0
         assert ray_run["train_box_loss"] == pytest.approx(seq_run["train_box_loss"], rel=2e-3)
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_continues_with_ultralytics_resume(tmp_path):
+    """Stopped after its first epoch's ``last.pt``: the rerun resumes, it does not restart."""
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    class Stop(Exception):
+        pass
+
+    def stop(trainer):
+        raise Stop
+
+    data, out = yolo_helpers.tiny_dataset(), tmp_path / "out"
+    args = {**API, "epochs": 2, "runtimes": "pytorch"}
+    default_callbacks["on_model_save"].append(stop)
+    try:
+        with pytest.raises(Stop):
+            compare("yolo11n.yaml", data=data, out=out, **args)
+    finally:
+        default_callbacks["on_model_save"].remove(stop)
+    (run,) = out.glob("runs/*")
+    assert (run / "weights" / "last.pt").is_file() and not (run / "effzoo-compare.json").exists()
+    first_epoch = (run / "results.csv").read_text().splitlines()[:2]
+    result = compare("yolo11n.yaml", data=data, out=out, **args)
+    assert len(result.trained) == 1
+    assert json.loads((run / "effzoo-compare.json").read_text())["resumed"] is True
+    lines = (run / "results.csv").read_text().splitlines()
+    assert lines[:2] == first_epoch and len(lines) == 3  # epoch 1 kept, epoch 2 added
