@@ -229,3 +229,31 @@ def test_an_interrupted_run_continues_with_ultralytics_resume(tmp_path):
     assert json.loads((run / "effzoo-compare.json").read_text())["resumed"] is True
     lines = (run / "results.csv").read_text().splitlines()
     assert lines[:2] == first_epoch and len(lines) == 3  # epoch 1 kept, epoch 2 added
+
+
+def _row(name, kind, m, spread, x):
+    return {"name": name, "kind": kind, "start": "scratch", "mAP50-95": m, "seed_spread": spread,
+            "params_M": 1.0, "GFLOPs": 1.0, "onnx x": x, "onnx ms": 10 * x}  # fmt: skip
+
+
+def test_report_calls_a_difference_below_the_seed_spread_noise():
+    """The recommendation, front and dominance the report states, from a table."""
+    from effzoo.yolo.compare_report import dominance, pareto, recommend
+
+    settings = {"runtimes": ["onnx"], "reference": "yolo11n", "imgsz": 320, "seeds": 3}
+    rows = [
+        _row("yolo11n", "stock", 0.50, 0.02, 1.0),
+        _row("lite0", "effzoo", 0.62, 0.03, 1.4),
+        _row("lite0-w0.5", "effzoo", 0.60, 0.03, 0.9),  # 0.02 below lite0: noise
+        _row("b0", "effzoo", 0.40, 0.01, 1.2),
+    ]
+    text = recommend(rows, settings)
+    assert text.startswith("**lite0-w0.5**") and "smaller than the noise" in text
+    assert "0.030 over 3 seeds" in text
+    assert pareto(rows, "onnx") == ["lite0-w0.5", "lite0"]
+    assert dominance(rows, settings) == ["- yolo11n in onnx: dominated by lite0-w0.5"]
+    # beyond the noise, the best mAP is the pick; with one seed the noise is unmeasured
+    rows[2]["mAP50-95"] = 0.55
+    assert recommend(rows, settings).startswith("**lite0**")
+    one = [dict(r, seed_spread=None) for r in rows]
+    assert "noise was not measured" in recommend(one, {**settings, "seeds": 1})
