@@ -119,6 +119,23 @@ def _row(text: str) -> Candidate:
     return replace(c, name=name + ("" if c.pretrained else "-scratch"))
 
 
+def _default_grid() -> list[str]:
+    """``DEFAULT_GRID`` less the stock models the installed Ultralytics does not ship
+    (YOLO26 before 8.4)."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    grid = []
+    for text in DEFAULT_GRID:
+        if text.endswith(".yaml"):
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    yaml_model_load(text)
+            except (FileNotFoundError, OSError):
+                continue
+        grid.append(text)
+    return grid
+
+
 def parse_candidates(models: Sequence[str] | str | None) -> list[Candidate]:
     """Every candidate named, resolved or refused with a close match (nothing built)."""
     from ultralytics.nn.tasks import yaml_model_load
@@ -127,7 +144,7 @@ def parse_candidates(models: Sequence[str] | str | None) -> list[Candidate]:
     from .templates import is_model_name, suggest_name
 
     register()
-    texts = list(DEFAULT_GRID) if models is None else models
+    texts = _default_grid() if models is None else models
     if isinstance(texts, str):
         texts = [t.strip() for t in texts.split(",")]
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):

@@ -154,13 +154,23 @@ def _train_args(extra: Mapping[str, Any] | None) -> dict[str, Any]:
     return extra
 
 
-def _ray(address: str | None, workers: int) -> Any:
+def _gpu(device: str) -> bool:
+    return str(device).lower() not in ("cpu", "mps", "")
+
+
+def _ray(address: str | None, workers: int, device: str) -> Any:
+    """Ray, started (``ray.init()``: a local one, or the cluster at ``address``)."""
     try:
         import ray
     except ImportError:
         checks.fail(f'--workers {workers} runs candidates on Ray: pip install "effzoo[ray]"')
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
+    if _gpu(device) and ray.cluster_resources().get("GPU", 0) < 1:
+        checks.fail(
+            f"--device {device} with Ray: the Ray cluster has no GPU resource; start it "
+            "with GPUs (ray start --num-gpus N), or use --device cpu"
+        )
     return ray
 
 
@@ -202,7 +212,7 @@ def _train_all(
             + (f"; about {left / 60:.1f} min left" if finished < len(todo) else ""),
         )
 
-    if workers <= 1 or not todo:
+    if not (workers > 1 or address) or not todo:
         for i, job in enumerate(todo):
             last = Path(job["project"]) / job["name"] / "weights" / "last.pt"
             how = "resuming" if last.is_file() else "training"
@@ -215,10 +225,10 @@ def _train_all(
             done[job["key"]] = record
             progress(record)
         return done
-    ray = _ray(address, workers)
-    gpu = str(jobs[0]["device"]).lower() not in ("cpu", "mps")
+    ray = _ray(address, workers, jobs[0]["device"])
+    gpu = _gpu(jobs[0]["device"])
     # the cluster's CPUs shared among the runs at a time (Ray sets each task's threads)
-    cpus = max(1, int(ray.available_resources().get("CPU", 1)) // workers)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
     task = ray.remote(num_cpus=cpus, num_gpus=1 if gpu else 0)(train_run)
     pending: dict[Any, dict[str, Any]] = {}
     queue = list(todo)
@@ -325,8 +335,8 @@ def compare(
     data_path, data_id = _check_data(data)
     imgsz = imgsz or (640 if data_path else 160)
     wanted = parse_candidates(models)  # every name checked: one line with a close match
-    if workers > 1:
-        _ray(ray_address, workers)  # Ray present (and started) before anything trains
+    if workers > 1 or ray_address:
+        _ray(ray_address, workers, device)  # Ray present (and started) before any training
     root = output_dir("--out", out, example="./effzoo-compare").resolve()
     cands = check_candidates(wanted, root / "models", log=lambda m: _say(log, m))
     data_path = data_path or _demo_data(root, imgsz)
