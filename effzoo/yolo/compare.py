@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import _checks as checks
-from ..errors import InvalidArgumentError
 from .candidates import Candidate, check_candidates, parse_candidates, reference
 from .compare_run import MARKER, RUNTIMES, export, time_command, train_run
 
@@ -374,6 +373,7 @@ def compare(
     exports: dict[str, dict[str, dict[str, Any]]] = {}
     times: dict[str, dict[str, Any]] = {}
     timed: list[str] = []
+    one = str(device).split(",")[0]  # exported and timed on one device: the first
     for rt in names:
         for c in cands:
             job = first[c.name]
@@ -381,7 +381,7 @@ def compare(
             path = run_dir / f"effzoo-export-{rt}.json"
             if not path.is_file():
                 _say(log, f"exporting {c.name} to {rt}")
-                made = export(str(_best(job)), rt, job)
+                made = export(str(_best(job)), rt, {**job, "device": one})
                 made["artifact"] = os.path.relpath(made["artifact"], run_dir)
                 path.write_text(json.dumps(made))
             made = json.loads(path.read_text())
@@ -389,7 +389,8 @@ def compare(
             exports.setdefault(c.name, {})[rt] = made
         artifacts = {c.name: exports[c.name][rt]["artifact"] for c in cands}
         keys = {c.name: first[c.name]["key"] for c in cands}
-        times[rt] = _timing(artifacts, rt, keys, ref, first[ref], timing, root, log, timed)
+        at = {**first[ref], "device": one}
+        times[rt] = _timing(artifacts, rt, keys, ref, at, timing, root, log, timed)
 
     runs = {c.name: [records[j["key"]] for j in jobs if j["candidate"] == c.name] for c in cands}
     settings = {
@@ -421,4 +422,4 @@ def compare(
     )
 
 
-__all__ = ["DEFAULT_RUNTIMES", "Candidate", "Comparison", "InvalidArgumentError", "compare"]
+__all__ = ["DEFAULT_RUNTIMES", "Candidate", "Comparison", "compare"]
