@@ -179,7 +179,11 @@ def parse_candidates(models: Sequence[str] | str | None) -> list[Candidate]:
     seen: dict[str, str] = {}
     for c in out:
         if c.name in seen:
-            checks.fail(f"candidates {seen[c.name]!r} and {c.text!r} are the same model")
+            checks.fail(
+                f"candidates {seen[c.name]!r} and {c.text!r} would share the name {c.name!r} "
+                "(their run directories are named by it): list a candidate once, or rename "
+                "one of the files"
+            )
         seen[c.name] = c.text
     return out
 
