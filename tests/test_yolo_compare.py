@@ -173,12 +173,13 @@ def test_bad_input_fails_before_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_runs_the_candidates_and_gives_the_same_table(first, tmp_path):
+def test_ray_runs_the_candidates_and_gives_the_same_table(first, tmp_path, monkeypatch):
     """Two candidates as Ray tasks on a local two-CPU cluster: the sequential table
     (mAP within the CPU's determinism: one thread per Ray task here, not two)."""
     ray = pytest.importorskip("ray")
     data, out, _ = first
     ray_dir = Path(yolo_helpers.session_root()) / "ray"  # short: Ray's socket paths
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # Ray writes ~/.ray/auth_token
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(ray_dir),
              runtime_env={"env_vars": {"PYTHONPATH": yolo_helpers.pythonpath(),
                                        **yolo_helpers.HUB_OFFLINE}})  # fmt: skip
