@@ -31,11 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "yaml": ("effzoo.yolo.cli", "yaml_main", "write a YOLO11 model yaml for a variant"),
     "demo": ("effzoo.yolo.demo", "main", "train a small YOLO11-EfficientNet offline"),
     "yolo": ("effzoo.yolo.cli", "yolo_main", "the Ultralytics CLI with effzoo registered"),
-    "compare": (
-        "effzoo.yolo.cli",
-        "compare_main",
-        "train and time candidate detectors on your data",
-    ),
+    "compare": ("effzoo.yolo.cli", "compare_main", "train and time detectors on your data"),
 }
 
 #: set (to anything but "" or "0") to get the traceback of any error instead of one line
