@@ -165,3 +165,7 @@ def dependency_error(e: BaseException) -> DependencyError | None:
         return DependencyError(f"{pkg} fails at import ({what}); Fix: {fix}")
     where = f" in {file}" if file else ""
     return DependencyError(f"{pkg} {version} fails at import{where} ({what}); Fix: {fix}")
+
+
+class DataNotFoundError(EffzooError, FileNotFoundError):
+    """A data yaml (``effzoo compare --data``) that is missing or that Ultralytics cannot read."""

@@ -465,6 +465,7 @@ def test_effzoo_env_reports_versions_caches_and_what_verifies(hub, tmp_path: Pat
     lines = {ln.split(":")[0].strip(): ln for ln in out.splitlines() if ln.startswith("  ")}
     assert "link, verifies (sha256 " in lines[good] and _served(hub, good)[:12] in lines[good]
     assert (
-        "not verified against the Hub yet" in lines[other] and f"effzoo download {other}" in lines[other]
+        "not verified against the Hub yet" in lines[other]
+        and f"effzoo download {other}" in lines[other]
     )
     assert lines[rotten].startswith(f"  {rotten}: link into the shared Xet store, CORRUPTED")

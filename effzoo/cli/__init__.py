@@ -1,4 +1,4 @@
-"""``effzoo`` command line: list | info | download | env | yaml | demo | yolo.
+"""``effzoo`` command line: list | info | download | env | yaml | demo | yolo | compare.
 
 Each sub-command lives in its own module, imported only when it runs, and parses
 its own arguments, so ``effzoo list`` never imports Ultralytics. Results go to stdout; progress and
@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "demo": ("effzoo.yolo.demo", "main", "train a small YOLO11-EfficientNet offline"),
     "yolo": ("effzoo.yolo.cli", "yolo_main", "the Ultralytics CLI with effzoo registered"),
+    "compare": ("effzoo.yolo.cli", "compare_main", "train and time detectors on your data"),
 }
 
 #: a terminal colour or style code (Ultralytics 8.3.x colours parts of its messages)

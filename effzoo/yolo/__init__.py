@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .patches import check_contract, quiet_ultralytics, register, registered
 
 if TYPE_CHECKING:
+    from .compare import Comparison, compare
     from .modules import BackboneStages, BackboneStem, fold_backbones
     from .rows import (
         MODULE_NAMES,
@@ -38,6 +39,7 @@ _LAZY = {
         ),
         "rows",
     ),
+    **dict.fromkeys(("Comparison", "compare"), "compare"),
     **dict.fromkeys(("MODELS", "cfg_path", "cfg_text", "list_cfgs", "model_yaml"), "templates"),
 }
 
@@ -47,7 +49,11 @@ register()
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'effzoo.yolo' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"effzoo.yolo.{_LAZY[name]}"), name)
+    value = getattr(importlib.import_module(f"effzoo.yolo.{_LAZY[name]}"), name)
+    # kept: importing the submodule effzoo.yolo.compare binds the package attribute
+    # ``compare`` to the module; the function is what ``effzoo.yolo.compare`` means
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
@@ -59,12 +65,14 @@ __all__ = [
     "MODULE_NAMES",
     "BackboneStages",
     "BackboneStem",
+    "Comparison",
     "PretrainedUnavailableWarning",
     "RowSpec",
     "YamlRepairedWarning",
     "cfg_path",
     "cfg_text",
     "check_contract",
+    "compare",
     "find_row",
     "fold_backbones",
     "list_cfgs",

@@ -233,3 +233,74 @@ DEMO_DATA = (
     'python -c "from effzoo.yolo.demo.data import make_shapes_dataset as m; '
     "print(m('shapes'))\" writes shapes/data.yaml"
 )
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    """``effzoo compare [--data D] [--models A,B] [--runtime R,...] ... [KEY=VALUE ...]``."""
+    import yaml
+
+    from .compare import DEFAULT_RUNTIMES, compare
+    from .compare_run import RUNTIMES
+
+    p = argparse.ArgumentParser(
+        prog="effzoo compare",
+        description="Train candidate detectors on your data with the same budget, time them "
+        "in the runtimes you deploy to, and write the table, report and Pareto plot.",
+        epilog="Candidates: model names (yolo11n.yaml, yolo26n-efflite0.yaml), yaml files, or "
+        "effzoo rows VARIANT[:wWIDTH][:dDEPTH][:scratch][:FAMILY] (efficientnet_lite0:w0.5: "
+        "ImageNet weights inherited at width 0.5). KEY=VALUE arguments go to Ultralytics' "
+        "train, the same for every candidate. Rerun with the same arguments to get the "
+        "table back without training; a changed argument reruns only what it changes.",
+    )
+    p.add_argument("--data", help="Ultralytics data yaml (default: effzoo's demo data)")
+    p.add_argument(
+        "--models",
+        help="comma-separated candidates (default: a grid of stock "
+        "YOLO11n, YOLO26n and Lite0 rows)",
+    )
+    p.add_argument("--epochs", type=int, default=20, help="(default %(default)s)")
+    p.add_argument("--imgsz", type=int, help="(default 160 on the demo data, else 640)")
+    p.add_argument("--batch", type=int, default=16, help="(default %(default)s)")
+    p.add_argument("--seeds", type=int, default=1, help="runs per candidate (default 1)")
+    p.add_argument(
+        "--runtime",
+        default=",".join(DEFAULT_RUNTIMES),
+        help=f"comma-separated: {', '.join(RUNTIMES)} (default %(default)s)",
+    )
+    p.add_argument("--device", default="cpu", help="as Ultralytics takes it: cpu, 0, 0,1")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runs at a time on Ray (default 1: sequential, no Ray)",
+    )
+    p.add_argument("--ray", help="Ray cluster address (default: a local Ray)")
+    p.add_argument("--rounds", type=int, default=7, help="timing rounds (default %(default)s)")
+    p.add_argument("--out", default="effzoo-compare", help="output folder (default %(default)s)")
+    p.add_argument("train_args", nargs="*", metavar="KEY=VALUE")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    extra = {}
+    for item in args.train_args:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(
+                f"{item!r}: train arguments are KEY=VALUE (e.g. lr0=0.005); options start with --"
+            )
+        extra[key] = yaml.safe_load(value)
+    result = compare(
+        args.models,
+        data=args.data,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        seeds=args.seeds,
+        runtimes=args.runtime,
+        device=args.device,
+        workers=args.workers,
+        ray_address=args.ray,
+        out=args.out,
+        rounds=args.rounds,
+        train_args=extra,
+    )
+    print(result.report.read_text(encoding="utf-8").split("## How it was measured")[0], end="")
+    return 0

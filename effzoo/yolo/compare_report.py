@@ -1,0 +1,276 @@
+"""The outputs of ``effzoo compare``: the table (CSV), the report (markdown: table, Pareto
+front, recommendation with its evidence and noise, how it was measured, the machine)
+and the Pareto plot (PNG, where matplotlib is installed)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .candidates import Candidate
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    with contextlib.suppress(OSError):
+        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    for mod in ("ultralytics", "timm", "onnxruntime", "openvino", "nncf", "tensorrt"):
+        with contextlib.suppress(Exception):
+            info[mod] = __import__(mod).__version__
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _median(rounds: list[list[float]]) -> float:
+    return statistics.median(t for r in rounds for t in r)
+
+
+def _ratio(cand: list[list[float]], ref: list[list[float]]) -> float:
+    """Median over rounds of the candidate's per-round median over the reference's."""
+    return statistics.median(statistics.median(c) / statistics.median(r) for c, r in zip(cand, ref))
+
+
+def table_rows(
+    cands: Sequence[Candidate],
+    runs: dict[str, list[dict[str, Any]]],
+    exports: dict[str, dict[str, dict[str, Any]]],
+    times: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One row per candidate: the CSV's columns, in order."""
+    ref = settings["reference"]
+    rows = []
+    for c in cands:
+        maps = [r["map50_95"] for r in runs[c.name]]
+        first = runs[c.name][0]
+        row: dict[str, Any] = {
+            "name": c.name,
+            "model": c.text,
+            "kind": c.kind,
+            "start": c.start,
+            "params_M": round(first["params"] / 1e6, 3),
+            "GFLOPs": first["gflops"],
+            "mAP50-95": round(statistics.mean(maps), 4),
+            "mAP50": round(statistics.mean(r["map50"] for r in runs[c.name]), 4),
+            "epochs": settings["epochs"],
+            "seeds": len(maps),
+            "seed_spread": round(max(maps) - min(maps), 4) if len(maps) > 1 else None,
+        }
+        for rt in settings["runtimes"]:
+            t = times[rt]
+            if c.name == ref:
+                ms = _median([r for pair in t.values() for r in pair["ref"]])
+                ratio = 1.0
+            else:
+                ms, ratio = _median(t[c.name]["cand"]), _ratio(t[c.name]["cand"], t[c.name]["ref"])
+            row[f"{rt} ms"], row[f"{rt} x"] = round(ms, 3), round(ratio, 3)
+            if rt == "openvino-int8":
+                row["int8 mAP50-95"] = round(exports[c.name][rt]["map50_95"], 4)
+        row["run_dir"] = first["run_dir"]
+        rows.append(row)
+    return rows
+
+
+def pareto(rows: Sequence[dict[str, Any]], runtime: str) -> list[str]:
+    """Names on the front of mAP50-95 (higher) against latency in ``runtime`` (lower)."""
+
+    def dominated(a: dict[str, Any]) -> bool:
+        return any(
+            b["mAP50-95"] >= a["mAP50-95"]
+            and b[f"{runtime} x"] <= a[f"{runtime} x"]
+            and (b["mAP50-95"] > a["mAP50-95"] or b[f"{runtime} x"] < a[f"{runtime} x"])
+            for b in rows
+        )
+
+    front = [r for r in rows if not dominated(r)]
+    return [r["name"] for r in sorted(front, key=lambda r: r[f"{runtime} x"])]
+
+
+def _noise(rows: Sequence[dict[str, Any]]) -> float | None:
+    spreads = [r["seed_spread"] for r in rows if r["seed_spread"] is not None]
+    return max(spreads) if spreads else None
+
+
+def recommend(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """The fastest candidate (first runtime named) whose mAP is within the noise of the
+    best; with its evidence and the noise, or that the noise was not measured."""
+    rt, ref = settings["runtimes"][0], settings["reference"]
+    best = max(rows, key=lambda r: r["mAP50-95"])
+    noise = _noise(rows)
+    close = [r for r in rows if noise is not None and r["mAP50-95"] >= best["mAP50-95"] - noise]
+    pick = min(close or [best], key=lambda r: r[f"{rt} x"])
+    text = (
+        f"**{pick['name']}** ({pick['start']}): mAP50-95 {pick['mAP50-95']:.3f} at "
+        f"{pick[f'{rt} x']:.2f}x {ref}'s {rt} latency ({pick[f'{rt} ms']:.2f} ms), "
+        f"{pick['params_M']:.2f} M parameters, {pick['GFLOPs']:.2f} GFLOPs "
+        f"at {settings['imgsz']} px"
+    )
+    if noise is None:
+        return text + (
+            ". The highest mAP measured. One seed per candidate: the noise was not measured, "
+            "so a difference of a few points may be noise; rerun with --seeds 3 to know."
+        )
+    if pick is best:
+        return text + (
+            f". The highest mAP, and no candidate within the noise "
+            f"(the largest seed spread, {noise:.3f} over {settings['seeds']} seeds) is faster."
+        )
+    return text + (
+        f". {best['name']} scored {best['mAP50-95']:.3f}, a difference of "
+        f"{best['mAP50-95'] - pick['mAP50-95']:.3f}, smaller than the noise (the largest seed "
+        f"spread, {noise:.3f} over {settings['seeds']} seeds): noise, and {pick['name']} is faster."
+    )
+
+
+def dominance(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
+    """For each stock candidate and runtime: the effzoo rows that dominate it (no slower,
+    higher mAP beyond the seed spread)."""
+    noise = _noise(rows) or 0.0
+    lines = []
+    for s in (r for r in rows if r["kind"] == "stock"):
+        for rt in settings["runtimes"]:
+            by = [
+                r["name"]
+                for r in rows
+                if r["kind"] != "stock"
+                and r[f"{rt} x"] <= s[f"{rt} x"]
+                and r["mAP50-95"] > s["mAP50-95"] + noise
+            ]
+            lines.append(
+                f"- {s['name']} in {rt}: "
+                + (f"dominated by {', '.join(by)}" if by else "no effzoo candidate dominates it")
+            )
+    return lines
+
+
+def _md_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    cols = [k for k in rows[0] if k not in ("run_dir", "model", "kind")]
+    fmt = lambda v: "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    return [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---" for _ in cols) + "|",
+        *("| " + " | ".join(fmt(r[k]) for k in cols) + " |" for r in rows),
+    ]
+
+
+def plot(rows: Sequence[dict[str, Any]], runtime: str, ref: str, path: Path) -> Path | None:
+    """mAP50-95 against latency / reference, the front joined; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r in rows:
+        err = (r["seed_spread"] or 0) / 2
+        ax.errorbar(r[f"{runtime} x"], r["mAP50-95"], yerr=err or None, fmt="o", capsize=3)
+        ax.annotate(
+            r["name"],
+            (r[f"{runtime} x"], r["mAP50-95"]),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    front = [next(r for r in rows if r["name"] == n) for n in pareto(rows, runtime)]
+    ax.plot([r[f"{runtime} x"] for r in front], [r["mAP50-95"] for r in front], "k--", lw=1)
+    ax.set_xlabel(f"{runtime} latency / {ref}")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title("effzoo compare: the front (dashed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(
+    root: Path,
+    cands: Sequence[Candidate],
+    runs: dict[str, list[dict[str, Any]]],
+    exports: dict[str, dict[str, dict[str, Any]]],
+    times: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    rows = table_rows(cands, runs, exports, times, settings)
+    csv_path = root / "compare.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    rt, ref = settings["runtimes"][0], settings["reference"]
+    png = plot(rows, rt, ref, root / "compare.png")
+    rec = recommend(rows, settings)
+    data = "the demo data (generated)" if settings["demo_data"] else settings["data"]
+    t = settings["timing"]
+    lines = [
+        "# effzoo compare",
+        "",
+        f"{len(rows)} candidates trained on {data}: {settings['epochs']} epochs at "
+        f"{settings['imgsz']} px, batch {settings['batch']}, {settings['seeds']} seed(s) each "
+        f"(seeds 0-{settings['seeds'] - 1}); latency as a ratio to {ref}.",
+        "",
+        *_md_table(rows),
+        "",
+        "## Recommendation",
+        "",
+        rec,
+        "",
+        "## Pareto front (mAP50-95 against latency)",
+        "",
+        *(f"- {r}: {' < '.join(pareto(rows, r))}" for r in settings["runtimes"]),
+        "",
+        "Stock models and whether an effzoo candidate dominates them:",
+        "",
+        *dominance(rows, settings),
+        "",
+        f"Plot: {png.name}"
+        if png
+        else "Plot: none (matplotlib is not installed: "
+        "pip install matplotlib, then rerun: nothing is trained again)",
+        "",
+        "## How it was measured",
+        "",
+        "- Training: Ultralytics' `train` with its defaults and the budget above "
+        f"(`deterministic=True`; extra arguments: {settings['train_args'] or 'none'}); device "
+        f"{settings['device']}; mAP: `val` of `best.pt` on the validation split, the mean over "
+        "seeds; the seed spread is the largest minus the smallest.",
+        "- Export: `model.export(format=...)` with Ultralytics' defaults at the training size, "
+        "from the first seed's `best.pt`; an INT8 artifact is validated the same way.",
+        "- Latency: each candidate against the reference, in a process of their own per "
+        "runtime, through Ultralytics' AutoBackend (the raw forward, no pre- or "
+        f"post-processing), batch 1; {t['warmup']} warm-up calls, then {t['rounds']} rounds "
+        f"of {t['per_round']} calls in a shuffled order; ms: the median call; x: the median "
+        "over rounds of the per-round median ratio to the reference.",
+        f"- Runs (Ultralytics' directories): {root / 'runs'}",
+        "",
+        "## Machine",
+        "",
+        *(f"- {k}: {v}" for k, v in machine().items()),
+        "",
+    ]
+    report = root / "compare.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return {"table": rows, "csv": csv_path, "report": report, "plot": png, "recommendation": rec}
