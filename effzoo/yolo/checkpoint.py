@@ -108,7 +108,9 @@ def check_format(held: dict[str, Any]) -> None:
     raise CheckpointFormatError(
         f"this checkpoint was written by effzoo {effzoo} (checkpoint format {fmt!r}, timm "
         f"{timm}); this is effzoo {__version__}, which reads formats up to {FORMAT}. "
-        f'Upgrade effzoo: pip install -U "effzoo[yolo]>={effzoo}"',
+        f"Upgrade effzoo to {effzoo} or newer: in its checkout (git pull), "
+        f'pip install ".[yolo]" (effzoo is installed from a checkout or a wheel built '
+        "from one, never from the package index, whose 'effzoo' is another project)",
         reason=f"checkpoint format {fmt!r} of effzoo {effzoo}",
     )
 
@@ -169,12 +171,15 @@ def rebuilt(cls: type, held: dict[str, Any]) -> nn.Module:
         raise
     except Exception as e:
         wrote, have = held.get("versions", {}), versions()
-        need = f'"effzoo[yolo]=={wrote.get("effzoo")}" "timm=={wrote.get("timm")}"'
+        need = (
+            f'pip install "timm=={wrote.get("timm")}", and in a checkout of effzoo '
+            f'{wrote.get("effzoo")}: pip install ".[yolo]"'
+        )
         raise CheckpointFormatError(
             f"cannot rebuild the checkpoint's effzoo {cls.__name__} layer "
             f"({type(e).__name__}: {str(e)[:200]}); it was written by effzoo "
             f"{wrote.get('effzoo')} with timm {wrote.get('timm')}, this is effzoo "
             f"{have['effzoo']} with timm {have['timm']}. Load it with the versions that "
-            f"wrote it: pip install {need}",
+            f"wrote it: {need}",
             reason=f"{type(e).__name__} rebuilding {cls.__name__}",
         ) from e

@@ -105,7 +105,7 @@ def _check_data(data: str | os.PathLike[str] | None) -> tuple[str | None, dict[s
 
         if importlib.util.find_spec("skimage") is None:
             checks.fail(
-                'the demo data needs scikit-image: pip install "effzoo[demo]", or give '
+                'the demo data needs scikit-image: pip install "scikit-image>=0.22", or give '
                 "--data YOUR_DATA.yaml"
             )
         return None, {"demo": DEMO_IMAGES}
@@ -162,7 +162,7 @@ def _ray(address: str | None, workers: int, device: str) -> Any:
     try:
         import ray
     except ImportError:
-        checks.fail(f'--workers {workers} runs candidates on Ray: pip install "effzoo[ray]"')
+        checks.fail(f'--workers {workers} runs candidates on Ray: pip install "ray>=2.9"')
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     if _gpu(device) and ray.cluster_resources().get("GPU", 0) < 1:

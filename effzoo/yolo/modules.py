@@ -53,7 +53,7 @@ except ModuleNotFoundError as e:  # a timm that moved one: say it, rather than U
         f"effzoo {__version__} cannot import {e.name!r} from the installed timm "
         f"{timm.__version__}: effzoo builds on timm's EfficientNet internals and supports "
         f'timm{TIMM_SUPPORTED}. Install a supported timm: pip install "timm{TIMM_SUPPORTED}" '
-        '(or a newer effzoo that supports this timm: pip install -U "effzoo[yolo]")',
+        "(or a newer effzoo that supports this timm, installed from its checkout)",
         reason=f"timm {timm.__version__} has no {e.name}",
     ) from e
 

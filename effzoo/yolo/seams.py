@@ -80,8 +80,7 @@ def check_version() -> None:
     if _older(installed, FLOOR):
         raise UltralyticsContractError(
             f"effzoo.yolo needs Ultralytics >= {FLOOR}, this environment has {installed}: "
-            f'upgrade it: pip install -U "ultralytics>={FLOOR}" '
-            f'(pip install -U "effzoo[yolo]" upgrades it too)'
+            f'upgrade it: pip install -U "ultralytics>={FLOOR}"'
         )
 
 

@@ -34,7 +34,9 @@ def _photos() -> list[np.ndarray]:
     try:
         import skimage.data as sd
     except ImportError as e:  # pragma: no cover - scikit-image is in the demo and test extras
-        raise ImportError('the demo dataset needs scikit-image: pip install "effzoo[demo]"') from e
+        raise ImportError(
+            'the demo dataset needs scikit-image: pip install "scikit-image>=0.22"'
+        ) from e
     out = []
     for name in PHOTOS:
         im = np.asarray(getattr(sd, name)())
