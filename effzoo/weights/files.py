@@ -231,8 +231,8 @@ def check_inflation(path: Path) -> None:
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise CorruptWeightsError(
                 f"{path} is not a complete zip archive ({e}): it is truncated or damaged, so it "
-                "was not passed to torch.load(weights_only=True); re-save it with "
-                "torch.save(model.state_dict(), path)"
+                "was not passed to torch.load(weights_only=True); copy or download it again "
+                "from where it came (a torch.save still in progress writes such a file)"
             ) from None
     if total > limit:
         raise CorruptWeightsError(
@@ -268,8 +268,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         first = (str(e).splitlines() or [""])[0][:160]
         raise CorruptWeightsError(
             f"{path} could not be loaded with torch.load(weights_only=True) ({type(e).__name__}: "
-            f"{first}); it is truncated or not a plain state dict: "
-            "re-save it with torch.save(model.state_dict(), path)"
+            f"{first}); it is truncated (copy it again from where it came) or it pickles "
+            "objects that weights_only refuses: save the weights alone, with "
+            "torch.save(model.state_dict(), path) in the program that made it"
         ) from e
     with errors_name_file(path):
         return unwrap(obj)
