@@ -5,6 +5,7 @@ test writes lies under pytest's own temp directory (``--basetemp``, else
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -36,6 +37,21 @@ def pytest_configure(config: pytest.Config) -> None:
 def test_root() -> str:
     """A temporary directory shared by the whole test session (under pytest's temp)."""
     return os.environ["EFFZOO_TEST_ROOT"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_temp_removed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What a test module makes with ``tmp_path_factory.mktemp`` (exports, trained runs,
+    served weights: up to 650 MB for one module) is removed when the module ends, so that
+    a run stays within its 1 GiB temp budget. Torn down after the module's own fixtures;
+    the session folder predates it, and a failed test's ``tmp_path`` (named after the
+    test) is kept, as pytest's retention policy keeps it."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(os.listdir(base))
+    yield
+    for name in set(os.listdir(base)) - before:
+        if not name.startswith("test"):
+            shutil.rmtree(base / name, ignore_errors=True)
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def test_bash_blocks_parse_and_their_effzoo_lines_run(block, tmp_path):
     assert parsed.returncode == 0, parsed.stderr
     if block.parsed_only:
         return
-    for line in block.text.splitlines():
+    for line in block.text.replace("\\\n", " ").splitlines():  # continued lines, as bash
         argv = shlex.split(line, comments=True)
         if argv[:1] != ["effzoo"] or len(argv) < 2 or argv[1] not in RUN:
             continue

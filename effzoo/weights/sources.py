@@ -196,8 +196,8 @@ def _from_cache(tag: TagInfo, reason: str, *, not_found: Exception | None = None
 
     pointer = locate_pointer(tag)
     if pointer is None:
-        if not_found is not None:
-            raise not_found
+        if not_found is not None:  # the Hub's own error (its URL may hold credentials)
+            raise not_found from None  # is not chained: the message says what it answered
         raise WeightsUnavailableError(
             f"cannot get {tag.name} from the Hugging Face Hub ({tag.repo} at "
             f"{constants.ENDPOINT}): {reason}, and it is not in the Hugging Face cache "
