@@ -6,20 +6,17 @@ Not a script; the benchmark scripts import it as a sibling (``from timing import
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
 import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from effzoo import _checks as checks
+from effzoo._machine import machine as _machine
 
 
 @dataclass
@@ -67,28 +64,7 @@ class Result:
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
-    with contextlib.suppress(OSError):
-        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
-    for mod in ("timm", "torchvision", "onnxruntime", "ultralytics"):
-        with contextlib.suppress(Exception):
-            info[mod] = __import__(mod).__version__
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    return info
+    return _machine(("timm", "torchvision", "onnxruntime", "ultralytics"))
 
 
 def minor_faults(run: Callable[[], Any], calls: int = 3) -> float | None:

@@ -4,43 +4,19 @@ and the Pareto plot (PNG, where matplotlib is installed)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import platform
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import _machine
 from .candidates import Candidate
 
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-    with contextlib.suppress(OSError):
-        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
-    for mod in ("ultralytics", "timm", "onnxruntime", "openvino", "nncf", "tensorrt"):
-        with contextlib.suppress(Exception):
-            info[mod] = __import__(mod).__version__
-    if torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(0)
-    return info
+    return _machine.machine(("ultralytics", "timm", "onnxruntime", "openvino", "nncf", "tensorrt"))
 
 
 def _median(rounds: list[list[float]]) -> float:
