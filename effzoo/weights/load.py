@@ -212,16 +212,11 @@ def _check_checkpoint_size(model: nn.Module, spec: BackboneSpec, source: Weights
     want = (getattr(model, "width_mult", 1.0), getattr(model, "depth_mult", 1.0))
     if all(w <= c for w, c in zip(want, (ckpt.width_mult, ckpt.depth_mult))):
         return
-    scaled = "".join(
-        f", {k}={v:g}"
-        for k, v in (("width_mult", ckpt.width_mult), ("depth_mult", ckpt.depth_mult))
-        if v != 1.0
-    )
     raise WeightsMismatchError(
         f"{source.path} holds {spec.name} at width x{ckpt.width_mult:g}, depth "
         f"x{ckpt.depth_mult:g}; the model asked for is x{want[0]:g}, x{want[1]:g}, larger than "
-        f"those weights. Build it as it was trained: effzoo.create({spec.name!r}{scaled}, "
-        f"pretrained={str(source.path)!r}) (or narrower/shallower)",
+        f"those weights. Build it as it was trained: "
+        f"{ckpt.create_call(spec.name, source.path)} (or narrower/shallower)",
         reason=f"{source.path} holds a smaller {spec.name}",
     )
 

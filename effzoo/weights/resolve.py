@@ -185,15 +185,9 @@ def _from_checkpoint(
     """The backbone of an Ultralytics checkpoint: built as it was trained (padding, BN
     epsilon, the normalization its layer applied), for the variant it was built as."""
     if yolo.variant is not None and yolo.variant != spec.name:
-        scaled = "".join(
-            f", {k}={v:g}"
-            for k, v in (("width_mult", yolo.width_mult), ("depth_mult", yolo.depth_mult))
-            if v != 1.0
-        )
         raise WeightsMismatchError(
             f"{path} holds the backbone of an {yolo.variant} row, not {spec.name}; build the "
-            f"variant it was trained as: effzoo.create({yolo.variant!r}{scaled}, "
-            f"pretrained={str(path)!r})",
+            f"variant it was trained as: {yolo.create_call(yolo.variant, path)}",
             reason=f"{path} holds an {yolo.variant} backbone",
         )
     base = tag_info(spec, weights_tag) if weights_tag is not None else default_tag(spec)

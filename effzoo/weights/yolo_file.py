@@ -122,6 +122,15 @@ class YoloBackbone:
     std: tuple[float, ...] | None = None
     tag: str | None = None  # the weights tag it started from, if it started pretrained
 
+    def create_call(self, variant: str, path: object) -> str:
+        """The ``effzoo.create(...)`` call that builds this backbone as it was trained."""
+        scaled = "".join(
+            f", {k}={v:g}"
+            for k, v in (("width_mult", self.width_mult), ("depth_mult", self.depth_mult))
+            if v != 1.0
+        )
+        return f"effzoo.create({variant!r}{scaled}, pretrained={str(path)!r})"
+
 
 def _where(obj: object) -> str:
     """The dotted name a stand-in (an instance, or a class named in the pickle) stands for."""
