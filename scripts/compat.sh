@@ -196,6 +196,7 @@ while IFS= read -r pair; do
 import os, sys
 import numpy, torch, torchvision, ultralytics
 import effzoo
+from packaging.version import Version  # 2.14 asked == 2.14.0 installed
 venv, root, want_u, want_t = sys.argv[1:]
 real = lambda p: os.path.realpath(p)
 problems = []
@@ -205,9 +206,9 @@ if not real(torch.__file__).startswith(real(venv)):
     problems.append(f"torch from {torch.__file__}")
 if not real(effzoo.__file__).startswith(real(root)):
     problems.append(f"effzoo from {effzoo.__file__}")
-if want_u != "latest" and ultralytics.__version__ != want_u:
+if want_u != "latest" and Version(ultralytics.__version__) != Version(want_u):
     problems.append(f"ultralytics {ultralytics.__version__} installed, {want_u} asked")
-if want_t != "latest" and torch.__version__.split("+")[0] != want_t:
+if want_t != "latest" and Version(torch.__version__.split("+")[0]) != Version(want_t):
     problems.append(f"torch {torch.__version__} installed, {want_t} asked")
 print(ultralytics.__version__, torch.__version__.split("+")[0],
       torchvision.__version__.split("+")[0], numpy.__version__,
