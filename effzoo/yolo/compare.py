@@ -105,7 +105,7 @@ def _check_data(data: str | os.PathLike[str] | None) -> tuple[str | None, dict[s
 
         if importlib.util.find_spec("skimage") is None:
             checks.fail(
-                'the demo data needs scikit-image: pip install "scikit-image>=0.22", or give '
+                'the demo data needs scikit-image: pip install "scikit-image>=0.24", or give '
                 "--data YOUR_DATA.yaml"
             )
         return None, {"demo": DEMO_IMAGES}

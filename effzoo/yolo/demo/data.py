@@ -35,7 +35,7 @@ def _photos() -> list[np.ndarray]:
         import skimage.data as sd
     except ImportError as e:  # pragma: no cover - scikit-image is in the demo and test extras
         raise ImportError(
-            'the demo dataset needs scikit-image: pip install "scikit-image>=0.22"'
+            'the demo dataset needs scikit-image: pip install "scikit-image>=0.24"'
         ) from e
     out = []
     for name in PHOTOS:
