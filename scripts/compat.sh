@@ -127,7 +127,7 @@ trap 'exit 130' INT TERM
 # constraints.txt without the packages a pair chooses itself
 constraints_for() {  # $1: file to write; rest: package names to leave out
     local file="$1"; shift
-    local drop="torch torchvision ultralytics numpy ruff $*" line name skip d
+    local drop="torch torchvision ultralytics numpy $*" line name skip d
     : >"$file"
     while IFS= read -r line; do
         name="${line%%[=<>!~ ]*}"
@@ -144,7 +144,7 @@ constraints_for() {  # $1: file to write; rest: package names to leave out
 AT=newest
 [[ "$MODE" == floor ]] && AT=floor
 mapfile -t REQS < <("$PYTHON" "$ROOT/scripts/compat_reqs.py" yolo test demo --at "$AT" \
-    --drop effzoo ultralytics torch torchvision ruff) || exit 2
+    --drop effzoo ultralytics torch torchvision) || exit 2  # ruff stays: test_install resolves the test extra
 ((${#REQS[@]})) || { echo "compat.sh: no requirements read from pyproject.toml" >&2; exit 2; }
 
 ROWS=()
