@@ -122,7 +122,7 @@ def _leaks(text: str | bytes, n: int = len(READ) + 1) -> list[str]:
         ("/f?token=Zq00pw8Xk#x", "/f?token=***#x"),
         ("Authorization: Bearer Zq00pw8Xkabc", "Authorization: Bearer ***"),
         ("got hf_Zq00pw8XkAbCdEfGhIjKl", "got ***"),
-        ("no secret here: https://huggingface.co/timm/x?revision=main", None),
+        ("no secret here: https://hub.example.org/timm/x?revision=main", None),
     ],
 )
 def test_redact_masks_each_kind(text, kept):
