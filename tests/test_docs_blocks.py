@@ -13,6 +13,12 @@ Every fenced block is one of:
   unless the block is marked parsed only. ``pip`` lines: tests/test_install.py.
 - ``yaml``: parsed, unless marked (an excerpt with ``...``).
 - no language or ``text``: a sample output or a diagram; not run.
+
+A block (or a bash line) naming a family the installed Ultralytics does not ship yet
+(YOLO26 before 8.4.0, at the floor of ``scripts/compat.sh --floor``) is what a user of
+that release meets: it must fail with effzoo's one-line error naming the release that
+ships the family, never a traceback from inside Ultralytics; the page's other blocks
+run in order without it.
 """
 
 from __future__ import annotations
@@ -63,6 +69,31 @@ def blocks(page: Path) -> list[Block]:
 ALL = [b for page in PAGES for b in blocks(page)]
 
 
+def _missing_families(text: str) -> list[str]:
+    """The families ``text`` names that the installed Ultralytics does not ship yet."""
+    try:
+        from ultralytics import __version__
+        from ultralytics.utils.checks import check_version
+
+        from effzoo.yolo.templates import FAMILIES
+    except ImportError:
+        return []
+    named = {m.lower() for m in re.findall(r"\b(yolo(?:11|12|26)|rtdetr)", text, flags=re.I)}
+    return sorted(
+        f"{name.upper()} from {fam.since}"
+        for name, fam in FAMILIES.items()
+        if name in named and not check_version(__version__, f">={fam.since}")
+    )
+
+
+def _says_which_release(out: subprocess.CompletedProcess, missing: list[str]) -> None:
+    """A user of an older Ultralytics gets effzoo's error naming the release, no more."""
+    assert out.returncode != 0, out.stdout[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert any(f"ships {m} on" in last for m in missing), (missing, out.stderr[-3000:])
+    assert "UltralyticsContractError" in last or last.startswith("effzoo "), last
+
+
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     env.update(
@@ -109,16 +140,23 @@ PY_PAGES = sorted({b.page for b in ALL if b.lang == "python" and not b.parsed_on
 @pytest.mark.parametrize("page", PY_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_python_blocks_run_in_order(page, tmp_path):
     runnable = [b for b in blocks(page) if b.lang == "python" and not b.parsed_only]
-    source = "\n".join(f"# {b.id}\n{_checked(b.text)}" for b in runnable)
-    out = subprocess.run(
-        [sys.executable, "-c", source],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_env(tmp_path),
-    )
-    assert out.returncode == 0, f"{[b.id for b in runnable]}:\n{out.stderr[-4000:]}"
+    newer = [b for b in runnable if _missing_families(b.text)]
+
+    def run(source: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", source],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=_env(tmp_path),
+        )
+
+    ordered = [b for b in runnable if b not in newer]
+    out = run("\n".join(f"# {b.id}\n{_checked(b.text)}" for b in ordered))
+    assert out.returncode == 0, f"{[b.id for b in ordered]}:\n{out.stderr[-4000:]}"
+    for b in newer:  # alone: effzoo's error naming the release that ships the family
+        _says_which_release(run(f"# {b.id}\n{b.text}"), _missing_families(b.text))
 
 
 @pytest.mark.parametrize("block", [b for b in ALL if b.lang == "bash"], ids=lambda b: b.id)
@@ -139,7 +177,11 @@ def test_bash_blocks_parse_and_their_effzoo_lines_run(block, tmp_path):
             timeout=300,
             env=_env(tmp_path),
         )
-        assert out.returncode == 0, (line, out.stderr[-3000:])
+        missing = _missing_families(line)
+        if missing:
+            _says_which_release(out, missing)
+        else:
+            assert out.returncode == 0, (line, out.stderr[-3000:])
 
 
 @pytest.mark.parametrize("block", [b for b in ALL if b.lang == "yaml"], ids=lambda b: b.id)
