@@ -55,7 +55,7 @@ def yolo_candidates(
     models: Sequence[tuple[str, str, str]] = (),
 ) -> list[Candidate]:
     """``predict`` callables for stock YOLO11n and YOLO11n-<variant>, already warmed up;
-    ``models`` (name, note, yaml) replaces that list (``which_backbone.py``)."""
+    ``models`` (name, note, yaml) replaces that list."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 

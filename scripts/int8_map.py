@@ -1,7 +1,7 @@
 """INT8 with its mAP, and deployed latency: what scripts/int8_map.sh runs in its venv.
 
-``train``: one model of benchmarks/which_backbone.py on the demo data (60 epochs at
-160 px by default), its run recorded in ``OUT/ROW.json``. ``eval``: that run's
+``train``: one model trained by ``effzoo compare`` (``effzoo.yolo.compare``) on the demo
+data (60 epochs at 160 px by default), its run recorded in ``OUT/ROW-START.json``. ``eval``: that run's
 ``best.pt`` validated in PyTorch, then exported the way users do
 (``model.export(format="openvino")`` and ``format="openvino", int8=True, data=...``:
 NNCF post-training quantization calibrated on the data's images) and each artifact
@@ -26,14 +26,42 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+
+#: int8_map.sh's ROW:START items as ``effzoo compare`` candidates
+CANDIDATES = {
+    ("lite0", "pretrained"): "efficientnet_lite0",
+    ("b0", "scratch"): "efficientnet_b0:scratch",
+    ("v2b0", "scratch"): "efficientnet_v2_b0:scratch",
+    ("yolo11n", "scratch"): "yolo11n.yaml",
+}
 
 
 def _train(row: str, start: str, epochs: int, out: Path) -> None:
-    import which_backbone as wb
+    """One candidate through ``effzoo compare`` (its own folder, so two can run at once;
+    a rerun finds the run done), recorded where ``eval`` and ``report`` read it."""
+    import torch
+    import yaml
 
-    result = wb.train_one(wb.BY_NAME[row], start, epochs, threads=1)
-    (out / f"{row}-{start}.json").write_text(json.dumps(result, indent=1))
+    from effzoo.yolo import compare
+
+    if (row, start) not in CANDIDATES:
+        sys.exit(f"int8_map.py train: unknown row {row}:{start}; known: {sorted(CANDIDATES)}")
+    torch.set_num_threads(1)  # int8_map.sh trains two at a time
+    result = compare(
+        [CANDIDATES[row, start]], epochs=epochs, runtimes=("pytorch",), out=out / f"compare-{row}"
+    )
+    first = result.table[0]
+    run_dir = Path(first["run_dir"])
+    record = {
+        "model": row,
+        "start": start,
+        "epochs": epochs,
+        "candidate": CANDIDATES[row, start],
+        "save_dir": str(run_dir),
+        "data_yaml": yaml.safe_load((run_dir / "args.yaml").read_text())["data"],
+        "map50_95": first["mAP50-95"],
+    }
+    (out / f"{row}-{start}.json").write_text(json.dumps(record, indent=1))
 
 
 def _metrics(m: Any) -> dict[str, float]:

@@ -162,7 +162,7 @@ def _ray(address: str | None, workers: int, device: str) -> Any:
     try:
         import ray
     except ImportError:
-        checks.fail(f'--workers {workers} runs candidates on Ray: pip install "ray>=2.9"')
+        checks.fail(f'--workers {workers} runs candidates on Ray: pip install "ray>=2.10"')
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     if _gpu(device) and ray.cluster_resources().get("GPU", 0) < 1:
