@@ -217,11 +217,71 @@ def test_effzoo_help_names_every_family():
 
 def test_the_int8_tables_live_on_one_page():
     """deploy.md holds the INT8 measurements; which-backbone.md links to them (they
-    were on both pages, the same numbers twice)."""
+    were on both pages, the same numbers twice). The compare report which-backbone.md
+    shows (its own run, with int8 columns) is not a copy of them."""
+
+    def text(page: Path) -> str:
+        s = page.read_text()
+        if WB_START in s:
+            s = s.split(WB_START, 1)[0] + s.split(WB_END, 1)[1]
+        return s
+
     pages = {
         page.name
         for page in PAGES
-        for header in re.findall(r"^\|.*\|$", page.read_text(), flags=re.M)
+        for header in re.findall(r"^\|.*\|$", text(page), flags=re.M)
         if "int8" in header.lower() and "---" not in header and header.count("|") > 3
     }
     assert pages == {"deploy.md"}, pages
+
+
+WB_START = "<!-- effzoo compare report: benchmarks/results/which-backbone/compare.md -->"
+WB_END = "<!-- end of the effzoo compare report -->"
+
+
+def test_which_backbone_page_is_the_output_of_its_command():
+    """docs/which-backbone.md shows `effzoo compare`'s report verbatim (issue 30): the
+    report committed with the run, its table the run's CSV rendered by effzoo's own
+    report code, and the page's command line the run's settings."""
+    pytest.importorskip("ultralytics")
+    import csv
+
+    from effzoo.yolo.compare_report import _md_table
+
+    page = (ROOT / "docs" / "which-backbone.md").read_text(encoding="utf-8")
+    results = ROOT / "benchmarks" / "results" / "which-backbone"
+    report = (results / "compare.md").read_text(encoding="utf-8")
+    shown = page.split(WB_START, 1)[1].split(WB_END, 1)[0].strip("\n")
+    demoted = re.sub(r"^#", "##", report, flags=re.M).strip("\n")
+    assert shown == demoted
+
+    with (results / "compare.csv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def value(v: str) -> object:
+        if v == "":
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                return v
+
+    table = _md_table([{k: value(v) for k, v in r.items()} for r in rows])
+    assert "\n".join(table) in report
+
+    command = " ".join(
+        b.text.replace("\\\n", " ") for b in blocks(ROOT / "docs" / "which-backbone.md")
+    )
+    argv = shlex.split(command[command.index("effzoo compare") :])
+    opts = dict(zip(argv[2::2], argv[3::2]))
+    models = opts["--models"].split(",")
+    assert len(rows) == len(models)
+    assert f"{len(rows)} candidates trained on the demo data" in report
+    assert all(r["epochs"] == opts["--epochs"] and r["seeds"] == opts["--seeds"] for r in rows)
+    assert [f"{rt} x" in rows[0] for rt in opts["--runtime"].split(",")] == [True] * len(
+        opts["--runtime"].split(",")
+    )
+    assert (ROOT / "docs" / "which-backbone.png").is_file()
