@@ -114,6 +114,7 @@ if ((!DRY)); then
 fi
 VENVS=()
 cleanup() {
+    [[ -n "${RAISED:-}" ]] && rm -f -- "$RAISED"
     if ((KEEP)); then
         ((${#VENVS[@]})) && printf 'kept venv: %s\n' "${VENVS[@]}"
         return
@@ -141,10 +142,16 @@ constraints_for() {  # $1: file to write; rest: package names to leave out
 }
 
 # effzoo's own requirements (core, yolo, test, demo) without the ones a pair picks
-AT=newest
-[[ "$MODE" == floor ]] && AT=floor
-mapfile -t REQS < <("$PYTHON" "$ROOT/scripts/compat_reqs.py" yolo test demo --at "$AT" \
-    --drop effzoo ultralytics torch torchvision) || exit 2  # ruff stays: test_install resolves the test extra
+# (at the floors: a floor with no wheel for $PYTHON raised to the oldest release that has
+# one, said in RAISED and under the table)
+AT=(--at newest)
+[[ "$MODE" == floor ]] && AT=(--at floor --installable)
+RAISED="$(mktemp "$TMP/effzoo-compat-raised.XXXXXX")"
+mapfile -t REQS < <("$PYTHON" "$ROOT/scripts/compat_reqs.py" yolo test demo "${AT[@]}" \
+    --drop effzoo ultralytics torch torchvision 2>"$RAISED") || exit 2  # ruff stays: test_install resolves the test extra
+if [[ -s "$RAISED" ]]; then
+    sed 's/^/compat.sh: floor raised: /' "$RAISED" >&2
+fi
 ((${#REQS[@]})) || { echo "compat.sh: no requirements read from pyproject.toml" >&2; exit 2; }
 
 ROWS=()
@@ -270,6 +277,12 @@ done <<<"$PAIRS"
     printf '%s\n' "${ROWS[@]}"
     echo
     echo "\`python -m pytest -q $TESTS\` in a fresh venv per row (\`bash scripts/compat.sh\`; requirements: $MODE)."
+    if [[ -s "$RAISED" ]]; then
+        echo
+        echo "Floors raised for this Python (no wheel at pyproject.toml's floor):"
+        echo
+        sed 's/^/- /' "$RAISED"
+    fi
     if ((${#FAILURES[@]})); then
         echo
         echo "Failures and refusals:"

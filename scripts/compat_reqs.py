@@ -5,51 +5,26 @@ without the packages a compat pair picks itself.
     python scripts/compat_reqs.py yolo test demo --drop ultralytics torch torchvision ruff
     python scripts/compat_reqs.py yolo test demo --at floor     # each at its floor: name==X
     python scripts/compat_reqs.py --floor-of torch               # one package's floor
+    python scripts/compat_reqs.py yolo test --at floor --installable  # see below
 
 ``--at floor`` pins every requirement that has a floor (``>=X``) to it; the others (no
 floor) stay as written, and pip picks their newest release. ``--at newest`` (the default)
-prints them as written.
+prints them as written. ``--installable`` (with ``--at floor``) asks pip (a dry run,
+wheels only) whether each floor installs on the interpreter running this script, and
+raises a floor that has no wheel for it to the oldest release that has one (e.g. ray 2.10
+has none for Python 3.12): each raise is said on stderr, one line a package.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-
-
-def _load(text: str) -> dict:
-    try:
-        import tomllib  # Python >= 3.11
-    except ImportError:
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError:
-            return _scan(text)
-    return tomllib.loads(text)
-
-
-def _scan(text: str) -> dict:
-    """The two tables compat.sh needs, read without a TOML parser (Python 3.10)."""
-
-    def array(body: str) -> list[str]:
-        body = "\n".join(line.split("#", 1)[0] for line in body.splitlines())
-        return re.findall(r'"([^"]+)"', body)
-
-    deps = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)
-    extras = {
-        m.group(1): array(m.group(2))
-        for m in re.finditer(r"^([\w-]+) = \[(.*?)^\]", text, re.S | re.M)
-        if m.group(1) != "dependencies"
-    }
-    return {
-        "project": {
-            "dependencies": array(deps.group(1)) if deps else [],
-            "optional-dependencies": extras,
-        }
-    }
 
 
 def name(requirement: str) -> str:
@@ -62,14 +37,54 @@ def floor(requirement: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _version(text: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.+]", text))
+
+
+def installable(reqs: list[str]) -> list[str]:
+    """``reqs`` with each ``name==X`` pip finds no wheel of for this interpreter raised to
+    the oldest later release that has one (what pip lists as available)."""
+    reqs = list(reqs)
+    for _ in range(len(reqs) + 1):
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
+        cmd += ["--only-binary=:all:", "-q", *reqs]
+        err = subprocess.run(cmd, capture_output=True, text=True).stderr
+        m = re.search(r"requirement ([\w.-]+)==([\w.]+) \(from versions: ([^)]*)\)", err)
+        if not m:
+            if "ERROR" in err:
+                sys.stderr.write(err)
+            return reqs
+        pkg, old, listed = m.groups()
+        later = [
+            v.strip()
+            for v in listed.split(",")
+            if re.fullmatch(r"[\d.]+", v.strip()) and _version(v.strip()) > _version(old)
+        ]
+        if not later:
+            sys.stderr.write(err)
+            return reqs
+        new = min(later, key=_version)
+        py = ".".join(map(str, sys.version_info[:2]))
+        print(
+            f"{pkg} {old} has no wheel for Python {py}: {new}, the oldest that has", file=sys.stderr
+        )
+        reqs = [f"{pkg}=={new}" if name(r) == name(pkg) and "==" in r else r for r in reqs]
+    return reqs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("extras", nargs="*")
     parser.add_argument("--drop", nargs="*", default=[])
     parser.add_argument("--at", choices=("newest", "floor"), default="newest")
     parser.add_argument("--floor-of", metavar="NAME", help="print NAME's floor and exit")
+    parser.add_argument(
+        "--installable",
+        action="store_true",
+        help="raise a floor with no wheel for this Python (see above)",
+    )
     args = parser.parse_args()
-    project = _load(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
     optional = project.get("optional-dependencies", {})
     reqs = list(project.get("dependencies", []))
     wanted, done = list(args.extras), set()
@@ -93,15 +108,17 @@ def main() -> None:
         print(found[0])
         return
     drop = {name(d) for d in args.drop}
-    seen = set()
+    out: list[str] = []
     for req in reqs:
         if name(req) in drop or name(req) == "effzoo":
             continue
         if args.at == "floor" and floor(req):
             req = f"{name(req)}=={floor(req)}"
-        if req not in seen:
-            seen.add(req)
-            print(req)
+        if req not in out:
+            out.append(req)
+    if args.installable and args.at == "floor":
+        out = installable(out)
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -171,6 +171,16 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:  # quiet
             pass
 
+        def _wait_ready(self, served: Served) -> bool:
+            """Wait until ``served`` is published; False (and the connection dropped, no
+            answer) when the stand-in closes first, e.g. because its writer failed."""
+            deadline = time.monotonic() + 600
+            while not served.ready.wait(0.2):
+                if hub.closing.is_set() or time.monotonic() > deadline:
+                    self.close_connection = True
+                    return False
+            return True
+
         def _find(self) -> tuple[Served | None, str]:
             path = unquote(self.path.split("?")[0]).lstrip("/")
             parts = path.split("/")
@@ -186,7 +196,8 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
             if served is None:
                 known = any(r == repo for r, _ in hub.files)
                 return None, "EntryNotFound" if known else "RepoNotFound"
-            served.ready.wait(timeout=600)
+            if not self._wait_ready(served):
+                return None, "closing"
             return served, ""
 
         def _headers(self, served: Served, status: int, length: int, extra: dict) -> None:
@@ -219,6 +230,8 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
             return True
 
         def _not_found(self, code: str, status: int = 404, extra: dict | None = None) -> None:
+            if code == "closing":  # see _wait_ready: no answer
+                return
             body = json.dumps({"error": code}).encode()
             self.send_response(status)
             self.send_header("X-Error-Code", code)
@@ -302,7 +315,8 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
                 served = mine.get(name)
                 if served is None:
                     continue
-                served.ready.wait(timeout=600)
+                if not self._wait_ready(served):
+                    return
                 entry = {"type": "file", "path": name, "size": served.size, "oid": served.git_oid}
                 if "no-lfs" not in served.flags:
                     entry["lfs"] = {"oid": served.sha256, "size": served.size, "pointerSize": 134}
@@ -322,8 +336,8 @@ def _handler(hub: HubStandIn, cdn: bool) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/_ready/") and not cdn:  # a test waits for a file
                 repo = unquote(self.path.split("/", 2)[2])
                 for (r, _), served in list(hub.files.items()):
-                    if r == repo:
-                        served.ready.wait(timeout=600)
+                    if r == repo and not self._wait_ready(served):
+                        return
                 return self._reply_ok()
             served, code = self._find()
             if served is None:

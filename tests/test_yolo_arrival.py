@@ -3,17 +3,12 @@ they install, an ONNX export with Ultralytics' defaults, offline."""
 
 from __future__ import annotations
 
-import sys
+import tomllib
 import warnings
 from pathlib import Path
 
 import pytest
 import yolo_helpers
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    tomllib = pytest.importorskip("tomli")
 
 pytest.importorskip("ultralytics")
 from ultralytics import YOLO
