@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from contextlib import redirect_stderr
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -93,7 +93,10 @@ def test_command_end_to_end(first):
         "onnx",
         "pytorch",
     ]
+    for record in (out / "timing").glob("*.json"):  # neither runtime picks a precision
+        assert json.loads(record.read_text())["precision"] is None, record.name
     report = (out / "compare.md").read_text()
+    assert "- Precision" not in report
     for part in ("| name |", "## Recommendation", "## Pareto front", "## How it was measured",
                  "## Machine", "yolo11n in onnx:", "noise was not measured"):  # fmt: skip
         assert part in report, part
@@ -258,3 +261,39 @@ def test_report_calls_a_difference_below_the_seed_spread_noise():
     assert recommend(rows, settings).startswith("**lite0**")
     one = [dict(r, seed_spread=None) for r in rows]
     assert "noise was not measured" in recommend(one, {**settings, "seeds": 1})
+
+
+def test_report_says_the_precision_openvino_ran_in():
+    """OpenVINO picks bf16 on a CPU that has it: the report says what its column measured."""
+    from effzoo.yolo.compare_report import precisions
+
+    times = {
+        "onnx": {"b": {"precision": None}},
+        "openvino": {"a": {"precision": "bf16"}, "b": {"precision": "bf16"}},
+        "openvino-int8": {"a": {"precision": "f32"}},
+    }
+    lines = precisions(times)
+    assert lines[0].startswith("- Precision, openvino: bf16: OpenVINO's default on this machine")
+    assert lines[1].startswith("- Precision, openvino-int8: NNCF's quantized layers in int8, ")
+    assert len(lines) == 2  # nothing said of ONNX Runtime
+
+
+@pytest.mark.slow
+def test_the_timing_process_reports_openvino_s_precision(tmp_path, monkeypatch):
+    """The precision comes from the compiled model Ultralytics' AutoBackend made."""
+    pytest.importorskip("openvino")
+    from ultralytics import YOLO
+
+    from effzoo.yolo.compare_run import main
+
+    monkeypatch.chdir(tmp_path)
+    with yolo_helpers.hub_offline():
+        path = YOLO("yolo11n.yaml").export(format="openvino", imgsz=64)
+        out = io.StringIO()
+        with redirect_stdout(out):
+            main(["time", "--imgsz=64", "--rounds=1", "--per-round=1", "--warmup=1", path])
+    import openvino as ov
+
+    cpu = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    want = "bf16" if "BF16" in cpu else "f32"
+    assert json.loads(out.getvalue().splitlines()[-1])["precision"] == {path: want}

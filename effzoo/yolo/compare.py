@@ -266,16 +266,19 @@ def _timing(
             continue
         key = _hash([runtime, keys[ref], keys[name], job["imgsz"], job["device"], timing])
         path = out / "timing" / f"{runtime}-{name}-{key}.json"
-        if not path.is_file():
+        if not path.is_file() or "precision" not in json.loads(path.read_text()):
+            # (a record of effzoo 0.2.0 before the precision was kept: timed again)
             _say(log, f"timing {name} against {ref} in {runtime} ({timing['rounds']} rounds)")
             cmd = time_command(pair, imgsz=job["imgsz"], device=job["device"], **timing)
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
                 raise RuntimeError(f"timing {name} in {runtime} failed: {tail[0]}")
-            times = json.loads(proc.stdout.strip().splitlines()[-1])["times_ms"]
+            done = json.loads(proc.stdout.strip().splitlines()[-1])
+            times, prec = done["times_ms"], done["precision"]
+            record = {"ref": times[pair[0]], "cand": times[pair[-1]], "precision": prec[pair[-1]]}
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"ref": times[pair[0]], "cand": times[pair[-1]]}))
+            path.write_text(json.dumps(record))
             timed.append(f"{runtime}:{name}")
         result[name] = json.loads(path.read_text())
     return result

@@ -151,6 +151,23 @@ def _md_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
+def precisions(times: dict[str, dict[str, Any]]) -> list[str]:
+    """A line per runtime that chose its own precision (OpenVINO through Ultralytics'
+    AutoBackend: bf16 on a CPU with AVX512_BF16 or AMX, f32 otherwise): what its column
+    measured."""
+    lines = []
+    for rt, records in times.items():
+        seen = sorted({r.get("precision") for r in records.values()} - {None})
+        if seen:
+            rest = "NNCF's quantized layers in int8, the others in " if rt.endswith("int8") else ""
+            lines.append(
+                f"- Precision, {rt}: {rest}{' / '.join(seen)}: OpenVINO's default on this "
+                "machine as Ultralytics' AutoBackend compiles it (bf16 where the CPU has "
+                "AVX512_BF16 or AMX, f32 otherwise)"
+            )
+    return lines
+
+
 def plot(rows: Sequence[dict[str, Any]], runtime: str, ref: str, path: Path) -> Path | None:
     """mAP50-95 against latency / reference, the front joined; None without matplotlib."""
     try:
@@ -240,6 +257,7 @@ def write_outputs(
         f"post-processing), batch 1; {t['warmup']} warm-up calls, then {t['rounds']} rounds "
         f"of {t['per_round']} calls in a shuffled order; ms: the median call; x: the median "
         "over rounds of the per-round median ratio to the reference.",
+        *precisions(times),
         f"- Runs (Ultralytics' directories): {root / 'runs'}",
         "",
         "## Machine",

@@ -166,9 +166,22 @@ def export(best: str, runtime: str, job: dict[str, Any]) -> dict[str, Any]:
 # -- the timing process --------------------------------------------------------------------
 
 
-def _time(args: argparse.Namespace) -> dict[str, list[list[float]]]:
+def precision(backend: Any) -> str | None:
+    """The precision OpenVINO runs an artifact's floating-point layers in, as Ultralytics'
+    AutoBackend compiled it (its default: bf16 on a CPU with AVX512_BF16 or AMX, else
+    f32); None for the other runtimes."""
+    for obj in (backend, getattr(backend, "backend", None)):  # 8.4 keeps it on .backend
+        compiled = getattr(obj, "ov_compiled_model", None)
+        if compiled is not None:
+            hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type
+            return hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return None
+
+
+def _time(args: argparse.Namespace) -> dict[str, Any]:
     """Per-call milliseconds of each artifact's forward, ``rounds`` x ``per_round``,
-    interleaved in a random order each round, after ``warmup`` calls each."""
+    interleaved in a random order each round, after ``warmup`` calls each; and each
+    artifact's precision where the runtime chose one (``precision``)."""
     _ultralytics()
     import torch
     from ultralytics.nn.autobackend import AutoBackend
@@ -200,7 +213,7 @@ def _time(args: argparse.Namespace) -> dict[str, list[list[float]]]:
                     sync()
                     calls.append((time.perf_counter() - t) * 1e3)
                 times[a].append(calls)
-    return times
+    return {"times_ms": times, "precision": {a: precision(b) for a, b in backends.items()}}
 
 
 def time_command(
@@ -231,8 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("artifacts", nargs="+")
     args = p.parse_args(argv)
-    times = _time(args)
-    print(json.dumps({"times_ms": times}))
+    print(json.dumps(_time(args)))
     return 0
 
 
