@@ -297,3 +297,22 @@ def test_the_timing_process_reports_openvino_s_precision(tmp_path, monkeypatch):
     cpu = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     want = "bf16" if "BF16" in cpu else "f32"
     assert json.loads(out.getvalue().splitlines()[-1])["precision"] == {path: want}
+
+
+def test_the_int8_column_compares_like_with_like():
+    """The INT8 artifact is made from the first seed's model: its change is measured
+    against that model's mAP, not against the mean over seeds."""
+    from effzoo.yolo.candidates import Candidate
+    from effzoo.yolo.compare_report import table_rows
+
+    cand = Candidate(text="yolo11n.yaml", name="yolo11n", kind="stock", start="scratch")
+    maps = (0.30, 0.40, 0.50)
+    run = {"map50": 0.6, "params": 2.6e6, "gflops": 6.5, "run_dir": "runs/s"}
+    runs = {"yolo11n": [dict(run, map50_95=m) for m in maps]}
+    calls = [[1.0, 1.0]]
+    times = {"openvino-int8": {"yolo11n": {"ref": calls, "cand": calls, "precision": "bf16"}}}
+    exports = {"yolo11n": {"openvino-int8": {"map50_95": 0.28}}}
+    settings = {"runtimes": ["openvino-int8"], "reference": "yolo11n", "epochs": 1}
+    (row,) = table_rows([cand], runs, exports, times, settings)
+    assert row["mAP50-95"] == 0.4 and row["seed_spread"] == 0.2
+    assert row["int8 mAP50-95"] == 0.28 and row["int8 change (seed 0)"] == -0.02
