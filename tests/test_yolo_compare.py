@@ -316,3 +316,20 @@ def test_the_int8_column_compares_like_with_like():
     (row,) = table_rows([cand], runs, exports, times, settings)
     assert row["mAP50-95"] == 0.4 and row["seed_spread"] == 0.2
     assert row["int8 mAP50-95"] == 0.28 and row["int8 change (seed 0)"] == -0.02
+
+
+@pytest.mark.slow
+def test_timing_records_of_an_older_effzoo_are_kept(first, tmp_path):
+    """Records written before the precision was kept (effzoo 0.2.0 as first landed): an
+    ONNX Runtime or PyTorch one is used as it is, nothing is timed again."""
+    data, out, _ = first
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for record in (old / "timing").glob("*.json"):
+        times = json.loads(record.read_text())
+        del times["precision"]
+        record.write_text(json.dumps(times))
+    result = compare(MODELS, data=data, out=old, **API)
+    assert result.trained == [] and result.timed == []
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "run_dir"} for r in rows]  # noqa: E731
+    assert strip(_csv(old)) == strip(_csv(out))  # the same table (the folder moved)

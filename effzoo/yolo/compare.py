@@ -266,8 +266,9 @@ def _timing(
             continue
         key = _hash([runtime, keys[ref], keys[name], job["imgsz"], job["device"], timing])
         path = out / "timing" / f"{runtime}-{name}-{key}.json"
-        if not path.is_file() or "precision" not in json.loads(path.read_text()):
-            # (a record of effzoo 0.2.0 before the precision was kept: timed again)
+        if not path.is_file() or (
+            runtime.startswith("openvino") and "precision" not in json.loads(path.read_text())
+        ):  # (an OpenVINO record from before the precision was kept: timed again)
             _say(log, f"timing {name} against {ref} in {runtime} ({timing['rounds']} rounds)")
             cmd = time_command(pair, imgsz=job["imgsz"], device=job["device"], **timing)
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
@@ -280,7 +281,7 @@ def _timing(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record))
             timed.append(f"{runtime}:{name}")
-        result[name] = json.loads(path.read_text())
+        result[name] = {"precision": None, **json.loads(path.read_text())}
     return result
 
 
