@@ -149,9 +149,7 @@ AT=(--at newest)
 RAISED="$(mktemp "$TMP/effzoo-compat-raised.XXXXXX")"
 mapfile -t REQS < <("$PYTHON" "$ROOT/scripts/compat_reqs.py" yolo test demo "${AT[@]}" \
     --drop effzoo ultralytics torch torchvision 2>"$RAISED") || exit 2  # ruff stays: test_install resolves the test extra
-if [[ -s "$RAISED" ]]; then
-    sed 's/^/compat.sh: floor raised: /' "$RAISED" >&2
-fi
+cat "$RAISED" >&2  # the raises, and pip's own errors if it had any
 ((${#REQS[@]})) || { echo "compat.sh: no requirements read from pyproject.toml" >&2; exit 2; }
 
 ROWS=()
@@ -277,11 +275,11 @@ done <<<"$PAIRS"
     printf '%s\n' "${ROWS[@]}"
     echo
     echo "\`python -m pytest -q $TESTS\` in a fresh venv per row (\`bash scripts/compat.sh\`; requirements: $MODE)."
-    if [[ -s "$RAISED" ]]; then
+    if grep -q "has no wheel for Python" "$RAISED"; then
         echo
         echo "Floors raised for this Python (no wheel at pyproject.toml's floor):"
         echo
-        sed 's/^/- /' "$RAISED"
+        grep "has no wheel for Python" "$RAISED" | sed 's/^/- /'
     fi
     if ((${#FAILURES[@]})); then
         echo

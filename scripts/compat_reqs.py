@@ -24,6 +24,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+try:  # pip's own version rules (pip vendors packaging: every interpreter with pip has it)
+    from packaging.version import InvalidVersion, Version
+except ImportError:
+    from pip._vendor.packaging.version import InvalidVersion, Version
+
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
@@ -37,8 +42,11 @@ def floor(requirement: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _version(text: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"[.+]", text))
+def _parse(text: str) -> Version | None:
+    try:
+        return Version(text.strip())
+    except InvalidVersion:
+        return None
 
 
 def installable(reqs: list[str]) -> list[str]:
@@ -55,15 +63,12 @@ def installable(reqs: list[str]) -> list[str]:
                 sys.stderr.write(err)
             return reqs
         pkg, old, listed = m.groups()
-        later = [
-            v.strip()
-            for v in listed.split(",")
-            if re.fullmatch(r"[\d.]+", v.strip()) and _version(v.strip()) > _version(old)
-        ]
+        later = [v for v in map(_parse, listed.split(",")) if v and v > Version(old)]
+        later = [v for v in later if not v.is_prerelease]
         if not later:
             sys.stderr.write(err)
             return reqs
-        new = min(later, key=_version)
+        new = min(later)
         py = ".".join(map(str, sys.version_info[:2]))
         print(
             f"{pkg} {old} has no wheel for Python {py}: {new}, the oldest that has", file=sys.stderr

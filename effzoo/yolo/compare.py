@@ -281,7 +281,7 @@ def _timing(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record))
             timed.append(f"{runtime}:{name}")
-        result[name] = {"precision": None, **json.loads(path.read_text())}
+        result[name] = json.loads(path.read_text())
     return result
 
 
