@@ -14,15 +14,17 @@ from functools import partial
 from typing import Any
 
 import torch
-from timm.layers import get_act_layer
-from timm.models._efficientnet_builder import decode_arch_def, round_channels
-from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 from torch import nn
 
-from .errors import ExportError, InvalidArgumentError
+from .errors import ExportError, InvalidArgumentError, timm_internals
 from .inputs import check_images
 from .registry import LEVEL_STRIDES, BackboneSpec
 from .training import checkpoint_stage
+
+with timm_internals():
+    from timm.layers import get_act_layer
+    from timm.models._efficientnet_builder import decode_arch_def, round_channels
+    from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 
 
 def round_fn(spec: BackboneSpec, width_mult: float = 1.0) -> partial:

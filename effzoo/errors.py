@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from ._redact import redact
 
 
@@ -46,6 +49,11 @@ class CorruptWeightsError(EffzooError, ValueError):
     """A weights file that is truncated, unreadable or fails its checksum."""
 
 
+class TamperedWeightsError(CorruptWeightsError):
+    """The Hub announcing other bytes for a file of a commit than those effzoo verified
+    for that commit before: a commit is immutable, so the new bytes are refused."""
+
+
 class UnverifiedWeightsError(EffzooError, ValueError):
     """Raised by earlier effzoo releases for a cached file it had no sha256 to check against. Such a
     copy now loads, checked as far as it can be without the Hub and said so at WARNING
@@ -74,6 +82,38 @@ class IncompatibleTimmError(EffzooError, ImportError):
     """The installed timm lacks an internal effzoo builds with (a renamed private module).
     An ImportError, not a ModuleNotFoundError: Ultralytics' checkpoint loader answers the
     latter by trying to pip install the missing module's name."""
+
+
+@contextmanager
+def timm_internals() -> Iterator[None]:
+    """Around an import of timm's EfficientNet internals (semi-private modules such as
+    ``timm.models._efficientnet_blocks``): a timm that moved or renamed one raises one
+    ``IncompatibleTimmError`` naming the supported range, where the internal is first
+    needed, instead of a raw ``ModuleNotFoundError`` (which Ultralytics' checkpoint loader
+    answers by pip installing the module's name). A timm that is not installed at all
+    stays a ``ModuleNotFoundError`` for ``dependency_error``."""
+    try:
+        yield
+    except ImportError as e:
+        name = getattr(e, "name", None) or ""
+        if isinstance(e, EffzooError) or not name.startswith("timm."):
+            raise
+        from importlib import metadata
+
+        from ._version import TIMM_SUPPORTED, __version__
+
+        try:
+            timm = metadata.version("timm")
+        except metadata.PackageNotFoundError:
+            timm = "unknown"
+        missing = "" if isinstance(e, ModuleNotFoundError) else f" ({e})"
+        raise IncompatibleTimmError(
+            f"effzoo {__version__} cannot import {name!r} from the installed timm {timm}"
+            f"{missing}: effzoo builds on timm's EfficientNet internals and supports "
+            f'timm{TIMM_SUPPORTED}. Install a supported timm: pip install "timm{TIMM_SUPPORTED}" '
+            "(or a newer effzoo that supports this timm, installed from its checkout)",
+            reason=f"timm {timm} has no {name}",
+        ) from e
 
 
 class DatasetUnavailableError(EffzooError, ConnectionError):

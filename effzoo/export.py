@@ -26,12 +26,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
 from torch import nn
 
-from .errors import ExportError
+from .errors import ExportError, timm_internals
 from .fuse import contiguous_weights
 from .padding import export_padding, static_sizes
+
+with timm_internals():
+    from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
 
 #: sizes ``verify`` checks besides the exported one (odd ones exercise "same" padding)
 VERIFY_SIZES: tuple[tuple[int, int], ...] = ((96, 128), (97, 75))

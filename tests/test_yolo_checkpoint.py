@@ -362,17 +362,27 @@ def test_deep_copies_are_plain_copies(monkeypatch):
     assert first is not next(stem.parameters()) and first.equal(next(stem.parameters()))
 
 
-def test_a_timm_without_effzoo_s_internals_is_one_error_naming_the_versions(tmp_path):
+#: a timm internal -> where effzoo first needs it (the rest works without it)
+NEEDED_BY = {
+    "timm.models._efficientnet_builder": {"checkpoint", "create"},
+    "timm.models._efficientnet_blocks": {"checkpoint", "fuse", "export"},
+    "timm.layers.conv2d_same": {"checkpoint", "fuse", "export"},
+}
+
+
+@pytest.mark.parametrize("moved", list(NEEDED_BY))
+def test_a_timm_without_effzoo_s_internals_is_one_error_naming_the_versions(tmp_path, moved):
     """Loading a checkpoint where timm lacks a module effzoo builds with (a timm outside
     the supported range): effzoo's ImportError names effzoo's and timm's versions and
     what to install; Ultralytics' AutoInstall is not set off (it answers only a
-    ModuleNotFoundError, by trying to pip install the module's name)."""
+    ModuleNotFoundError, by trying to pip install the module's name). The same error
+    wherever the internal is first needed: building a backbone, the fast path, export."""
     path = _checkpoint_and_outputs(tmp_path)
     out = run_fresh(
         f"""
-        import importlib.abc, json, sys
+        import importlib, importlib.abc, json, sys
         import timm
-        MOVED = "timm.models._efficientnet_builder"  # a timm that moved it
+        MOVED = {moved!r}  # a timm that moved it
         class Moved(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
                 if name == MOVED:
@@ -380,20 +390,37 @@ def test_a_timm_without_effzoo_s_internals_is_one_error_naming_the_versions(tmp_
         sys.meta_path.insert(0, Moved())
         del sys.modules[MOVED]
         from ultralytics import YOLO
-        try:
-            YOLO({str(path)!r})
-        except Exception as e:
-            print(json.dumps(dict(type=type(e).__name__, mnfe=isinstance(e, ModuleNotFoundError),
-                                  msg=str(e), timm=timm.__version__)))
+        import effzoo
+        calls = dict(
+            checkpoint=lambda: YOLO({str(path)!r}),
+            create=lambda: effzoo.create("efficientnet_b0"),
+            fuse=lambda: importlib.import_module("effzoo.fuse"),
+            export=lambda: importlib.import_module("effzoo.export"),
+        )
+        for where, call in calls.items():
+            try:
+                call()
+            except Exception as e:
+                print(json.dumps(dict(where=where, type=type(e).__name__, msg=str(e),
+                                      mnfe=isinstance(e, ModuleNotFoundError),
+                                      timm=timm.__version__)))
+            else:
+                print(json.dumps(dict(where=where, type="none")))
         """,
         env={"YOLO_AUTOINSTALL": "false"},
     )
-    info = json.loads(out.strip().splitlines()[-1])
     from effzoo._version import TIMM_SUPPORTED, __version__
 
-    assert info["type"] == "IncompatibleTimmError" and not info["mnfe"], info
-    assert f"effzoo {__version__}" in info["msg"] and f"timm {info['timm']}" in info["msg"]
-    assert f'pip install "timm{TIMM_SUPPORTED}"' in info["msg"]
+    found = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    assert [f["where"] for f in found] == ["checkpoint", "create", "fuse", "export"], out
+    for info in found:
+        if info["where"] not in NEEDED_BY[moved]:
+            assert info["type"] == "none", info
+            continue
+        assert info["type"] == "IncompatibleTimmError" and not info["mnfe"], info
+        assert f"effzoo {__version__}" in info["msg"] and f"timm {info['timm']}" in info["msg"]
+        assert repr(moved) in info["msg"], info["msg"]
+        assert f'pip install "timm{TIMM_SUPPORTED}"' in info["msg"]
     assert "AutoInstall" not in out
 
 

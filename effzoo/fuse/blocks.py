@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.models._efficientnet_blocks import (
-    ConvBnAct,
-    DepthwiseSeparableConv,
-    EdgeResidual,
-    InvertedResidual,
-)
 from torch import nn
 
-from ..errors import ExportError
+from ..errors import ExportError, timm_internals
 from ..padding import same_pad
 from . import modes
 from .layers import FusedConv, FusedSE, fused_se
+
+with timm_internals():
+    from timm.models._efficientnet_blocks import (
+        ConvBnAct,
+        DepthwiseSeparableConv,
+        EdgeResidual,
+        InvertedResidual,
+    )
 
 #: an expanded tensor larger than this many bytes is computed in row tiles
 TILE_MIN_BYTES = 16 << 20

@@ -23,14 +23,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import BatchNormAct2d
-from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
-from timm.models._efficientnet_blocks import SqueezeExcite
 from torch import nn
 
-from ..errors import ExportError
+from ..errors import ExportError, timm_internals
 from ..padding import export_padding, pad_same, same_pad
 from . import modes, onednn
+
+with timm_internals():
+    from timm.layers import BatchNormAct2d
+    from timm.layers.conv2d_same import Conv2dSame, Conv2dSameExport
+    from timm.models._efficientnet_blocks import SqueezeExcite
 
 
 def _plain_act(module: nn.Module) -> nn.Module:

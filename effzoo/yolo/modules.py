@@ -35,27 +35,14 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import torch
 from torch import nn
 
-from .._version import TIMM_SUPPORTED, __version__
-from ..errors import IncompatibleTimmError
-
-try:  # effzoo's model code builds on timm's internals
-    from ..backbone import Backbone
-    from ..fuse import fuse_stages
-    from ..fuse.blocks import FusedBlock
-    from ..inputs import check_images
-    from . import checkpoint
-except ModuleNotFoundError as e:  # a timm that moved one: say it, rather than Ultralytics'
-    if not str(e.name).startswith("timm"):  # AutoInstall of a module's name
-        raise
-    import timm
-
-    raise IncompatibleTimmError(
-        f"effzoo {__version__} cannot import {e.name!r} from the installed timm "
-        f"{timm.__version__}: effzoo builds on timm's EfficientNet internals and supports "
-        f'timm{TIMM_SUPPORTED}. Install a supported timm: pip install "timm{TIMM_SUPPORTED}" '
-        "(or a newer effzoo that supports this timm, installed from its checkout)",
-        reason=f"timm {timm.__version__} has no {e.name}",
-    ) from e
+# effzoo's model code builds on timm's internals: a timm that moved one raises effzoo's
+# IncompatibleTimmError where it is imported (``errors.timm_internals``), an ImportError
+# but not a ModuleNotFoundError, so Ultralytics' AutoInstall does not try to pip install it
+from ..backbone import Backbone
+from ..fuse import fuse_stages
+from ..fuse.blocks import FusedBlock
+from ..inputs import check_images
+from . import checkpoint
 
 if TYPE_CHECKING:
     from ..weights import WeightsRecord
