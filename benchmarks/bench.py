@@ -37,8 +37,8 @@ from torch import nn
 import effzoo
 from effzoo import BackboneSpec, lookup
 from effzoo import _checks as checks
-from effzoo.cli.paths import os_error_message, output_file, write_text
 from effzoo.errors import EffzooError
+from effzoo.paths import os_error_message, output_file, write_text
 
 DEFAULT_VARIANTS = ("efficientnet_b0", "efficientnet_b3", "efficientnet_v2_s", "efficientnet_v2_m")
 BASELINE = "timm"

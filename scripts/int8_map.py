@@ -1,6 +1,6 @@
 """INT8 with its mAP, and deployed latency: what scripts/int8_map.sh runs in its venv.
 
-``train``: one model trained by ``effzoo compare`` (``effzoo.yolo.compare``) on the demo
+``train``: one model trained by ``effzoo compare`` (``effzoo.compare``) on the demo
 data (60 epochs at 160 px by default), its run recorded in ``OUT/ROW-START.json``.
 ``eval``: that run's ``best.pt`` validated in PyTorch, then exported the way users do
 (``model.export(format="openvino")`` and ``format="openvino", int8=True, data=...``:

@@ -52,7 +52,7 @@ def main(out: Path) -> None:
     from ultralytics import YOLO
 
     import effzoo.yolo  # noqa: F401
-    from effzoo.yolo.demo.data import make_shapes_dataset
+    from effzoo.demo.data import make_shapes_dataset
 
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"

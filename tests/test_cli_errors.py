@@ -89,7 +89,7 @@ def no_fetch(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def no_training(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """``effzoo demo``'s run replaced by a recorder: nothing is written or trained."""
     calls: list[Any] = []
-    monkeypatch.setattr("effzoo.yolo.demo.run", lambda args: calls.append(args) or {})
+    monkeypatch.setattr("effzoo.demo.run", lambda args: calls.append(args) or {})
     return calls
 
 

@@ -192,7 +192,7 @@ def test_yaml_blocks_parse(block):
 
 def test_the_demo_data_one_liner_in_the_docs_is_the_one_the_error_prints():
     pytest.importorskip("ultralytics")
-    from effzoo.yolo.cli import DEMO_DATA
+    from effzoo.cli.yolo import DEMO_DATA
 
     command = DEMO_DATA.split(" writes ")[0]
     assert command in (ROOT / "docs" / "yolo.md").read_text()
@@ -246,7 +246,7 @@ def test_which_backbone_page_is_the_output_of_its_command():
     pytest.importorskip("ultralytics")
     import csv
 
-    from effzoo.yolo.compare_report import _md_table
+    from effzoo.compare.report import _md_table
 
     page = (ROOT / "docs" / "which-backbone.md").read_text(encoding="utf-8")
     results = ROOT / "benchmarks" / "results" / "which-backbone"

@@ -242,7 +242,7 @@ def _row(name, kind, m, spread, x):
 
 def test_report_calls_a_difference_below_the_seed_spread_noise():
     """The recommendation, front and dominance the report states, from a table."""
-    from effzoo.yolo.compare_report import dominance, pareto, recommend
+    from effzoo.compare.report import dominance, pareto, recommend
 
     settings = {"runtimes": ["onnx"], "reference": "yolo11n", "imgsz": 320, "seeds": 3}
     rows = [
@@ -265,7 +265,7 @@ def test_report_calls_a_difference_below_the_seed_spread_noise():
 
 def test_report_says_the_precision_openvino_ran_in():
     """OpenVINO picks bf16 on a CPU that has it: the report says what its column measured."""
-    from effzoo.yolo.compare_report import precisions
+    from effzoo.compare.report import precisions
 
     times = {
         "onnx": {"b": {"precision": None}},
@@ -284,14 +284,24 @@ def test_the_timing_process_reports_openvino_s_precision(tmp_path, monkeypatch):
     pytest.importorskip("openvino")
     from ultralytics import YOLO
 
-    from effzoo.yolo.compare_run import main
+    from effzoo.compare.timing import main
 
     monkeypatch.chdir(tmp_path)
     with yolo_helpers.hub_offline():
         path = YOLO("yolo11n.yaml").export(format="openvino", imgsz=64)
         out = io.StringIO()
         with redirect_stdout(out):
-            main(["time", "--imgsz=64", "--rounds=1", "--per-round=1", "--warmup=1", path])
+            main(
+                [
+                    "time",
+                    "--runtime=openvino",
+                    "--imgsz=64",
+                    "--rounds=1",
+                    "--per-round=1",
+                    "--warmup=1",
+                    path,
+                ]
+            )
     import openvino as ov
 
     cpu = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -302,8 +312,8 @@ def test_the_timing_process_reports_openvino_s_precision(tmp_path, monkeypatch):
 def test_the_int8_column_compares_like_with_like():
     """The INT8 artifact is made from the first seed's model: its change is measured
     against that model's mAP, not against the mean over seeds."""
-    from effzoo.yolo.candidates import Candidate
-    from effzoo.yolo.compare_report import table_rows
+    from effzoo.compare.candidates import Candidate
+    from effzoo.compare.report import table_rows
 
     cand = Candidate(text="yolo11n.yaml", name="yolo11n", kind="stock", start="scratch")
     maps = (0.30, 0.40, 0.50)

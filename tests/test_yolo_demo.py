@@ -15,7 +15,7 @@ import yolo_helpers
 pytest.importorskip("ultralytics")
 pytest.importorskip("skimage")
 
-from effzoo.yolo.demo.data import CLASSES, make_shapes_dataset
+from effzoo.demo.data import CLASSES, make_shapes_dataset
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ import yolo_helpers
 pytest.importorskip("ultralytics")
 pytest.importorskip("skimage")
 
-from effzoo.yolo.cli import DEMO_DATA
+from effzoo.cli.yolo import DEMO_DATA
 
 #: a short training run on the CPU
 TRAIN = ("epochs=1", "imgsz=64", "batch=16", "workers=0", "plots=False", "val=False", "device=cpu")
@@ -111,8 +111,8 @@ def test_errors_carry_no_terminal_colour_codes(capsys):
     from ultralytics.utils import colorstr
 
     from effzoo.cli import main as cli
+    from effzoo.cli.yolo import yolo_main
     from effzoo.errors import InvalidArgumentError
-    from effzoo.yolo.cli import yolo_main
 
     key = colorstr("red", "bold", "modle")
     assert "\x1b[" in key

@@ -161,7 +161,7 @@ def test_effzoo_yaml_p6_needs_a_family_with_it(capsys):
 
 
 def test_the_cli_help_gives_the_pattern_and_calls_the_list_examples(capsys):
-    from effzoo.yolo.cli import yolo_main
+    from effzoo.cli.yolo import yolo_main
 
     assert yolo_main(["--help"]) == 0
     out = capsys.readouterr().out

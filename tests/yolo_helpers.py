@@ -50,7 +50,7 @@ def hub_offline() -> Iterator[None]:
 
 def tiny_dataset(name: str = "shapes64") -> Path:
     """8 train + 4 val images at 64 px; written once per session."""
-    from effzoo.yolo.demo.data import make_shapes_dataset
+    from effzoo.demo.data import make_shapes_dataset
 
     root = session_root() / name
     data = root / "data.yaml"

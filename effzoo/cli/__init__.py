@@ -11,7 +11,7 @@ bug: one line that says so, and ``EFFZOO_DEBUG=1`` shows its traceback (and that
 other error). A dependency that fails at import (a broken timm or huggingface_hub, a file
 that shadows one) is one line naming it and the fix; so is a result that the console's
 encoding cannot print. No line holds a credential (``effzoo._redact``). The checks of
-output paths the commands share live in ``paths.py``.
+output paths the commands share live in ``effzoo/paths.py``.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "download": ("effzoo.cli.download", "main", "prefetch weights for offline use"),
     "env": ("effzoo.cli.env", "main", "what a bug report needs: versions, caches, what verifies"),
     "yaml": (
-        "effzoo.yolo.cli",
+        "effzoo.cli.yolo",
         "yaml_main",
         "write an Ultralytics model yaml for a variant: YOLO11, YOLO12, YOLO26 (P2, P6), RT-DETR",
     ),
-    "demo": ("effzoo.yolo.demo", "main", "train a small YOLO11-EfficientNet offline"),
-    "yolo": ("effzoo.yolo.cli", "yolo_main", "the Ultralytics CLI with effzoo registered"),
-    "compare": ("effzoo.yolo.cli", "compare_main", "train and time detectors on your data"),
+    "demo": ("effzoo.demo", "main", "train a small YOLO11-EfficientNet offline"),
+    "yolo": ("effzoo.cli.yolo", "yolo_main", "the Ultralytics CLI with effzoo registered"),
+    "compare": ("effzoo.cli.yolo", "compare_main", "train and time detectors on your data"),
 }
 
 #: a terminal colour or style code (Ultralytics 8.3.x colours parts of its messages)
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(e: Exception) -> str:
     """The error line for ``e`` (after ``effzoo COMMAND: error:``)."""
-    from .paths import os_error_message
+    from ..paths import os_error_message
 
     typed = dependency_error(e)
     if typed is not None:

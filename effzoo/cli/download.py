@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import EffzooError
+from ..paths import CommandError, os_error_message, output_dir
 from ..registry import lookup
 from ..weights.catalogue import TagInfo, default_tag, tag_info, tags_for
 from ..weights.files import META_REPO, META_REVISION, META_SHA256, META_TAG
 from ..weights.sources import from_hub
 from ..weights.store import write_store_copy
-from .paths import CommandError, os_error_message, output_dir
 
 
 def parse_item(item: str) -> list[TagInfo]:

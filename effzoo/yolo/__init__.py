@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .patches import check_contract, quiet_ultralytics, register, registered
 
 if TYPE_CHECKING:
-    from .compare import Comparison, compare
+    from ..compare import Comparison, compare
     from .modules import BackboneStages, BackboneStem, fold_backbones
     from .rows import (
         MODULE_NAMES,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 #: imported on first use: ``import effzoo.yolo`` (which unpickling a checkpoint runs)
 #: registers the rows and imports neither timm nor effzoo's model code
 _LAZY = {
-    **dict.fromkeys(("BackboneStages", "BackboneStem", "fold_backbones"), "modules"),
+    **dict.fromkeys(("BackboneStages", "BackboneStem", "fold_backbones"), "effzoo.yolo.modules"),
     **dict.fromkeys(
         (
             "MODULE_NAMES",
@@ -37,10 +37,13 @@ _LAZY = {
             "find_row",
             "parse_row",
         ),
-        "rows",
+        "effzoo.yolo.rows",
     ),
-    **dict.fromkeys(("Comparison", "compare"), "compare"),
-    **dict.fromkeys(("MODELS", "cfg_path", "cfg_text", "list_cfgs", "model_yaml"), "templates"),
+    # the compare application (effzoo.compare), kept here for the code that imported it so
+    **dict.fromkeys(("Comparison", "compare"), "effzoo.compare"),
+    **dict.fromkeys(
+        ("MODELS", "cfg_path", "cfg_text", "list_cfgs", "model_yaml"), "effzoo.yolo.templates"
+    ),
 }
 
 register()
@@ -49,9 +52,7 @@ register()
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'effzoo.yolo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"effzoo.yolo.{_LAZY[name]}"), name)
-    # kept: importing the submodule effzoo.yolo.compare binds the package attribute
-    # ``compare`` to the module; the function is what ``effzoo.yolo.compare`` means
+    value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value
 

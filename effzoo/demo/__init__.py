@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> None:
     """Every option, before anything is written or trained."""
-    from ... import _checks as checks
-    from ...cli.paths import output_dir
-    from ...registry import lookup
+    from .. import _checks as checks
+    from ..paths import output_dir
+    from ..registry import lookup
 
     for key in ("epochs", "imgsz", "train_images", "val_images", "batch"):
         checks.positive_int(f"--{key.replace('_', '-')}", getattr(args, key))
@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the demo; returns the summary that is also written to ``OUT/<mode>/summary.json``."""
     from ultralytics import YOLO
 
-    from ..patches import quiet_ultralytics
-    from ..templates import model_yaml
+    from ..yolo.patches import quiet_ultralytics
+    from ..yolo.templates import model_yaml
     from .data import CLASSES, make_shapes_dataset
 
     quiet_ultralytics()

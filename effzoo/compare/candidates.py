@@ -59,7 +59,7 @@ def _known_names() -> list[str]:
     """Names to suggest from: Ultralytics' detector yamls (with scale letters), effzoo's."""
     import ultralytics
 
-    from .templates import list_cfgs
+    from ..yolo.templates import list_cfgs
 
     names = set()
     for f in (Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml"):
@@ -83,7 +83,7 @@ def _close(text: str, pool: Sequence[str]) -> str:
 
 def _row(text: str) -> Candidate:
     """``VARIANT[:wWIDTH][:dDEPTH][:scratch|:pretrained][:FAMILY]``."""
-    from .templates import FAMILIES
+    from ..yolo.templates import FAMILIES
 
     variant, *opts = text.split(":")
     try:
@@ -112,7 +112,7 @@ def _row(text: str) -> Candidate:
                 f"({', '.join(FAMILIES)}), e.g. efficientnet_lite0:w0.5:yolo26",
                 where=where,
             )
-    from .templates import short_name
+    from ..yolo.templates import short_name
 
     name = f"{c.family}n-{short_name(c.variant)}"
     name += (f"-w{c.width:g}" if c.width != 1 else "") + (f"-d{c.depth:g}" if c.depth != 1 else "")
@@ -140,8 +140,8 @@ def parse_candidates(models: Sequence[str] | str | None) -> list[Candidate]:
     """Every candidate named, resolved or refused with a close match (nothing built)."""
     from ultralytics.nn.tasks import yaml_model_load
 
-    from .patches import register
-    from .templates import is_model_name, suggest_name
+    from ..yolo.patches import register
+    from ..yolo.templates import is_model_name, suggest_name
 
     register()
     texts = _default_grid() if models is None else models
@@ -216,7 +216,7 @@ def check_candidates(
     from ultralytics import YOLO
     from ultralytics.nn.tasks import yaml_model_load
 
-    from .templates import model_yaml
+    from ..yolo.templates import model_yaml
 
     checked = []
     for c in cands:

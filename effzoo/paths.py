@@ -9,9 +9,9 @@ import os
 import stat
 from pathlib import Path
 
-from .._checks import fail
-from ..errors import EffzooError
-from ..weights.files import expand_path
+from ._checks import fail
+from .errors import EffzooError
+from .weights.files import expand_path
 
 
 class CommandError(EffzooError):

@@ -11,13 +11,21 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import plain
-from ..cli.paths import output_file, write_text
 from ..errors import DatasetUnavailableError, InvalidArgumentError
 from ..factory import BackboneRequest
-from .patches import register
-from .rows import WIDTH_ADVICE
-from .templates import FAMILIES, PATTERN, TASKS, list_cfgs, model_name, yaml_request, yaml_text
+from ..paths import output_file, write_text
+from ..yolo.patches import register
+from ..yolo.rows import WIDTH_ADVICE
+from ..yolo.templates import (
+    FAMILIES,
+    PATTERN,
+    TASKS,
+    list_cfgs,
+    model_name,
+    yaml_request,
+    yaml_text,
+)
+from . import plain
 
 #: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
 WHICH_BACKBONE = (
@@ -230,7 +238,7 @@ def _dataset_message(e: BaseException, argv: Sequence[str], *, outer: BaseExcept
 
 #: the one-liner that writes the demo's dataset (docs/yolo.md); needs the demo extra
 DEMO_DATA = (
-    'python -c "from effzoo.yolo.demo.data import make_shapes_dataset as m; '
+    'python -c "from effzoo.demo.data import make_shapes_dataset as m; '
     "print(m('shapes'))\" writes shapes/data.yaml"
 )
 
@@ -239,8 +247,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     """``effzoo compare [--data D] [--models A,B] [--runtime R,...] ... [KEY=VALUE ...]``."""
     import yaml
 
-    from .compare import DEFAULT_RUNTIMES, compare
-    from .compare_run import RUNTIMES
+    from ..compare import compare
+    from ..compare.runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
     p = argparse.ArgumentParser(
         prog="effzoo compare",

@@ -6,7 +6,8 @@ run (a candidate and a seed) lives in a directory named by a hash of what determ
 it, with a record of what it gave: a rerun with the same arguments trains and times
 nothing again, a changed argument reruns only the runs and timings it changes, and an
 interrupted run continues with Ultralytics' resume. Candidates are candidates.py's;
-the table, report and plot are compare_report.py's; the work on one run compare_run.py's.
+the table, report and plot are report.py's; the work on one run train.py's, the timing
+process timing.py's, the runtimes runtimes.py's.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from typing import Any
 
 from .. import _checks as checks
 from .candidates import Candidate, check_candidates, parse_candidates, reference
-from .compare_run import MARKER, RUNTIMES, export, time_command, train_run
+from .runtimes import DEFAULT_RUNTIMES, Runtime, check_runtimes, gpu
+from .timing import time_command
+from .train import MARKER, export, train_run
 
-#: the runtimes timed when none are named (both come with ``effzoo[yolo]``)
-DEFAULT_RUNTIMES = ("pytorch", "onnx")
 #: train arguments ``compare`` sets itself (the same for every candidate)
 _OWN = frozenset(
     "model data epochs imgsz batch seed seeds device project name exist_ok resume".split()
@@ -62,39 +63,6 @@ def _say(log: Callable[[str], None] | None, msg: str) -> None:
         log(msg)
     else:
         print(f"[effzoo compare] {msg}", file=sys.stderr, flush=True)
-
-
-def check_runtimes(runtimes: Sequence[str] | str, device: str) -> tuple[str, ...]:
-    """The runtimes, each one known and its packages importable; else one line naming
-    the close match or what to install."""
-    import difflib
-    import importlib.util
-
-    names = [r.strip() for r in (runtimes.split(",") if isinstance(runtimes, str) else runtimes)]
-    if not names or not all(names):
-        checks.fail(f"--runtime needs one or more of {', '.join(RUNTIMES)}, comma-separated")
-    needs = {
-        "onnx": [("onnxruntime", "onnxruntime")],
-        "openvino": [("openvino", "openvino")],
-        "openvino-int8": [("openvino", "openvino"), ("nncf", "nncf")],
-        "tensorrt": [("tensorrt", "tensorrt")],
-    }
-    for name in names:
-        if name not in RUNTIMES:
-            close = difflib.get_close_matches(name, list(RUNTIMES), n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            checks.fail(f"unknown runtime {name!r}; {hint}known: {', '.join(RUNTIMES)}")
-        for module, package in needs.get(name, []):
-            if importlib.util.find_spec(module) is None:
-                checks.fail(
-                    f"runtime {name!r} needs the {module} package, which is not installed: "
-                    f'pip install "{package}" (or leave {name} out of --runtime)'
-                )
-        if name == "tensorrt" and str(device).lower() in ("cpu", "mps", ""):
-            checks.fail("runtime 'tensorrt' runs on an NVIDIA GPU only: give --device 0")
-    if len(set(names)) != len(names):
-        checks.fail(f"--runtime names a runtime twice: {','.join(names)}")
-    return tuple(names)
 
 
 def _check_data(data: str | os.PathLike[str] | None) -> tuple[str | None, dict[str, Any]]:
@@ -133,7 +101,7 @@ def _check_data(data: str | os.PathLike[str] | None) -> tuple[str | None, dict[s
 
 
 def _demo_data(out: Path, imgsz: int) -> str:
-    from .demo.data import make_shapes_dataset
+    from ..demo.data import make_shapes_dataset
 
     root = out / "data" / f"demo-{imgsz}"
     data = root / "data.yaml"
@@ -153,10 +121,6 @@ def _train_args(extra: Mapping[str, Any] | None) -> dict[str, Any]:
     return extra
 
 
-def _gpu(device: str) -> bool:
-    return str(device).lower() not in ("cpu", "mps", "")
-
-
 def _ray(address: str | None, workers: int, device: str) -> Any:
     """Ray, started (``ray.init()``: a local one, or the cluster at ``address``)."""
     try:
@@ -165,7 +129,7 @@ def _ray(address: str | None, workers: int, device: str) -> Any:
         checks.fail(f'--workers {workers} runs candidates on Ray: pip install "ray>=2.10"')
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
-    if _gpu(device) and ray.cluster_resources().get("GPU", 0) < 1:
+    if gpu(device) and ray.cluster_resources().get("GPU", 0) < 1:
         checks.fail(
             f"--device {device} with Ray: the Ray cluster has no GPU resource; start it "
             "with GPUs (ray start --num-gpus N), or use --device cpu"
@@ -225,16 +189,16 @@ def _train_all(
             progress(record)
         return done
     ray = _ray(address, workers, jobs[0]["device"])
-    gpu = _gpu(jobs[0]["device"])
+    on_gpu = gpu(jobs[0]["device"])
     # the cluster's CPUs shared among the runs at a time (Ray sets each task's threads)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
-    task = ray.remote(num_cpus=cpus, num_gpus=1 if gpu else 0)(train_run)
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if on_gpu else 0)(train_run)
     pending: dict[Any, dict[str, Any]] = {}
     queue = list(todo)
     while queue or pending:
         while queue and len(pending) < workers:
             job = queue.pop(0)
-            job = {**job, "device": "0" if gpu else job["device"]}  # Ray's GPU for the task
+            job = {**job, "device": "0" if on_gpu else job["device"]}  # Ray's GPU for the task
             _say(log, f"starting {job['candidate']} seed {job['seed']} on Ray")
             pending[task.remote(job)] = job
         ready, _ = ray.wait(list(pending), num_returns=1)
@@ -248,7 +212,7 @@ def _train_all(
 
 def _timing(
     artifacts: dict[str, str],
-    runtime: str,
+    runtime: Runtime,
     keys: dict[str, str],
     ref: str,
     job: dict[str, Any],
@@ -264,23 +228,25 @@ def _timing(
         pair = [artifacts[ref]] if name == ref else [artifacts[ref], artifact]
         if name == ref and len(artifacts) > 1:
             continue
-        key = _hash([runtime, keys[ref], keys[name], job["imgsz"], job["device"], timing])
-        path = out / "timing" / f"{runtime}-{name}-{key}.json"
+        key = _hash([runtime.name, keys[ref], keys[name], job["imgsz"], job["device"], timing])
+        path = out / "timing" / f"{runtime.name}-{name}-{key}.json"
         if not path.is_file() or (
-            runtime.startswith("openvino") and "precision" not in json.loads(path.read_text())
+            runtime.name.startswith("openvino") and "precision" not in json.loads(path.read_text())
         ):  # (an OpenVINO record from before the precision was kept: timed again)
-            _say(log, f"timing {name} against {ref} in {runtime} ({timing['rounds']} rounds)")
-            cmd = time_command(pair, imgsz=job["imgsz"], device=job["device"], **timing)
+            _say(log, f"timing {name} against {ref} in {runtime.name} ({timing['rounds']} rounds)")
+            cmd = time_command(
+                pair, runtime=runtime.name, imgsz=job["imgsz"], device=job["device"], **timing
+            )
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-                raise RuntimeError(f"timing {name} in {runtime} failed: {tail[0]}")
+                raise RuntimeError(f"timing {name} in {runtime.name} failed: {tail[0]}")
             done = json.loads(proc.stdout.strip().splitlines()[-1])
             times, prec = done["times_ms"], done["precision"]
             record = {"ref": times[pair[0]], "cand": times[pair[-1]], "precision": prec[pair[-1]]}
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record))
-            timed.append(f"{runtime}:{name}")
+            timed.append(f"{runtime.name}:{name}")
         result[name] = json.loads(path.read_text())
     return result
 
@@ -316,8 +282,8 @@ def compare(
     trains that many runs at a time on Ray (``ray_address``: a cluster; default a local
     one). ``train_args``: more Ultralytics train arguments, the same for every candidate.
     """
-    from ..cli.paths import output_dir
-    from .compare_report import write_outputs
+    from ..paths import output_dir
+    from .report import write_outputs
 
     for name, value in (
         ("--epochs", epochs),
@@ -333,7 +299,7 @@ def compare(
         checks.positive_int("--imgsz", imgsz)
         if imgsz % 32:
             checks.fail(f"--imgsz must be a multiple of 32 (the P5 stride), got {imgsz}")
-    names = check_runtimes(runtimes, device)
+    rts = check_runtimes(runtimes, device)
     extra = _train_args(train_args)
     data_path, data_id = _check_data(data)
     imgsz = imgsz or (640 if data_path else 160)
@@ -378,23 +344,23 @@ def compare(
     times: dict[str, dict[str, Any]] = {}
     timed: list[str] = []
     one = str(device).split(",")[0]  # exported and timed on one device: the first
-    for rt in names:
+    for rt in rts:
         for c in cands:
             job = first[c.name]
             run_dir = _run_dir(job)
-            path = run_dir / f"effzoo-export-{rt}.json"
+            path = run_dir / f"effzoo-export-{rt.name}.json"
             if not path.is_file():
-                _say(log, f"exporting {c.name} to {rt}")
-                made = export(str(_best(job)), rt, {**job, "device": one})
+                _say(log, f"exporting {c.name} to {rt.name}")
+                made = export(str(_best(job)), rt.name, {**job, "device": one})
                 made["artifact"] = os.path.relpath(made["artifact"], run_dir)
                 path.write_text(json.dumps(made))
             made = json.loads(path.read_text())
             made["artifact"] = str(run_dir / made["artifact"])
-            exports.setdefault(c.name, {})[rt] = made
-        artifacts = {c.name: exports[c.name][rt]["artifact"] for c in cands}
+            exports.setdefault(c.name, {})[rt.name] = made
+        artifacts = {c.name: exports[c.name][rt.name]["artifact"] for c in cands}
         keys = {c.name: first[c.name]["key"] for c in cands}
         at = {**first[ref], "device": one}
-        times[rt] = _timing(artifacts, rt, keys, ref, at, timing, root, log, timed)
+        times[rt.name] = _timing(artifacts, rt, keys, ref, at, timing, root, log, timed)
 
     runs = {c.name: [records[j["key"]] for j in jobs if j["candidate"] == c.name] for c in cands}
     settings = {
@@ -405,7 +371,7 @@ def compare(
         "batch": batch,
         "seeds": seeds,
         "device": str(device),
-        "runtimes": list(names),
+        "runtimes": [rt.name for rt in rts],
         "reference": ref,
         "timing": timing,
         "train_args": extra,

@@ -1,42 +1,31 @@
 """The work of ``effzoo compare`` on one candidate: train (or resume) one seed, validate,
-export to a runtime, and time two artifacts against each other in a process of its own.
+and export to a runtime.
 
 ``train_run`` takes and returns plain data, so it runs the same in this process and as
-a Ray task. ``python -m effzoo.yolo.compare_run time ...`` is the timing process.
+a Ray task.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import io
 import json
 import os
-import random
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-#: runtime -> (Ultralytics export format, export arguments); pytorch: best.pt itself
-RUNTIMES: dict[str, tuple[str, dict[str, Any]]] = {
-    "pytorch": ("", {}),
-    "onnx": ("onnx", {}),
-    "openvino": ("openvino", {}),
-    "openvino-int8": ("openvino", {"int8": True}),
-    "tensorrt": ("engine", {}),
-}
+from .runtimes import RUNTIMES
 
 #: the file in each run directory that says the run finished, and what it gave
 MARKER = "effzoo-compare.json"
 
 
-def _ultralytics() -> None:
+def ultralytics_ready() -> None:
     """Offline, quiet, effzoo registered (in this process or a Ray worker)."""
     os.environ.setdefault("YOLO_OFFLINE", "true")
-    from .patches import quiet_ultralytics, register
+    from ..yolo.patches import quiet_ultralytics, register
 
     register()
     quiet_ultralytics()
@@ -90,7 +79,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     """Train one candidate with one seed (``job``: cfg, data, epochs, imgsz, batch, seed,
     device, project, name, key, train_args), or resume it from its ``last.pt`` with
     Ultralytics' resume; validate ``best.pt``; return and write the run's record."""
-    _ultralytics()
+    ultralytics_ready()
     import torch
     from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_flops
@@ -147,10 +136,11 @@ def export(best: str, runtime: str, job: dict[str, Any]) -> dict[str, Any]:
     image size; an INT8 artifact is validated too (its mAP is not the PyTorch model's)."""
     if runtime == "pytorch":
         return {"runtime": runtime, "artifact": best}
-    _ultralytics()
+    ultralytics_ready()
     from ultralytics import YOLO
 
-    fmt, extra = RUNTIMES[runtime]
+    rt = RUNTIMES[runtime]
+    fmt, extra = rt.format, dict(rt.export_args)
     if extra.get("int8"):
         extra = {**extra, "data": job["data"]}  # the calibration images
     with contextlib.redirect_stdout(io.StringIO()):
@@ -161,92 +151,3 @@ def export(best: str, runtime: str, job: dict[str, Any]) -> dict[str, Any]:
     if extra.get("int8"):
         record.update(validate(str(path), job, runtime))
     return record
-
-
-# -- the timing process --------------------------------------------------------------------
-
-
-def precision(backend: Any) -> str | None:
-    """The precision OpenVINO runs an artifact's floating-point layers in, as Ultralytics'
-    AutoBackend compiled it (its default: bf16 on a CPU with AVX512_BF16 or AMX, else
-    f32); None for the other runtimes."""
-    for obj in (backend, getattr(backend, "backend", None)):  # 8.4 keeps it on .backend
-        compiled = getattr(obj, "ov_compiled_model", None)
-        if compiled is not None:
-            hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type
-            return hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-    return None
-
-
-def _time(args: argparse.Namespace) -> dict[str, Any]:
-    """Per-call milliseconds of each artifact's forward, ``rounds`` x ``per_round``,
-    interleaved in a random order each round, after ``warmup`` calls each; and each
-    artifact's precision where the runtime chose one (``precision``)."""
-    _ultralytics()
-    import torch
-    from ultralytics.nn.autobackend import AutoBackend
-    from ultralytics.utils.torch_utils import select_device
-
-    device = select_device(args.device, verbose=False)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with contextlib.redirect_stdout(io.StringIO()):
-        backends = {
-            a: AutoBackend(a, device=device, fuse=True, verbose=False) for a in args.artifacts
-        }
-    x = torch.rand(1, 3, args.imgsz, args.imgsz, generator=torch.Generator().manual_seed(0))
-    x = x.to(device)
-    times: dict[str, list[list[float]]] = {a: [] for a in args.artifacts}
-    order = list(args.artifacts)
-    rng = random.Random(0)
-    with torch.inference_mode():
-        for a in order:
-            for _ in range(args.warmup):
-                backends[a](x)
-            sync()
-        for _ in range(args.rounds):
-            rng.shuffle(order)
-            for a in order:
-                calls = []
-                for _ in range(args.per_round):
-                    t = time.perf_counter()
-                    backends[a](x)
-                    sync()
-                    calls.append((time.perf_counter() - t) * 1e3)
-                times[a].append(calls)
-    return {"times_ms": times, "precision": {a: precision(b) for a, b in backends.items()}}
-
-
-def time_command(
-    artifacts: Sequence[str], *, imgsz: int, device: str, rounds: int, per_round: int, warmup: int
-) -> list[str]:
-    """The command line of the timing process for ``artifacts`` (one runtime)."""
-    return [
-        sys.executable,
-        "-m",
-        "effzoo.yolo.compare_run",
-        "time",
-        f"--imgsz={imgsz}",
-        f"--device={device}",
-        f"--rounds={rounds}",
-        f"--per-round={per_round}",
-        f"--warmup={warmup}",
-        *artifacts,
-    ]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m effzoo.yolo.compare_run")
-    p.add_argument("mode", choices=["time"])
-    p.add_argument("--imgsz", type=int, required=True)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--per-round", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("artifacts", nargs="+")
-    args = p.parse_args(argv)
-    print(json.dumps(_time(args)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
