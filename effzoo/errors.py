@@ -120,6 +120,15 @@ class DatasetUnavailableError(EffzooError, ConnectionError):
     """A dataset that is not on disk and could not be downloaded (``effzoo yolo``)."""
 
 
+class OutputInUseError(EffzooError, RuntimeError):
+    """An output folder another process is writing (``effzoo compare --out``); the
+    message names that process."""
+
+
+class RayUnavailableError(EffzooError, ConnectionError):
+    """A Ray cluster that cannot be reached, or that went away mid-run."""
+
+
 class DependencyError(EffzooError, ImportError):
     """A package effzoo needs (timm, huggingface_hub, torch, ...) is missing or fails when it
     is imported; the message names it, the file that failed and how to mend it."""

@@ -11,15 +11,21 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .._atomic import set_aside, write_json
 from .runtimes import RUNTIMES
+from .stats import Matches
 
 #: the file in each run directory that says the run finished, and what it gave
 MARKER = "effzoo-compare.json"
+#: the file in a run directory that lists its resumes (the epoch each continued after)
+RESUMES = "effzoo-resumed.json"
 
 
 def ultralytics_ready() -> None:
@@ -31,16 +37,18 @@ def ultralytics_ready() -> None:
     quiet_ultralytics()
 
 
-def _metrics(val: Any) -> dict[str, float]:
+def _metrics(val: Any) -> dict[str, Any]:
     return {"map50_95": float(val.box.map), "map50": float(val.box.map50)}
 
 
-def validate(model_path: str, job: dict[str, Any], name: str) -> dict[str, float]:
+def validate(model_path: str, job: dict[str, Any], name: str) -> dict[str, Any]:
     """mAP of a trained model or an exported artifact on the validation split, the same
     way for every one of them (Ultralytics' ``val`` with the comparison's settings)."""
     from ultralytics import YOLO
 
     model = YOLO(model_path, task="detect")
+    seen: list[list[dict[str, Any]]] = []
+    model.add_callback("on_val_batch_end", lambda v: seen.append(per_image_stats(v)))
     with contextlib.redirect_stdout(io.StringIO()):
         val = model.val(
             data=job["data"],
@@ -53,18 +61,51 @@ def validate(model_path: str, job: dict[str, Any], name: str) -> dict[str, float
             name=name,
             exist_ok=True,
         )
-    return _metrics(val)
+    found = _metrics(val)
+    if seen and seen[-1]:  # the per-image matches: mAP intervals over validation images
+        run_dir = Path(job["project"]) / job["name"]
+        Matches.from_stats(seen[-1]).save(run_dir / f"{name}-matches.npz")
+        found["matches"] = f"{name}-matches.npz"
+    return found
 
 
-def _last_loss(run_dir: Path) -> float | None:
-    """The last epoch's training box loss (``results.csv``): what two runs with the same
-    seed should agree on, whether or not the model has learnt to find anything yet."""
+def per_image_stats(validator: Any) -> list[dict[str, Any]]:
+    """The validator's statistics so far, one dict per image (tp, conf, pred_cls,
+    target_cls): ``validator.metrics.stats`` (Ultralytics 8.4) or ``validator.stats``
+    (8.3), lists of per-image arrays. Seam ``DetectionValidator.stats`` (optional,
+    effzoo/yolo/seams.py): without it the intervals are over seeds only."""
+    stats = getattr(getattr(validator, "metrics", None), "stats", None)
+    if not isinstance(stats, dict) or "tp" not in stats:
+        stats = getattr(validator, "stats", None)
+    keys = ("tp", "conf", "pred_cls", "target_cls")
+    if not isinstance(stats, dict) or not all(isinstance(stats.get(k), list) for k in keys):
+        return []
+    return [dict(zip(keys, row)) for row in zip(*(list(stats[k]) for k in keys))]
+
+
+def _results(run_dir: Path) -> list[dict[str, str]]:
+    """``results.csv``'s rows (one per epoch as run: a resumed run may list one twice)."""
     path = run_dir / "results.csv"
     if not path.is_file():
-        return None
+        return []
     with path.open(newline="") as f:
-        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+        return [{k.strip(): v.strip() for k, v in r.items() if k} for r in csv.DictReader(f)]
+
+
+def _last_loss(rows: list[dict[str, str]]) -> float | None:
+    """The last epoch's training box loss: what two runs with the same seed should agree
+    on, whether or not the model has learnt to find anything yet."""
     return float(rows[-1]["train/box_loss"]) if rows and "train/box_loss" in rows[-1] else None
+
+
+def _csv_seconds(rows: list[dict[str, str]]) -> float:
+    """Training seconds ``results.csv`` counts (its clock restarts at each resume)."""
+    total = last = 0.0
+    for r in rows:
+        t = float(r.get("time") or 0)
+        total += t if t < last else t - last
+        last = t
+    return total
 
 
 def _provenance(model: Any) -> str:
@@ -75,10 +116,72 @@ def _provenance(model: Any) -> str:
     return ""
 
 
+def _checkpoint(path: Path) -> dict[str, Any] | str:
+    """The checkpoint at ``path``, or why it cannot be read (cut short by a kill)."""
+    from ultralytics.utils.patches import torch_load
+
+    try:
+        ckpt = torch_load(path, map_location="cpu")
+    except Exception as e:  # a truncated zip, pickle or tensor: torch raises any of them
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip(": ")
+    return ckpt if isinstance(ckpt, dict) else f"holds a {type(ckpt).__name__}, not a checkpoint"
+
+
+def _state(run_dir: Path, epochs: int, notes: list[str]) -> tuple[str, int]:
+    """What ``run_dir`` holds: ``"new"``, ``"unfinished"`` (resume it) or ``"finished"``
+    (validate it again), and the epochs its ``last.pt`` has done. A ``last.pt`` or
+    ``best.pt`` that cannot be read is no state to go on: the run's directory is set
+    aside (``<run>.damaged``), said in ``notes``, and the run starts anew."""
+    last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
+    if not last.is_file():  # (Ultralytics' fresh run drops a results.csv left there)
+        (run_dir / RESUMES).unlink(missing_ok=True)
+        return "new", 0
+    ckpt = _checkpoint(last)
+    if isinstance(ckpt, dict):
+        epochs = int((ckpt.get("train_args") or {}).get("epochs") or epochs)
+        done = ckpt.get("epoch")  # -1: stripped by Ultralytics' final step
+        finished = done is None or done < 0 or done + 1 >= epochs
+        ckpt = _checkpoint(best) if best.is_file() else ("missing" if finished else {})
+        if not isinstance(ckpt, str):
+            return ("finished", epochs) if finished else ("unfinished", int(done) + 1)
+        last = best
+    moved = set_aside(run_dir)
+    notes.append(
+        f"{last} cannot be read ({ckpt}; a kill mid-write?): the run is set aside as "
+        f"{moved.name} and trained again"
+    )
+    return "new", 0
+
+
+@contextlib.contextmanager
+def _to_log(path: Path) -> Iterator[None]:
+    """Ultralytics' output (its logger, progress bars, prints) into ``path``, not the
+    console: the console gets one line per run from ``compare``."""
+    from ultralytics.utils import LOGGER
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        streams = [h for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
+        before = [h.setStream(f) for h in streams]
+        try:
+            with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                yield
+        finally:
+            for h, stream in zip(streams, before):
+                h.setStream(stream)
+
+
 def train_run(job: dict[str, Any]) -> dict[str, Any]:
     """Train one candidate with one seed (``job``: cfg, data, epochs, imgsz, batch, seed,
-    device, project, name, key, train_args), or resume it from its ``last.pt`` with
-    Ultralytics' resume; validate ``best.pt``; return and write the run's record."""
+    device, project, name, key, train_args); or resume an unfinished run from its
+    ``last.pt`` with Ultralytics' resume, or validate a finished one whose record is
+    missing; validate ``best.pt``; return and write the run's record. Ultralytics'
+    output goes to the run's ``train.log``.
+
+    A resumed run does not give the uninterrupted run's numbers: ``last.pt`` holds the
+    EMA weights and optimizer state in fp16, not the live fp32 weights, and no random
+    state (augmentation, dataloader order). Its record says so (``resumed``, and
+    ``epochs_run``: the epochs as run, a repeated one listed twice)."""
     ultralytics_ready()
     import torch
     from ultralytics import YOLO
@@ -86,31 +189,37 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
 
     run_dir = Path(job["project"]) / job["name"]
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
-    t0 = time.time()
-    resumed = last.is_file()
-    if resumed:  # an interrupted run: Ultralytics' own resume
-        try:
-            YOLO(str(last)).train(resume=True)
-        except AssertionError:  # it had finished (only the record was not written)
-            if not best.is_file():
-                raise
-    else:
-        model = YOLO(job["cfg"], task="detect")
-        model.train(
-            **job["train_args"],
-            data=job["data"],
-            epochs=job["epochs"],
-            imgsz=job["imgsz"],
-            batch=job["batch"],
-            seed=job["seed"],
-            device=job["device"],
-            project=job["project"],
-            name=job["name"],
-            exist_ok=True,
-            deterministic=True,
-        )
-    seconds = time.time() - t0
-    trained = YOLO(str(best), task="detect")
+    notes: list[str] = []
+    state, done = _state(run_dir, job["epochs"], notes)
+    t0, before = time.time(), 0.0
+    resumes = run_dir / RESUMES
+    with _to_log(run_dir / "train.log"):
+        if state == "unfinished":  # an interrupted run: Ultralytics' own resume
+            before = _csv_seconds(_results(run_dir))
+            previous = json.loads(resumes.read_text()) if resumes.is_file() else []
+            write_json(resumes, [*previous, {"after_epoch": done}])
+            YOLO(str(last)).train(
+                resume=True, data=job["data"], device=job["device"], save_dir=str(run_dir)
+            )
+        elif state == "new":
+            model = YOLO(job["cfg"], task="detect")
+            model.train(
+                **job["train_args"],
+                data=job["data"],
+                epochs=job["epochs"],
+                imgsz=job["imgsz"],
+                batch=job["batch"],
+                seed=job["seed"],
+                device=job["device"],
+                project=job["project"],
+                name=job["name"],
+                exist_ok=True,
+                deterministic=True,
+            )
+        trained = YOLO(str(best), task="detect")
+        metrics = validate(str(best), job, "val")
+    rows = _results(run_dir)
+    seconds = before + time.time() - t0 if state != "finished" else _csv_seconds(rows)
     net = trained.model
     record = {
         "key": job["key"],
@@ -118,17 +227,22 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
         "seed": job["seed"],
         "run_dir": str(run_dir),
         "best": str(best),
-        "resumed": resumed,
+        "resumed": resumes.is_file(),
+        "resumed_after": [r["after_epoch"] for r in json.loads(resumes.read_text())]
+        if resumes.is_file()
+        else [],
+        "epochs_run": [int(float(r["epoch"])) for r in rows],
         "train_s": round(seconds, 1),
+        "wall_s": round(time.time() - t0, 1),
         "params": int(sum(p.numel() for p in net.parameters())),
         "gflops": round(float(get_flops(net, job["imgsz"])), 3),
         "provenance": _provenance(net),
-        "train_box_loss": _last_loss(run_dir),
+        "train_box_loss": _last_loss(rows),
         "threads": torch.get_num_threads(),
-        **validate(str(best), job, "val"),
+        **metrics,
     }
-    (run_dir / MARKER).write_text(json.dumps(record, indent=2), encoding="utf-8")
-    return record
+    write_json(run_dir / MARKER, record, indent=2)
+    return {**record, "notes": notes, "state": state}
 
 
 def export(best: str, runtime: str, job: dict[str, Any]) -> dict[str, Any]:

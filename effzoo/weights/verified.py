@@ -33,12 +33,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._atomic import write_json
 from .._version import __version__
 from .files import SHA256_RE, sha256_file
 
@@ -121,14 +121,7 @@ def _update(change: Callable[[dict[str, Any]], None]) -> None:
             data = data if data is not None else _empty()
             change(data)
             data["written_by"] = WRITER
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(data, f, indent=1, sort_keys=True)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            write_json(path, data, indent=1, sort_keys=True)
     except (OSError, Timeout) as e:  # a read-only home: verification still held this time
         log.warning("could not update effzoo's record %s (%s); set %s to a writable "
                     "directory to keep what was verified", path, e, CACHE_ENV)  # fmt: skip

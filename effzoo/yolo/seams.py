@@ -368,9 +368,8 @@ def _cached_probe() -> list[Broken] | None:
 def _save_probe(broken: list[Broken]) -> None:
     """Keep the verdict (optional seams only: a required failure is never cached)."""
     import json
-    import os
-    import tempfile
 
+    from .._atomic import write_json
     from ..weights.verified import cache_dir
 
     folder = cache_dir()
@@ -383,10 +382,7 @@ def _save_probe(broken: list[Broken]) -> None:
         except (OSError, ValueError):
             data = {}
         data[_verdict_key()] = [list(b) for b in broken]
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".yolo-seams-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
+        write_json(path, data, indent=1)
     except OSError:  # a read-only cache: the probe runs again next time
         pass
 
