@@ -21,7 +21,9 @@ import importlib
 import os
 import re
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from .._redact import redact
 from ..errors import EffzooError, dependency_error
@@ -125,12 +127,45 @@ def _one_line(e: Exception) -> str:
             f"cannot write ({e.object[e.start : e.end]!r}); Fix: set PYTHONIOENCODING=utf-8 "
             "(or PYTHONUTF8=1)"
         )
+    ultralytics_says = ultralytics_user_error(e)
+    if ultralytics_says is not None:
+        return f"{ultralytics_says} (Ultralytics)"
     # not a mistake of the user's: one line that says so, and how to see more
     first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
     return (
         f"unexpected {type(e).__name__}{': ' + first if first else ''}; "
         f"rerun with {DEBUG_ENV}=1 for the traceback, and report it if it is a bug"
     )
+
+
+#: where Ultralytics checks what its user typed, as (the raising file's last three path
+#: parts, the function or None for any in that file): its command-line arguments (cfg),
+#: a path that is no model (AutoBackend), the device (select_device), the image size
+_ULTRALYTICS_CHECKS = {
+    ("ultralytics", "cfg", "__init__.py"): None,
+    ("ultralytics", "nn", "autobackend.py"): None,
+    ("ultralytics", "utils", "torch_utils.py"): "select_device",
+    ("ultralytics", "utils", "checks.py"): "check_imgsz",
+}
+
+
+def ultralytics_user_error(e: BaseException) -> str | None:
+    """Ultralytics' own message for ``e``, on one line, when one of its checks of the
+    user's arguments raised it (its traceback ends there: a bad argument, device, image
+    size, or a path that is no model); None for anything else, a bug included."""
+    if not isinstance(e, (SyntaxError, ValueError, TypeError)):
+        return None
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return None
+    where = tuple(Path(frames[-1].filename).parts[-3:])
+    if where not in _ULTRALYTICS_CHECKS or _ULTRALYTICS_CHECKS[where] not in (
+        None,
+        frames[-1].name,
+    ):
+        return None
+    lines = plain(str(e)).splitlines()  # its help or CUDA state follows a newline
+    return next((ln.strip() for ln in lines if ln.strip()), type(e).__name__)
 
 
 def _same_codec(encoding: str, stream: object) -> bool:

@@ -25,7 +25,7 @@ from ..yolo.templates import (
     yaml_request,
     yaml_text,
 )
-from . import plain
+from . import plain, ultralytics_user_error
 
 #: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
 WHICH_BACKBONE = (
@@ -166,28 +166,12 @@ def yolo_main(argv: Sequence[str] | None = None) -> int:
         dataset = _dataset_error(e)
         if dataset is not None:
             raise _dataset_message(dataset, argv, outer=e) from e
-        if not isinstance(e, (SyntaxError, ValueError, TypeError)) or not _argument_error(e):
+        # Ultralytics' own argument, device or model-format check: its message, one line
+        first = ultralytics_user_error(e)
+        if first is None:
             raise
-        # Ultralytics' own message, as itself, on one line (its help text follows a newline)
-        lines = plain(str(e)).splitlines()  # 8.3.x colours the argument it names
-        first = next((ln.strip() for ln in lines if ln.strip()), type(e).__name__)
         raise InvalidArgumentError(f"{first} (Ultralytics; `effzoo yolo help`)") from e
     return 0
-
-
-#: where Ultralytics checks command-line arguments (``cfg``), and the model format
-#: (``AutoBackend``: a path that is no model); errors raised there are the user's
-_ARGUMENT_CHECKS = (("ultralytics", "cfg", "__init__.py"), ("ultralytics", "nn", "autobackend.py"))
-
-
-def _argument_error(e: BaseException) -> bool:
-    """Whether ``e`` was raised by Ultralytics' argument or model-format checks (its
-    traceback ends there) rather than by a bug anywhere."""
-    frames = traceback.extract_tb(e.__traceback__)
-    if not frames:
-        return False
-    raised_in = Path(frames[-1].filename).parts[-3:]
-    return raised_in in _ARGUMENT_CHECKS
 
 
 #: where Ultralytics checks, and downloads, a dataset (trainer and validator)

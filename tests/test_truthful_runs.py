@@ -1,0 +1,106 @@
+"""What a run says is what happened (issue 38, items 2, 8, 9), walked as a user walks it:
+the real ``python -m effzoo ...`` command in a subprocess, offline, its output read.
+
+- a mistake in Ultralytics' own arguments (an impossible device, an image size) is the
+  user's: one line, no "bug";
+- one event, one line: the offline copy and the backbone row are said once per run,
+  although Ultralytics' trainer builds the model twice;
+- a backbone that trains from random init is said before the first epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yolo_helpers
+
+pytest.importorskip("ultralytics")
+pytest.importorskip("skimage")
+
+
+def effzoo(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m effzoo ARGS`` as a user runs it (offline, no EFFZOO_DEBUG)."""
+    env = {**os.environ, **yolo_helpers.HUB_OFFLINE, "PYTHONPATH": yolo_helpers.pythonpath()}
+    env.pop("EFFZOO_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "effzoo", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(cwd),
+    )
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _assert_user_error(proc: subprocess.CompletedProcess[str], prefix: str, says: str) -> str:
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(prefix) and says in last, proc.stderr[-3000:]
+    assert "unexpected" not in last and "bug" not in last and "EFFZOO_DEBUG" not in last, last
+    assert "Traceback" not in proc.stderr
+    return last
+
+
+# -- item 8: Ultralytics' own argument and device errors are the user's --------------------
+
+
+def test_yolo_train_on_devices_that_do_not_exist_is_one_line_not_a_bug(tmp_path: Path) -> None:
+    """``device=0,1`` on a CPU machine said "unexpected ValueError ... report it if it is
+    a bug". Indices past the GPUs this machine has: "0,1" here, as in the report."""
+    n = _gpus()
+    proc = effzoo(
+        "yolo", "train", "model=yolo11n-effb0.yaml", f"data={yolo_helpers.tiny_dataset()}",
+        "epochs=1", "imgsz=64", "batch=4", "workers=0", "plots=False",
+        f"device={n},{n + 1}", f"project={tmp_path / 'runs'}", cwd=tmp_path,
+    )  # fmt: skip
+    last = _assert_user_error(proc, "effzoo yolo: error: ", f"Invalid CUDA 'device={n},{n + 1}'")
+    assert "Use 'device=cpu'" in last  # Ultralytics' own fix, kept
+    assert not (tmp_path / "runs").exists()  # refused before anything trained
+
+
+def test_demo_on_devices_that_do_not_exist_is_one_line_not_a_bug(tmp_path: Path) -> None:
+    n = _gpus()
+    proc = effzoo(
+        "demo", "--device", f"{n},{n + 1}", "--epochs", "1", "--imgsz", "64",
+        "--train-images", "2", "--val-images", "2", "--out", str(tmp_path / "demo"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    _assert_user_error(proc, "effzoo demo: error: ", f"Invalid CUDA 'device={n},{n + 1}'")
+
+
+def test_yolo_predict_with_an_invalid_image_size_is_one_line_not_a_bug(tmp_path: Path) -> None:
+    images = yolo_helpers.tiny_dataset().parent / "images" / "val"
+    proc = effzoo(
+        "yolo", "predict", "model=yolo11n-effb0.yaml", f"source={images}",
+        "imgsz=[64,64,64]", f"project={tmp_path / 'runs'}", cwd=tmp_path,
+    )  # fmt: skip
+    _assert_user_error(proc, "effzoo yolo: error: ", "is not a valid image size")
+
+
+def test_a_value_error_elsewhere_in_ultralytics_stays_a_bug() -> None:
+    """Only Ultralytics' checks of what the user typed count as the user's: the same
+    ValueError from another function of the same file is still "unexpected"."""
+    from effzoo.cli import _one_line
+
+    def raised_in(function: str) -> ValueError:
+        code = f"def {function}():\n    raise ValueError('Invalid CUDA device')\n"
+        namespace: dict = {}
+        exec(compile(code, "/site/ultralytics/utils/torch_utils.py", "exec"), namespace)
+        try:
+            namespace[function]()
+        except ValueError as e:
+            return e
+        raise AssertionError("not raised")
+
+    assert _one_line(raised_in("select_device")) == "Invalid CUDA device (Ultralytics)"
+    assert _one_line(raised_in("smart_inference_mode")).startswith("unexpected ValueError")
