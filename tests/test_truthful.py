@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from hub_server import HubStandIn, closed_port, hub_env, run_child
 from safetensors.torch import save_file
@@ -118,3 +119,39 @@ def test_a_hub_serving_other_bytes_for_a_verified_commit_is_refused(tmp_path: Pa
     assert sum(m == "GET" for m, *_ in hub.log) == gets, "the other bytes were downloaded"
     followed = r["offline"]
     assert followed["ok"] and followed["source"] == "hf-cache" and followed["sha256"] == good
+
+
+# -- names that name an effzoo backbone and do not resolve -------------------------------
+
+#: typed -> the effzoo name suggested (same family, scale and task)
+MEANT = {
+    "yolo11n_effb0.yaml": "yolo11n-effb0.yaml",
+    "yolo11n-eff-b0.yaml": "yolo11n-effb0.yaml",
+    "yolo11n-efficientnet_b0.yaml": "yolo11n-effb0.yaml",
+    "yolo11s-efficientnet-v2-s-seg.yaml": "yolo11s-effv2s-seg.yaml",
+    "yolo11q-effb0.yaml": "yolo11n-effb0.yaml",
+    "rtdetr-l-effb0.yaml": "rtdetr-effb0.yaml",
+    "yolo11n-eflite0.yaml": "yolo11n-efflite0.yaml",
+    "yolo11n-effb0-pose2.yaml": "yolo11n-effb0-pose.yaml",
+    "yolo11n--effb0.yaml": "yolo11n-effb0.yaml",
+    "-effb0.yaml": "yolo11-effb0.yaml",
+    "yolo11n-effb0-det.yaml": "yolo11n-effb0.yaml",  # a detection model, never -seg
+    "yolo26m-p2-effb0-detect.yaml": "yolo26m-p2-effb0.yaml",
+}
+
+
+@pytest.mark.parametrize("typed", list(MEANT))
+def test_a_name_of_an_effzoo_backbone_that_does_not_resolve_gets_effzoo_s_error(
+    typed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Stock Ultralytics says FileNotFoundError naming the file without its scale letter;
+    effzoo names the file as typed and the model of the same task it means, which builds."""
+    from ultralytics import YOLO
+
+    from effzoo.yolo import templates
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(effzoo.InvalidArgumentError) as e:
+        YOLO(typed)
+    assert f"no model file {typed!r}; did you mean effzoo's {MEANT[typed]!r}" in str(e.value)
+    assert "EfficientNet" in templates.cfg_text(MEANT[typed])  # the suggestion generates

@@ -353,7 +353,9 @@ def test_offline_uses_the_cache(offline_report: dict, served_report: dict):
 def test_offline_without_cache_fails_fast_with_the_fix(offline_report: dict, key: str):
     r = offline_report[key]
     assert not r["ok"] and r["unavailable"], r
-    assert r["s"] < 2.0, f"took {r['s']:.1f}s"
+    # no retries, no waiting: bounded by a load from the cache timed in the same process
+    bound = 5 * offline_report["offline_cached"]["s"]
+    assert r["s"] < bound, f"took {r['s']:.1f}s > {bound:.1f}s"
     repo = (
         "timm/tf_efficientnet_b0.ap_in1k"
         if key == "uncached"
@@ -416,8 +418,7 @@ def test_two_processes_fetch_at_once(hub: HubStandIn, tmp_path: Path):
 
 
 def test_download_unknown_tag_lists_valid_ones(capsys: pytest.CaptureFixture[str]):
-    t = time.perf_counter()
     assert download_main(["efficientnet_b0.nope_in1k"]) == 2
     err = capsys.readouterr().err
     assert "efficientnet_b0.ra_in1k" in err and "tf_efficientnet_b0.ns_jft_in1k" in err
-    assert time.perf_counter() - t < 2
+    assert "[1/" not in err  # refused before anything was fetched

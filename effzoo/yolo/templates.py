@@ -21,6 +21,7 @@ resolves by name inside Ultralytics once ``effzoo.yolo`` is imported.
 from __future__ import annotations
 
 import atexit
+import difflib
 import re
 import shutil
 import tempfile
@@ -354,8 +355,6 @@ def parse_name(name: str) -> ModelName | None:
 
 
 def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    import difflib
-
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return found[0] if found else None
 
@@ -369,14 +368,67 @@ def _repaired(lower: str) -> str | None:
     family = m["family"] if m["family"] in FAMILIES else _closest(m["family"], tuple(FAMILIES))
     backbone = m["backbone"]
     backbone = backbone if backbone in backbones() else _closest(backbone, list(backbones()))
-    task = m["task"] or ""
-    task = task if task in _TASK_OF else _closest(task, [t for t in _TASK_OF if t])
+    task = _task_suffix(m["task"] or "")
     level = m["level"] or ""
     level = level if level in VARIANTS else _closest(level, [v for v in VARIANTS if v])
     if None in (family, backbone, task, level):
         return None
     scale = "" if family == "rtdetr" else m["scale"]
     return f"{family}{scale}{'-' + level if level else ''}-{backbone}{task}.yaml"
+
+
+#: a task as people write it -> its suffix (a ``-det`` model is a detection model)
+_TASK_WORDS = {
+    "": "", "det": "", "detect": "", "detection": "", "seg": "-seg", "segment": "-seg",
+    "segmentation": "-seg", "pose": "-pose", "obb": "-obb", "cls": "-cls", "classify": "-cls",
+}  # fmt: skip
+
+
+def _task_suffix(word: str) -> str | None:
+    """The suffix of the task ``word`` names (``-det``, ``pose2``), or None."""
+    word = word.strip("-_")
+    if word.rstrip("0123456789") in _TASK_WORDS:
+        return _TASK_WORDS[word.rstrip("0123456789")]
+    close = _closest(word, [w for w in _TASK_WORDS if w])
+    return _TASK_WORDS[close] if close else None
+
+
+def _backbone_of(words: list[str]) -> tuple[str, int] | None:
+    """(the backbone part, how many words it spans) of words that start with a spelling
+    of one (``effb0``, ``eff-b0``, ``efficientnet_b0``, ``eflite0``), else None."""
+    known = backbones()
+    for n in (1, 2, 3):
+        joined = "".join(words[:n])
+        rest = re.sub(r"^(efficientnet|effnet|eff|ef)", "", joined)
+        if rest != joined and "eff" + rest in known:
+            return "eff" + rest, n
+    first = re.sub(r"^(efficientnet|effnet|eff|ef)", "eff", words[0])
+    close = difflib.get_close_matches(first, list(known), n=1, cutoff=0.8)
+    return (close[0], 1) if close and first.startswith("eff") else None
+
+
+def _mentioned(lower: str) -> str | None:
+    """The model name meant by a name that names an effzoo backbone but does not follow
+    the pattern (``yolo11n_effb0``, ``yolo11n-efficientnet_b0``, ``rtdetr-l-effb0``,
+    ``-effb0``, ``yolo11n-effb0-det``), keeping its family, scale and task; else None."""
+    words = re.split(r"[-_]", lower.removesuffix(".yaml"))
+    at = next((i for i, w in enumerate(words) if w.startswith("ef")), None)
+    found = None if at is None else _backbone_of(words[at:])
+    if found is None:
+        return None
+    backbone, span = found
+    head = [w for w in words[:at] if w]
+    task = _task_suffix("".join(words[at + span :]))
+    m = re.fullmatch(r"([a-z]+\d*)([a-z]*)", head[0]) if head else None
+    family = m[1] if m else "yolo11"
+    family = family if family in FAMILIES else _closest(family, tuple(FAMILIES)) or "yolo11"
+    scales = [m[2]] if m and m[2] else []
+    scales += [w for w in head[1:] if len(w) == 1]
+    scale = next((s[0] for s in scales if s[0] in "nslmx"), "n" if scales else "")
+    level = next((w for w in head[1:] if w in VARIANTS), "")
+    scale = "" if family == "rtdetr" else scale
+    name = f"{family}{scale}{'-' + level if level else ''}-{backbone}{task or ''}.yaml"
+    return name if parse_name(name) else None
 
 
 _SCALE = re.compile(r"^(\D*\d+)([nslmx])(?=-)")
@@ -398,7 +450,7 @@ def suggest_name(name: str) -> str | None:
     if real is not None and scale and real.lower() == unscaled:  # the scale letter back
         real = re.sub(r"^(\D*\d+)", lambda m: m.group(1) + scale.group(2), real, count=1)
     if real is None:
-        real = lower if parse_name(lower) else _repaired(lower)
+        real = lower if parse_name(lower) else _repaired(lower) or _mentioned(lower)
     return None if real is None or real == base else real
 
 
