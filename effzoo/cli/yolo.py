@@ -229,9 +229,8 @@ DEMO_DATA = (
 
 def compare_main(argv: Sequence[str] | None = None) -> int:
     """``effzoo compare [--data D] [--models A,B] [--runtime R,...] ... [KEY=VALUE ...]``."""
-    import yaml
-
     from ..compare import compare
+    from ..compare.checks import command_line
     from ..compare.runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
     p = argparse.ArgumentParser(
@@ -271,28 +270,32 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="effzoo-compare", help="output folder (default %(default)s)")
     p.add_argument("train_args", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    from ultralytics.cfg import parse_key_value_pair
+
     extra = {}
-    for item in args.train_args:
+    for item in args.train_args:  # each value parsed as `yolo train` parses it
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip() or not value.strip():
             raise InvalidArgumentError(
                 f"{item!r}: train arguments are KEY=VALUE (e.g. lr0=0.005); options start with --"
             )
-        extra[key] = yaml.safe_load(value)
-    result = compare(
-        args.models,
-        data=args.data,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        seeds=args.seeds,
-        runtimes=args.runtime,
-        device=args.device,
-        workers=args.workers,
-        ray_address=args.ray,
-        out=args.out,
-        rounds=args.rounds,
-        train_args=extra,
-    )
+        key, parsed = parse_key_value_pair(item)
+        extra[key] = parsed
+    with command_line():  # messages name the options as typed here: --data, not data=
+        result = compare(
+            args.models,
+            data=args.data,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            seeds=args.seeds,
+            runtimes=args.runtime,
+            device=args.device,
+            workers=args.workers,
+            ray_address=args.ray,
+            out=args.out,
+            rounds=args.rounds,
+            train_args=extra,
+        )
     print(result.report.read_text(encoding="utf-8").split("## How it was measured")[0], end="")
     return 0

@@ -24,17 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import _checks as checks
-from .candidates import Candidate, check_candidates, parse_candidates, reference
+from .candidates import Candidate, check_candidates, parse_candidates, reference, stock_note
+from .checks import DEMO_IMAGES, check_data, check_device, check_train_args
 from .runtimes import DEFAULT_RUNTIMES, Runtime, check_runtimes, gpu
 from .timing import time_command
 from .train import MARKER, export, train_run
-
-#: train arguments ``compare`` sets itself (the same for every candidate)
-_OWN = frozenset(
-    "model data epochs imgsz batch seed seeds device project name exist_ok resume".split()
-)
-#: the demo data's size (effzoo.yolo.demo's)
-DEMO_IMAGES = (96, 32)
 
 
 @dataclass
@@ -65,41 +59,6 @@ def _say(log: Callable[[str], None] | None, msg: str) -> None:
         print(f"[effzoo compare] {msg}", file=sys.stderr, flush=True)
 
 
-def _check_data(data: str | os.PathLike[str] | None) -> tuple[str | None, dict[str, Any]]:
-    """The user's data yaml as Ultralytics reads it (nothing downloaded), or None for the
-    demo data; its identity for the run keys."""
-    if data is None:
-        import importlib.util
-
-        if importlib.util.find_spec("skimage") is None:
-            checks.fail(
-                'the demo data needs scikit-image: pip install "scikit-image>=0.24", or give '
-                "--data YOUR_DATA.yaml"
-            )
-        return None, {"demo": DEMO_IMAGES}
-    from ..errors import DataNotFoundError
-
-    path = Path(os.fspath(data)).expanduser()
-    if not path.is_file():
-        raise DataNotFoundError(
-            f"--data {data}: no such file; give an Ultralytics data yaml (train:, val:, "
-            "names:), or leave --data out to compare on effzoo's demo data"
-        )
-    from contextlib import redirect_stdout
-    from io import StringIO
-
-    from ultralytics.data.utils import check_det_dataset
-
-    try:
-        with redirect_stdout(StringIO()):
-            info = check_det_dataset(str(path), autodownload=False)
-    except Exception as e:  # Ultralytics' own message, on one line
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        raise DataNotFoundError(f"--data {data}: {first}") from e
-    text = path.read_text(encoding="utf-8", errors="replace")
-    return str(path.resolve()), {"yaml": str(path.resolve()), "text": text, "nc": info["nc"]}
-
-
 def _demo_data(out: Path, imgsz: int) -> str:
     from ..demo.data import make_shapes_dataset
 
@@ -108,17 +67,6 @@ def _demo_data(out: Path, imgsz: int) -> str:
     if not data.is_file():
         make_shapes_dataset(root, n_train=DEMO_IMAGES[0], n_val=DEMO_IMAGES[1], imgsz=imgsz)
     return str(data)
-
-
-def _train_args(extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    extra = dict(extra or {})
-    taken = sorted(set(extra) & _OWN)
-    if taken:
-        checks.fail(
-            f"train argument(s) {', '.join(taken)} are compare's own options, the same for "
-            "every candidate: use --data, --epochs, --imgsz, --batch, --seeds, --device"
-        )
-    return extra
 
 
 def _ray(address: str | None, workers: int, device: str) -> Any:
@@ -300,8 +248,9 @@ def compare(
         if imgsz % 32:
             checks.fail(f"--imgsz must be a multiple of 32 (the P5 stride), got {imgsz}")
     rts = check_runtimes(runtimes, device)
-    extra = _train_args(train_args)
-    data_path, data_id = _check_data(data)
+    extra = check_train_args(train_args)  # these: checks.py's, before anything trains
+    data_path, data_id = check_data(data)
+    check_device(device, remote=bool(ray_address))
     imgsz = imgsz or (640 if data_path else 160)
     wanted = parse_candidates(models)  # every name checked: one line with a close match
     if workers > 1 or ray_address:
@@ -373,6 +322,7 @@ def compare(
         "device": str(device),
         "runtimes": [rt.name for rt in rts],
         "reference": ref,
+        "stock_note": stock_note(cands),  # stock rows from scratch: said near the report's top
         "timing": timing,
         "train_args": extra,
         "workers": workers,

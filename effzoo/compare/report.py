@@ -227,6 +227,7 @@ def write_outputs(
         f"{settings['imgsz']} px, batch {settings['batch']}, {settings['seeds']} seed(s) each "
         f"(seeds 0-{settings['seeds'] - 1}); latency as a ratio to {ref}.",
         "",
+        *((settings["stock_note"], "") if settings.get("stock_note") else ()),  # candidates'
         *_md_table(rows),
         "",
         "## Recommendation",
