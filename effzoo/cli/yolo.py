@@ -265,8 +265,33 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         default=1,
         help="runs at a time on Ray (default 1: sequential, no Ray)",
     )
-    p.add_argument("--ray", help="Ray cluster address (default: a local Ray)")
-    p.add_argument("--rounds", type=int, default=7, help="timing rounds (default %(default)s)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray: the cluster at ADDRESS (HOST:PORT of its head), or --ray alone "
+        "for a local Ray (--workers N alone also starts a local Ray)",
+    )
+    p.add_argument(
+        "--deploy-imgsz",
+        help="comma-separated sizes the artifacts are exported and timed at, e.g. 320,640 "
+        "(default: the training size)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=7, help="timing rounds at least (default %(default)s)"
+    )
+    p.add_argument(
+        "--per-round", type=int, default=3, help="calls per timing round (default %(default)s)"
+    )
+    p.add_argument("--warmup", type=int, default=2, help="warm-up calls (default %(default)s)")
+    p.add_argument(
+        "--timing-budget",
+        type=float,
+        default=120.0,
+        help="seconds of timing at most per runtime and size, after the first rounds, while "
+        "a ratio's 95%% interval is wider than ±5%% (default %(default)s)",
+    )
     p.add_argument("--out", default="effzoo-compare", help="output folder (default %(default)s)")
     p.add_argument("train_args", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -294,7 +319,11 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             ray_address=args.ray,
             out=args.out,
+            deploy_imgsz=args.deploy_imgsz,
             rounds=args.rounds,
+            per_round=args.per_round,
+            warmup=args.warmup,
+            timing_budget=args.timing_budget,
             train_args=extra,
         )
     print(result.report.read_text(encoding="utf-8").split("## How it was measured")[0], end="")

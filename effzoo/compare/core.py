@@ -12,23 +12,27 @@ process timing.py's, the runtimes runtimes.py's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import subprocess
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .. import _checks as checks
+from .._atomic import set_aside
+from ..errors import OutputInUseError, RayUnavailableError
 from .candidates import Candidate, check_candidates, parse_candidates, reference, stock_note
 from .checks import DEMO_IMAGES, check_data, check_device, check_train_args
-from .runtimes import DEFAULT_RUNTIMES, Runtime, check_runtimes, gpu
-from .timing import time_command
-from .train import MARKER, export, train_run
+from .measure import measure
+from .runtimes import DEFAULT_RUNTIMES, check_runtimes, gpu
+from .train import MARKER, train_run
 
 
 @dataclass
@@ -69,14 +73,46 @@ def _demo_data(out: Path, imgsz: int) -> str:
     return str(data)
 
 
+def _reachable(address: str) -> None:
+    """A Ray address (``HOST:PORT`` or ``ray://HOST:PORT``) that answers within seconds;
+    else one ``RayUnavailableError`` naming the address as typed."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        checks.fail(
+            f"--ray {address!r} is not a Ray address: give HOST:PORT of the cluster's head "
+            "(ray start --head prints it), ray://HOST:PORT, or --ray alone for a local Ray"
+            + (" (a KEY=VALUE right after --ray is read as its address)" if "=" in address else "")
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_S).close()
+    except OSError as e:
+        raise RayUnavailableError(
+            f"--ray {address}: nothing answers there ({e.strerror or e or 'timed out'}); "
+            f"start the cluster (ray start --head --port {port}) or check the address, or "
+            "give --ray alone for a local Ray"
+        ) from None
+
+
 def _ray(address: str | None, workers: int, device: str) -> Any:
-    """Ray, started (``ray.init()``: a local one, or the cluster at ``address``)."""
+    """Ray, started (``ray.init()``: a local one for None or ``"local"``, or the cluster at
+    ``address``, checked to answer first)."""
     try:
         import ray
     except ImportError:
         checks.fail(f'--workers {workers} runs candidates on Ray: pip install "ray>=2.10"')
+    if address is not None and not address.strip():
+        checks.fail("--ray needs an address (HOST:PORT of a Ray head), or give --ray alone")
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)
+        if address not in (None, "local", "auto"):
+            _reachable(address)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, TimeoutError, RuntimeError) as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise RayUnavailableError(
+                f"--ray {address}: Ray could not join the cluster there ({first}); check "
+                "that it runs the same Ray and Python as here, or give --ray alone"
+            ) from e
     if gpu(device) and ray.cluster_resources().get("GPU", 0) < 1:
         checks.fail(
             f"--device {device} with Ray: the Ray cluster has no GPU resource; start it "
@@ -85,12 +121,100 @@ def _ray(address: str | None, workers: int, device: str) -> Any:
     return ray
 
 
+def _wait(ray: Any, pending: list[Any], address: str | None, left: int) -> list[Any]:
+    """``ray.wait`` for one finished task, checking meanwhile that the cluster's head still
+    answers: one that went away is effzoo's line (Ray's own ends the process later)."""
+    gcs = ray.get_runtime_context().gcs_address
+    while True:
+        ready, _ = ray.wait(pending, num_returns=1, timeout=RAY_CONNECT_S)
+        if ready:
+            return ready
+        try:
+            _reachable(gcs)
+        except RayUnavailableError:
+            raise RayUnavailableError(
+                f"the Ray cluster at {address or gcs} went away mid-run ({left} runs not "
+                "finished); start it again (or leave --ray out) and rerun the same "
+                "command: finished runs are kept, unfinished ones resume from their last.pt"
+            ) from None
+
+
 def _run_dir(job: dict[str, Any]) -> Path:
     return Path(job["project"]) / job["name"]
 
 
 def _best(job: dict[str, Any]) -> Path:
     return _run_dir(job) / "weights" / "best.pt"
+
+
+#: the lock file in ``--out``: one ``compare`` writes into a folder at a time
+LOCK = ".effzoo-compare.lock"
+#: seconds a Ray head has to answer a connection
+RAY_CONNECT_S = 5.0
+_HELD: ContextVar[list[IO[str]]] = ContextVar("effzoo_compare_locks")
+
+
+def _holds_out_lock(fn: Callable[..., Comparison]) -> Callable[..., Comparison]:
+    """``compare`` keeps the ``--out`` lock it takes (``_lock_out``) until it returns or
+    raises."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Comparison:
+        held: list[IO[str]] = []
+        token = _HELD.set(held)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _HELD.reset(token)
+            for f in held:
+                f.close()  # closing the file drops its lock
+
+    return call
+
+
+def _lock_out(root: Path) -> None:
+    """Take ``root``'s lock (an ``flock`` on ``LOCK``, which the system drops when its
+    process ends, crash or not) and write who holds it; a folder another process holds
+    is one ``OutputInUseError`` naming that process."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    f = (root / LOCK).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "a process that has not said who it is"
+        f.close()
+        raise OutputInUseError(
+            f"--out {root} is in use by another effzoo compare ({holder}): wait until it "
+            "ends and rerun the same command (it keeps what that one finished), or give "
+            "another --out"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n")
+    f.flush()
+    _HELD.get().append(f)
+
+
+def _record(path: Path, log: Any) -> dict[str, Any] | None:
+    """The record at ``path``, or None where there is none; one that cannot be read (cut
+    short by a kill) is set aside as ``<name>.damaged``, said in one line, and is none."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(record, dict):
+            return record
+    except (OSError, ValueError):
+        pass
+    moved = set_aside(path)
+    _say(log, f"{path} cannot be read (cut short?): set aside as {moved.name}, redone")
+    return None
 
 
 def _train_all(
@@ -102,28 +226,39 @@ def _train_all(
     todo = []
     for job in jobs:
         marker = Path(job["project"]) / job["name"] / MARKER
-        if marker.is_file():
-            record = json.loads(marker.read_text(encoding="utf-8"))
+        record = _record(marker, log)
+        if record is not None:
             if record.get("key") == job["key"]:  # where it is now (the folder may have moved)
                 record.update(run_dir=str(marker.parent), best=str(_best(job)))
                 done[job["key"]] = record
                 continue
         todo.append(job)
     _say(log, f"{len(jobs)} runs: {len(done)} finished before, {len(todo)} to train")
-    t0, finished = time.time(), 0
+    took: dict[str, list[float]] = {}  # seconds per finished run, by candidate
 
     def progress(record: dict[str, Any]) -> None:
-        nonlocal finished
-        finished += 1
-        left = (time.time() - t0) / finished * (len(todo) - finished) / max(1, workers)
+        for note in record.get("notes", []):
+            _say(log, note)
+        took.setdefault(record["candidate"], []).append(record.get("wall_s", record["train_s"]))
+        finished = sum(map(len, took.values()))
+        # what is left, each run at its candidate's mean so far (else all runs' mean)
+        every = [t for ts in took.values() for t in ts]
+        left = sum(
+            sum(took.get(j["candidate"], every)) / len(took.get(j["candidate"], every))
+            for j in todo
+            if j["key"] not in done
+        ) / max(1, workers)
+        how = {"unfinished": "resumed, ", "finished": "validated again, "}.get(
+            record.get("state", ""), ""
+        )
         _say(
             log,
             f"[{finished}/{len(todo)}] {record['candidate']} seed {record['seed']}: "
-            f"mAP50-95 {record['map50_95']:.3f} in {record['train_s']:.0f} s"
+            f"mAP50-95 {record['map50_95']:.3f} ({how}{record['train_s']:.0f} s of training)"
             + (f"; about {left / 60:.1f} min left" if finished < len(todo) else ""),
         )
 
-    if not (workers > 1 or address) or not todo:
+    if not (workers > 1 or address is not None) or not todo:
         for i, job in enumerate(todo):
             last = Path(job["project"]) / job["name"] / "weights" / "last.pt"
             how = "resuming" if last.is_file() else "training"
@@ -149,56 +284,45 @@ def _train_all(
             job = {**job, "device": "0" if on_gpu else job["device"]}  # Ray's GPU for the task
             _say(log, f"starting {job['candidate']} seed {job['seed']} on Ray")
             pending[task.remote(job)] = job
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready = _wait(ray, list(pending), address, len(queue) + len(pending))
         for ref in ready:
             pending.pop(ref)
-            record = ray.get(ref)
+            try:
+                record = ray.get(ref)
+            except ray.exceptions.RayTaskError as e:  # the task's own error, as itself
+                raise e.cause if isinstance(e.cause, Exception) else e from None
             done[record["key"]] = record
             progress(record)
     return done
 
 
-def _timing(
-    artifacts: dict[str, str],
-    runtime: Runtime,
-    keys: dict[str, str],
-    ref: str,
-    job: dict[str, Any],
-    timing: dict[str, int],
-    out: Path,
-    log: Any,
-    timed: list[str],
-) -> dict[str, dict[str, list[list[float]]]]:
-    """Per candidate, its times and the reference's, interleaved in a process of their
-    own (one per candidate and runtime), cached by a hash of what determines them."""
-    result = {}
-    for name, artifact in artifacts.items():
-        pair = [artifacts[ref]] if name == ref else [artifacts[ref], artifact]
-        if name == ref and len(artifacts) > 1:
-            continue
-        key = _hash([runtime.name, keys[ref], keys[name], job["imgsz"], job["device"], timing])
-        path = out / "timing" / f"{runtime.name}-{name}-{key}.json"
-        if not path.is_file() or (
-            runtime.name.startswith("openvino") and "precision" not in json.loads(path.read_text())
-        ):  # (an OpenVINO record from before the precision was kept: timed again)
-            _say(log, f"timing {name} against {ref} in {runtime.name} ({timing['rounds']} rounds)")
-            cmd = time_command(
-                pair, runtime=runtime.name, imgsz=job["imgsz"], device=job["device"], **timing
+def _sizes(deploy_imgsz: Sequence[int] | int | str | None, imgsz: int) -> list[int]:
+    """The deploy sizes: each a positive multiple of 32, none twice; default the
+    training size."""
+    if deploy_imgsz is None:
+        return [imgsz]
+    items = deploy_imgsz.split(",") if isinstance(deploy_imgsz, str) else deploy_imgsz
+    items = [items] if isinstance(items, int) else list(items)
+    sizes = []
+    for item in items:
+        try:
+            size = int(str(item).strip())
+        except ValueError:
+            size = 0
+        if size <= 0 or size % 32:
+            checks.fail(
+                f"--deploy-imgsz takes sizes that are positive multiples of 32 (the P5 "
+                f"stride), comma-separated, e.g. 320,640; got {item!r}"
             )
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-            if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-                raise RuntimeError(f"timing {name} in {runtime.name} failed: {tail[0]}")
-            done = json.loads(proc.stdout.strip().splitlines()[-1])
-            times, prec = done["times_ms"], done["precision"]
-            record = {"ref": times[pair[0]], "cand": times[pair[-1]], "precision": prec[pair[-1]]}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record))
-            timed.append(f"{runtime.name}:{name}")
-        result[name] = json.loads(path.read_text())
-    return result
+        if size in sizes:
+            checks.fail(f"--deploy-imgsz names {size} twice")
+        sizes.append(size)
+    if not sizes:
+        checks.fail("--deploy-imgsz needs one or more sizes, e.g. 320,640")
+    return sizes
 
 
+@_holds_out_lock
 def compare(
     models: Sequence[str] | str | None = None,
     *,
@@ -212,9 +336,11 @@ def compare(
     workers: int = 1,
     ray_address: str | None = None,
     out: str | os.PathLike[str] = "effzoo-compare",
+    deploy_imgsz: Sequence[int] | int | str | None = None,
     rounds: int = 7,
     per_round: int = 3,
     warmup: int = 2,
+    timing_budget: float = 120.0,
     train_args: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Comparison:
@@ -226,7 +352,11 @@ def compare(
     (``efficientnet_lite0:w0.5``: ImageNet weights inherited at width 0.5); default: the
     grid in ``candidates.DEFAULT_GRID``. ``data``: an Ultralytics data yaml (default: the
     demo data, generated). ``imgsz``: default 160 on the demo data, else 640.
-    ``seeds``: runs per candidate (seeds 0..K-1; the spread is reported). ``workers`` > 1
+    ``seeds``: runs per candidate (seeds 0..K-1; the spread is reported).
+    ``deploy_imgsz``: the sizes the artifacts are exported and timed at (default: the
+    training size). Timing: ``rounds`` rounds at least of ``per_round`` calls each, after
+    ``warmup`` calls, more until every latency ratio is within about ±5% at 95%, for at
+    most ``timing_budget`` seconds per runtime and size. ``workers`` > 1
     trains that many runs at a time on Ray (``ray_address``: a cluster; default a local
     one). ``train_args``: more Ultralytics train arguments, the same for every candidate.
     """
@@ -243,6 +373,8 @@ def compare(
     ):
         checks.positive_int(name, value)
     checks.non_negative_int("--warmup", warmup)
+    if not timing_budget > 0:
+        checks.fail(f"--timing-budget must be a positive number of seconds, got {timing_budget}")
     if imgsz is not None:
         checks.positive_int("--imgsz", imgsz)
         if imgsz % 32:
@@ -252,10 +384,12 @@ def compare(
     data_path, data_id = check_data(data)
     check_device(device, remote=bool(ray_address))
     imgsz = imgsz or (640 if data_path else 160)
+    sizes = _sizes(deploy_imgsz, imgsz)
     wanted = parse_candidates(models)  # every name checked: one line with a close match
-    if workers > 1 or ray_address:
+    if workers > 1 or ray_address is not None:
         _ray(ray_address, workers, device)  # Ray present (and started) before any training
     root = output_dir("--out", out, example="./effzoo-compare").resolve()
+    _lock_out(root)  # one compare per --out (released when this call ends)
     cands = check_candidates(wanted, root / "models", log=lambda m: _say(log, m))
     data_path = data_path or _demo_data(root, imgsz)
     os.environ.setdefault("YOLO_OFFLINE", "true")
@@ -281,35 +415,17 @@ def compare(
                     "batch": batch,
                 }
             )
-    before = {j["key"] for j in jobs if (Path(j["project"]) / j["name"] / MARKER).is_file()}
+    before = {j["key"] for j in jobs if _record(_run_dir(j) / MARKER, log) is not None}
     records = _train_all(jobs, workers, ray_address, log)
     trained = [j["key"] for j in jobs if j["key"] not in before]
 
     # exports of each candidate's first seed, then timing: nothing else runs meanwhile
     first = {j["candidate"]: j for j in jobs if j["seed"] == 0}
     ref = reference(cands).name
-    timing = {"rounds": rounds, "per_round": per_round, "warmup": warmup}
-    exports: dict[str, dict[str, dict[str, Any]]] = {}
-    times: dict[str, dict[str, Any]] = {}
-    timed: list[str] = []
-    one = str(device).split(",")[0]  # exported and timed on one device: the first
-    for rt in rts:
-        for c in cands:
-            job = first[c.name]
-            run_dir = _run_dir(job)
-            path = run_dir / f"effzoo-export-{rt.name}.json"
-            if not path.is_file():
-                _say(log, f"exporting {c.name} to {rt.name}")
-                made = export(str(_best(job)), rt.name, {**job, "device": one})
-                made["artifact"] = os.path.relpath(made["artifact"], run_dir)
-                path.write_text(json.dumps(made))
-            made = json.loads(path.read_text())
-            made["artifact"] = str(run_dir / made["artifact"])
-            exports.setdefault(c.name, {})[rt.name] = made
-        artifacts = {c.name: exports[c.name][rt.name]["artifact"] for c in cands}
-        keys = {c.name: first[c.name]["key"] for c in cands}
-        at = {**first[ref], "device": one}
-        times[rt.name] = _timing(artifacts, rt, keys, ref, at, timing, root, log, timed)
+    timing = {"rounds": rounds, "per_round": per_round, "warmup": warmup, "budget_s": timing_budget}
+    exports, times, timed = measure(
+        cands, first, rts, sizes, ref, timing, root, str(device), lambda m: _say(log, m)
+    )
 
     runs = {c.name: [records[j["key"]] for j in jobs if j["candidate"] == c.name] for c in cands}
     settings = {
@@ -321,6 +437,7 @@ def compare(
         "seeds": seeds,
         "device": str(device),
         "runtimes": [rt.name for rt in rts],
+        "deploy_imgsz": sizes,
         "reference": ref,
         "stock_note": stock_note(cands),  # stock rows from scratch: said near the report's top
         "timing": timing,

@@ -1,17 +1,35 @@
-"""The outputs of ``effzoo compare``: the table (CSV), the report (markdown: table, Pareto
-front, recommendation with its evidence and noise, how it was measured, the machine)
-and the Pareto plot (PNG, where matplotlib is installed)."""
+"""The outputs of ``effzoo compare``: the table (CSV: every latency, ratio and mAP with its
+95% interval), the report (markdown: what to know first, the table, the recommendation
+and the dominance statements with their evidence, how it was measured, the machine) and
+the plot (PNG, a panel per runtime and size, where matplotlib is installed).
+
+Every comparison is made by the intervals (``stats``): A is more accurate than B where
+the paired bootstrap of A's mAP minus B's over the same validation images (and seeds)
+lies above 0; A is faster than B where the interval of A's latency over B's, from the
+same timing rounds, lies below 1. No path in the report or CSV is absolute: paths are
+relative to ``--out``."""
 
 from __future__ import annotations
 
 import csv
+import io
+import os
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import _machine
+from . import stats
 from .candidates import Candidate
+
+#: a candidate "learned" where its mAP50-95 interval's lower end is above this
+LEARNED = 0.001
+#: CPUs other processes may use on average while timing before the report warns
+BUSY_CPUS = 0.25
 
 
 def machine() -> dict[str, Any]:
@@ -19,13 +37,34 @@ def machine() -> dict[str, Any]:
     return _machine.machine(("ultralytics", "timm", "onnxruntime", "openvino", "nncf", "tensorrt"))
 
 
-def _median(rounds: list[list[float]]) -> float:
-    return statistics.median(t for r in rounds for t in r)
+@dataclass
+class Evidence:
+    """What the comparisons read: per candidate its mAP bootstrap draws (paired over the
+    same images), per column each candidate's per-round latencies."""
+
+    draws: dict[str, np.ndarray] = field(default_factory=dict)
+    rounds: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def more_accurate(self, rows: dict[str, dict[str, Any]], a: str, b: str) -> bool:
+        """A's mAP50-95 above B's by the intervals (paired where the draws exist)."""
+        if a in self.draws and b in self.draws:
+            return stats.paired_difference(self.draws[a], self.draws[b])[0] > 0
+        lo, hi = rows[a].get("mAP50-95 lo"), rows[b].get("mAP50-95 hi")
+        return lo is not None and hi is not None and lo > hi
+
+    def ratio(self, col: str, a: str, b: str) -> tuple[float, float, float]:
+        return stats.ratio_interval(self.rounds[col][a], self.rounds[col][b])
+
+    def dominates(self, rows: dict[str, dict[str, Any]], col: str, a: str, b: str) -> bool:
+        """A better than B on one axis by its interval and not worse on the other."""
+        _, lo, hi = self.ratio(col, a, b)
+        if self.more_accurate(rows, a, b) and lo <= 1:
+            return True
+        return hi < 1 and not self.more_accurate(rows, b, a)
 
 
-def _ratio(cand: list[list[float]], ref: list[list[float]]) -> float:
-    """Median over rounds of the candidate's per-round median over the reference's."""
-    return statistics.median(statistics.median(c) / statistics.median(r) for c, r in zip(cand, ref))
+def _rel(path: str | os.PathLike[str], root: Path) -> str:
+    return os.path.relpath(path, root)
 
 
 def table_rows(
@@ -34,13 +73,22 @@ def table_rows(
     exports: dict[str, dict[str, dict[str, Any]]],
     times: dict[str, dict[str, Any]],
     settings: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """One row per candidate: the CSV's columns, in order."""
+    root: Path,
+) -> tuple[list[dict[str, Any]], Evidence]:
+    """One row per candidate (the CSV's columns, in order), and the evidence behind them."""
     ref = settings["reference"]
+    matches: dict[str, list[stats.Matches]] = {}
+    for c in cands:
+        found = [Path(r["run_dir"]) / r["matches"] for r in runs[c.name] if r.get("matches")]
+        if all(p.is_file() for p in found) and len(found) == len(runs[c.name]):
+            matches[c.name] = [stats.Matches.load(p) for p in found]
+    maps = {c.name: [r["map50_95"] for r in runs[c.name]] for c in cands}
+    intervals, draws = stats.map_intervals(maps, matches if len(matches) == len(cands) else None)
+    evidence = Evidence(draws, {col: t["rounds_ms"] for col, t in times.items()})
     rows = []
     for c in cands:
-        maps = [r["map50_95"] for r in runs[c.name]]
         first = runs[c.name][0]
+        ci = intervals[c.name]
         row: dict[str, Any] = {
             "name": c.name,
             "model": c.text,
@@ -48,108 +96,133 @@ def table_rows(
             "start": c.start,
             "params_M": round(first["params"] / 1e6, 3),
             "GFLOPs": first["gflops"],
-            "mAP50-95": round(statistics.mean(maps), 4),
+            "mAP50-95": round(statistics.mean(maps[c.name]), 4),
+            "mAP50-95 lo": None if ci is None else round(max(0.0, ci[0]), 4),
+            "mAP50-95 hi": None if ci is None else round(ci[1], 4),
             "mAP50": round(statistics.mean(r["map50"] for r in runs[c.name]), 4),
             "epochs": settings["epochs"],
-            "seeds": len(maps),
-            "seed_spread": round(max(maps) - min(maps), 4) if len(maps) > 1 else None,
+            "seeds": len(maps[c.name]),
+            "seed_spread": round(max(maps[c.name]) - min(maps[c.name]), 4)
+            if len(maps[c.name]) > 1
+            else None,
+            "resumed": sum(bool(r.get("resumed")) for r in runs[c.name]),
         }
-        for rt in settings["runtimes"]:
-            t = times[rt]
-            if c.name == ref:
-                ms = _median([r for pair in t.values() for r in pair["ref"]])
-                ratio = 1.0
-            else:
-                ms, ratio = _median(t[c.name]["cand"]), _ratio(t[c.name]["cand"], t[c.name]["ref"])
-            row[f"{rt} ms"], row[f"{rt} x"] = round(ms, 3), round(ratio, 3)
-            if rt == "openvino-int8":
-                int8 = exports[c.name][rt]["map50_95"]  # the first seed's model, quantized
-                row["int8 mAP50-95"] = round(int8, 4)
-                row["int8 change (seed 0)"] = round(int8 - first["map50_95"], 4)
-        row["run_dir"] = first["run_dir"]
+        for col, t in times.items():
+            ms, lo, hi = stats.ms_interval(t["rounds_ms"][c.name])
+            row.update({f"{col} ms": round(ms, 3), f"{col} ms lo": round(lo, 3)})
+            row[f"{col} ms hi"] = round(hi, 3)
+            x, lo, hi = evidence.ratio(col, c.name, ref)
+            row.update({f"{col} x": round(x, 3), f"{col} x lo": round(lo, 3)})
+            row[f"{col} x hi"] = round(hi, 3)
+            made = exports[c.name][col]
+            if made.get("runtime") == "openvino-int8" and "map50_95" in made:
+                at = "" if col == "openvino-int8" else f" ({col})"
+                row[f"int8 mAP50-95{at}"] = round(made["map50_95"], 4)
+                if made.get("imgsz", settings["imgsz"]) == settings["imgsz"]:
+                    change = made["map50_95"] - first["map50_95"]
+                    row[f"int8 change (seed 0){at}"] = round(change, 4)
+        row["run_dir"] = _rel(first["run_dir"], root)
         rows.append(row)
-    return rows
+    return rows, evidence
 
 
-def pareto(rows: Sequence[dict[str, Any]], runtime: str) -> list[str]:
-    """Names on the front of mAP50-95 (higher) against latency in ``runtime`` (lower)."""
-
-    def dominated(a: dict[str, Any]) -> bool:
-        return any(
-            b["mAP50-95"] >= a["mAP50-95"]
-            and b[f"{runtime} x"] <= a[f"{runtime} x"]
-            and (b["mAP50-95"] > a["mAP50-95"] or b[f"{runtime} x"] < a[f"{runtime} x"])
-            for b in rows
-        )
-
-    front = [r for r in rows if not dominated(r)]
-    return [r["name"] for r in sorted(front, key=lambda r: r[f"{runtime} x"])]
+def learned(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether any candidate's mAP50-95 is distinguishable from 0."""
+    return any((r["mAP50-95 lo"] if r["mAP50-95 lo"] is not None else r["mAP50-95"]) > LEARNED
+               for r in rows)  # fmt: skip
 
 
-def _noise(rows: Sequence[dict[str, Any]]) -> float | None:
-    spreads = [r["seed_spread"] for r in rows if r["seed_spread"] is not None]
-    return max(spreads) if spreads else None
+def pareto(rows: Sequence[dict[str, Any]], col: str, ev: Evidence) -> list[str]:
+    """The candidates no other dominates in ``col`` (by the intervals), fastest first."""
+    by = {r["name"]: r for r in rows}
+    front = [a for a in by if not any(ev.dominates(by, col, b, a) for b in by if b != a)]
+    return sorted(front, key=lambda n: by[n][f"{col} x"])
 
 
-def recommend(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """The fastest candidate (first runtime named) whose mAP is within the noise of the
-    best; with its evidence and the noise, or that the noise was not measured."""
-    rt, ref = settings["runtimes"][0], settings["reference"]
-    best = max(rows, key=lambda r: r["mAP50-95"])
-    noise = _noise(rows)
-    close = [r for r in rows if noise is not None and r["mAP50-95"] >= best["mAP50-95"] - noise]
-    pick = min(close or [best], key=lambda r: r[f"{rt} x"])
+def recommend(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evidence) -> str:
+    """The fastest candidate (first column) that no other is more accurate than, by the
+    intervals; with its evidence. Nothing where no candidate learned."""
+    if not learned(rows):
+        return "None: no candidate learned (see the top of the report)."
+    col, ref = settings["columns"][0], settings["reference"]
+    by = {r["name"]: r for r in rows}
+    top = [n for n in by if not any(ev.more_accurate(by, m, n) for m in by if m != n)]
+    pick = min(top, key=lambda n: by[n][f"{col} x"])
+    r = by[pick]
     text = (
-        f"**{pick['name']}** ({pick['start']}): mAP50-95 {pick['mAP50-95']:.3f} at "
-        f"{pick[f'{rt} x']:.2f}x {ref}'s {rt} latency ({pick[f'{rt} ms']:.2f} ms), "
-        f"{pick['params_M']:.2f} M parameters, {pick['GFLOPs']:.2f} GFLOPs "
-        f"at {settings['imgsz']} px"
+        f"**{pick}** ({r['start']}): mAP50-95 {_ci(r, 'mAP50-95')} at "
+        f"{_ci(r, f'{col} x', 2)}x {ref}'s {col} latency ({_ci(r, f'{col} ms', 2)} ms), "
+        f"{r['params_M']:.2f} M parameters, {r['GFLOPs']:.2f} GFLOPs."
     )
-    if noise is None:
-        return text + (
-            ". The highest mAP measured. One seed per candidate: the noise was not measured, "
-            "so a difference of a few points may be noise; rerun with --seeds 3 to know."
-        )
-    if pick is best:
-        return text + (
-            f". The highest mAP, and no candidate within the noise "
-            f"(the largest seed spread, {noise:.3f} over {settings['seeds']} seeds) is faster."
-        )
-    return text + (
-        f". {best['name']} scored {best['mAP50-95']:.3f}, a difference of "
-        f"{best['mAP50-95'] - pick['mAP50-95']:.3f}, smaller than the noise (the largest seed "
-        f"spread, {noise:.3f} over {settings['seeds']} seeds): noise, and {pick['name']} is faster."
+    others = [n for n in top if n != pick]
+    how = (
+        "paired over the same validation images and seeds"
+        if ev.draws
+        else "by non-overlapping intervals"
     )
+    if others:
+        text += (
+            f" No candidate is more accurate by the 95% intervals ({how}); "
+            f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} as accurate by them "
+            f"and slower in {col}."
+        )
+    else:
+        text += f" No candidate is more accurate by the 95% intervals ({how})."
+    if all(x["mAP50-95 lo"] is None for x in rows):
+        text += (
+            " One seed and no per-image matches: the accuracy has no interval, so any "
+            "difference may be noise; rerun with --seeds 3."
+        )
+    return text
 
 
-def dominance(rows: Sequence[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
-    """For each stock candidate and runtime: the effzoo rows that dominate it (no slower,
-    higher mAP beyond the seed spread)."""
-    noise = _noise(rows) or 0.0
-    lines = []
-    for s in (r for r in rows if r["kind"] == "stock"):
-        for rt in settings["runtimes"]:
-            by = [
-                r["name"]
-                for r in rows
-                if r["kind"] != "stock"
-                and r[f"{rt} x"] <= s[f"{rt} x"]
-                and r["mAP50-95"] > s["mAP50-95"] + noise
-            ]
+def dominance(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evidence) -> list[str]:
+    """For each stock candidate and column: the effzoo rows that dominate it by the
+    intervals (more accurate and not slower, or faster and not less accurate)."""
+    by = {r["name"]: r for r in rows}
+    lines: list[str] = []
+    if not learned(rows):
+        return ["- none: no candidate learned, so no candidate is more accurate than another"]
+    for s in (r["name"] for r in rows if r["kind"] == "stock"):
+        for col in settings["columns"]:
+            found = [n for n in by if by[n]["kind"] != "stock" and ev.dominates(by, col, n, s)]
             lines.append(
-                f"- {s['name']} in {rt}: "
-                + (f"dominated by {', '.join(by)}" if by else "no effzoo candidate dominates it")
+                f"- {s} in {col}: "
+                + (
+                    f"dominated by {', '.join(found)}"
+                    if found
+                    else "no effzoo candidate dominates it"
+                )
             )
     return lines
 
 
-def _md_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    cols = [k for k in rows[0] if k not in ("run_dir", "model", "kind")]
-    fmt = lambda v: "" if v is None else f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+def _ci(row: dict[str, Any], key: str, digits: int = 3) -> str:
+    lo, hi = row.get(f"{key} lo"), row.get(f"{key} hi")
+    text = f"{row[key]:.{digits}f}"
+    return text if lo is None or hi is None else f"{text} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    head = ["name", "start", "params_M", "GFLOPs", "mAP50-95 [95% CI]", "mAP50", "seeds"]
+    head += ["resumed"] if any(r["resumed"] for r in rows) else []
+    for col in columns:
+        head += [f"{col} ms [95% CI]", f"{col} x [95% CI]"]
+    int8 = sorted({k for r in rows for k in r if "int8" in k}, key=list(rows[0]).index)
+    head += int8
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        out = [r["name"], r["start"], f"{r['params_M']:g}", f"{r['GFLOPs']:g}"]
+        out += [_ci(r, "mAP50-95"), f"{r['mAP50']:.3f}", str(r["seeds"])]
+        out += [str(r["resumed"])] if "resumed" in head else []
+        for col in columns:
+            out += [_ci(r, f"{col} ms", 2), _ci(r, f"{col} x", 2)]
+        return out + ["" if r.get(k) is None else f"{r[k]:g}" for k in int8]
+
     return [
-        "| " + " | ".join(cols) + " |",
-        "|" + "|".join("---" for _ in cols) + "|",
-        *("| " + " | ".join(fmt(r[k]) for k in cols) + " |" for r in rows),
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+        *("| " + " | ".join(cells(r)) + " |" for r in rows),
     ]
 
 
@@ -158,44 +231,141 @@ def precisions(times: dict[str, dict[str, Any]]) -> list[str]:
     AutoBackend: bf16 on a CPU with AVX512_BF16 or AMX, f32 otherwise): what its column
     measured."""
     lines = []
-    for rt, records in times.items():
-        seen = sorted({r.get("precision") for r in records.values()} - {None})
+    for col, record in times.items():
+        seen = sorted({p for p in (record.get("precision") or {}).values()} - {None})
         if seen:
-            rest = "NNCF's quantized layers in int8, the others in " if rt.endswith("int8") else ""
+            rest = "NNCF's quantized layers in int8, the others in " if "int8" in col else ""
             lines.append(
-                f"- Precision, {rt}: {rest}{' / '.join(seen)}: OpenVINO's default on this "
+                f"- Precision, {col}: {rest}{' / '.join(seen)}: OpenVINO's default on this "
                 "machine as Ultralytics' AutoBackend compiles it (bf16 where the CPU has "
                 "AVX512_BF16 or AMX, f32 otherwise)"
             )
     return lines
 
 
-def plot(rows: Sequence[dict[str, Any]], runtime: str, ref: str, path: Path) -> Path | None:
-    """mAP50-95 against latency / reference, the front joined; None without matplotlib."""
-    try:
-        import matplotlib
+def warnings_first(
+    rows: Sequence[dict[str, Any]], times: dict[str, dict[str, Any]], settings: dict[str, Any]
+) -> list[str]:
+    """What the reader must know before the table: nothing learned, a busy machine, ratios
+    that did not reach the target precision, the stock rows' start."""
+    out = []
+    if not learned(rows):
+        out.append(
+            f"**No candidate learned**: every mAP50-95 is indistinguishable from 0 after "
+            f"{settings['epochs']} epochs, so this comparison recommends nothing. Raise "
+            f"--epochs (Ultralytics' default is 100), the image size (--imgsz, now "
+            f"{settings['imgsz']}), or the data (more labelled images per class), then rerun: "
+            "the finished runs are kept only where their arguments are unchanged."
+        )
+    busy = {c: t for c, t in times.items() if t.get("other_cpus", 0) > BUSY_CPUS}
+    if busy:
+        worst = max(t["other_cpus"] for t in busy.values())
+        out.append(
+            f"**The machine was busy while timing** ({', '.join(busy)}): other processes used "
+            f"{worst:.2f} CPUs on average (load average {_loads(busy)}), so the latencies "
+            "include their interference. Rerun on a quiet machine: the trained runs are "
+            "kept; delete the timing/ folder to time again."
+        )
+    wide = [c for c, t in times.items() if not t.get("complete", True)]
+    if wide:
+        out.append(
+            f"Timing in {', '.join(wide)} did not reach ±5% on every ratio within the time "
+            "budget (--timing-budget); their intervals say how precise they are."
+        )
+    if settings.get("start_note"):
+        out.append(settings["start_note"])
+    return out
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+
+def _loads(times: dict[str, dict[str, Any]]) -> str:
+    vals = [v for t in times.values() for v in (t.get("load") or {}).values()]
+    return f"{min(vals):.1f}-{max(vals):.1f}" if vals else "unknown"
+
+
+def _texts_overlap(fig: Any, texts: Sequence[Any]) -> bool:
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in texts]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+
+
+def figure(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evidence) -> Any:
+    """A panel per column: mAP50-95 against latency / the reference, both with their 95%
+    intervals; stock rows as grey squares, effzoo rows as blue circles (legend); the
+    front by the intervals dashed; labels placed where they overlap nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols, ref = settings["columns"], settings["reference"]
+    fig, axes = plt.subplots(1, len(cols), figsize=(6 * len(cols), 4.8), squeeze=False)
+    top = max([r["mAP50-95 hi"] or r["mAP50-95"] for r in rows] + [0.05])
+    for ax, col in zip(axes[0], cols):
+        placed: list[Any] = []
+        for kind, style in (("stock", dict(fmt="s", color="0.45")), ("", dict(fmt="o"))):
+            group = [r for r in rows if (r["kind"] == "stock") == bool(kind)]
+            if not group:
+                continue
+            x = np.array([r[f"{col} x"] for r in group])
+            y = np.array([r["mAP50-95"] for r in group])
+            xerr = [x - [r[f"{col} x lo"] for r in group], [r[f"{col} x hi"] for r in group] - x]
+            yerr = [
+                y - [r["mAP50-95 lo"] if r["mAP50-95 lo"] is not None else v
+                     for r, v in zip(group, y)],
+                [r["mAP50-95 hi"] if r["mAP50-95 hi"] is not None else v
+                 for r, v in zip(group, y)] - y,
+            ]  # fmt: skip
+            ax.errorbar(
+                x, y, xerr=xerr, yerr=yerr, capsize=3, ms=6, lw=1,
+                label="stock Ultralytics" if kind else "effzoo backbone", **style,
+            )  # fmt: skip
+        front = [next(r for r in rows if r["name"] == n) for n in pareto(rows, col, ev)]
+        ax.plot([r[f"{col} x"] for r in front], [r["mAP50-95"] for r in front], "k--", lw=0.8)
+        ax.set_ylim(0, top * 1.15)
+        ax.set_xlabel(f"{col} latency / {ref} (95% CI)")
+        ax.set_ylabel("mAP50-95 (95% CI)")
+        ax.set_title(col)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.canvas.draw()
+        for r in sorted(rows, key=lambda r: -r["mAP50-95"]):
+            _label(fig, ax, r["name"], (r[f"{col} x"], r["mAP50-95"]), placed)
+    fig.suptitle("effzoo compare: accuracy against latency; the front (dashed) by the intervals")
+    fig.tight_layout()
+    return fig
+
+
+#: offsets (points) tried in turn for a point's label
+_OFFSETS = [(6, 6), (6, -12), (-6, 6), (-6, -12), (6, 18), (6, -24), (-6, 18), (-6, -24),
+            (12, 30), (12, -36), (-12, 30), (-12, -36)]  # fmt: skip
+
+
+def _label(fig: Any, ax: Any, name: str, xy: tuple[float, float], placed: list[Any]) -> None:
+    r = fig.canvas.get_renderer()
+    for dx, dy in _OFFSETS:
+        t = ax.annotate(
+            name, xy, xytext=(dx, dy), textcoords="offset points", fontsize=7,
+            ha="left" if dx > 0 else "right",
+        )  # fmt: skip
+        box = t.get_window_extent(r)
+        if not any(box.overlaps(p.get_window_extent(r)) for p in placed):
+            placed.append(t)
+            return
+        t.remove()
+    t = ax.annotate(name, xy, xytext=(6, 6), textcoords="offset points", fontsize=6)
+    placed.append(t)
+
+
+def plot(
+    rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evidence, path: Path
+) -> Path | None:
+    """The figure written to ``path``; None without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for r in rows:
-        err = (r["seed_spread"] or 0) / 2
-        ax.errorbar(r[f"{runtime} x"], r["mAP50-95"], yerr=err or None, fmt="o", capsize=3)
-        ax.annotate(
-            r["name"],
-            (r[f"{runtime} x"], r["mAP50-95"]),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
-    front = [next(r for r in rows if r["name"] == n) for n in pareto(rows, runtime)]
-    ax.plot([r[f"{runtime} x"] for r in front], [r["mAP50-95"] for r in front], "k--", lw=1)
-    ax.set_xlabel(f"{runtime} latency / {ref}")
-    ax.set_ylabel("mAP50-95")
-    ax.set_title("effzoo compare: the front (dashed)")
-    fig.tight_layout()
+    import matplotlib.pyplot as plt
+
+    fig = figure(rows, settings, ev)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -209,38 +379,52 @@ def write_outputs(
     times: dict[str, dict[str, Any]],
     settings: dict[str, Any],
 ) -> dict[str, Any]:
-    rows = table_rows(cands, runs, exports, times, settings)
+    from .._atomic import write_text
+
+    settings = {**settings, "columns": list(times)}
+    rows, ev = table_rows(cands, runs, exports, times, settings, root)
     csv_path = root / "compare.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    rt, ref = settings["runtimes"][0], settings["reference"]
-    png = plot(rows, rt, ref, root / "compare.png")
-    rec = recommend(rows, settings)
-    data = "the demo data (generated)" if settings["demo_data"] else settings["data"]
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(csv_path, buf.getvalue())
+    ref = settings["reference"]
+    png = plot(rows, settings, ev, root / "compare.png")
+    rec = recommend(rows, settings, ev)
+    data = "the demo data (generated)" if settings["demo_data"] else _rel(settings["data"], root)
     t = settings["timing"]
+    sizes = ", ".join(str(s) for s in settings["deploy_imgsz"])
+    first = warnings_first(rows, times, settings)
     lines = [
         "# effzoo compare",
         "",
+        *(line for w in first for line in (w, "")),
         f"{len(rows)} candidates trained on {data}: {settings['epochs']} epochs at "
         f"{settings['imgsz']} px, batch {settings['batch']}, {settings['seeds']} seed(s) each "
-        f"(seeds 0-{settings['seeds'] - 1}); latency as a ratio to {ref}.",
+        f"(seeds 0-{settings['seeds'] - 1}); timed at {sizes} px; latency as a ratio to "
+        f"{ref}. Brackets: 95% intervals.",
         "",
         *((settings["stock_note"], "") if settings.get("stock_note") else ()),  # candidates'
-        *_md_table(rows),
+        *_md_table(rows, settings["columns"]),
         "",
         "## Recommendation",
         "",
         rec,
         "",
-        "## Pareto front (mAP50-95 against latency)",
+        "## Pareto front (mAP50-95 against latency, by the intervals)",
         "",
-        *(f"- {r}: {' < '.join(pareto(rows, r))}" for r in settings["runtimes"]),
+        *(
+            f"- {c}: {' < '.join(pareto(rows, c, ev))}"
+            if learned(rows)
+            else f"- {c}: none (no candidate learned)"
+            for c in settings["columns"]
+        ),
         "",
-        "Stock models and whether an effzoo candidate dominates them:",
+        "Stock models and whether an effzoo candidate dominates them (more accurate and not "
+        "slower, or faster and not less accurate, each by its 95% interval):",
         "",
-        *dominance(rows, settings),
+        *dominance(rows, settings, ev),
         "",
         f"Plot: {png.name}"
         if png
@@ -251,18 +435,30 @@ def write_outputs(
         "",
         "- Training: Ultralytics' `train` with its defaults and the budget above "
         f"(`deterministic=True`; extra arguments: {settings['train_args'] or 'none'}); device "
-        f"{settings['device']}; mAP: `val` of `best.pt` on the validation split, the mean over "
-        "seeds; the seed spread is the largest minus the smallest.",
-        "- Export: `model.export(format=...)` with Ultralytics' defaults at the training size, "
-        "from the first seed's `best.pt`; an INT8 artifact is validated the same way "
-        "(`int8 change (seed 0)`: its mAP50-95 minus that of the `best.pt` it was made from).",
-        "- Latency: each candidate against the reference, in a process of their own per "
-        "runtime, through Ultralytics' AutoBackend (the raw forward, no pre- or "
-        f"post-processing), batch 1; {t['warmup']} warm-up calls, then {t['rounds']} rounds "
-        f"of {t['per_round']} calls in a shuffled order; ms: the median call; x: the median "
-        "over rounds of the per-round median ratio to the reference.",
+        f"{settings['device']}; mAP50-95: `val` of `best.pt` on the validation split, the mean "
+        "over seeds; its interval a bootstrap over validation images and seeds (the same "
+        "images for every candidate, so two candidates are compared paired), or over seeds "
+        "alone where the per-image matches are missing.",
+        f"- Export: `model.export(format=...)` with Ultralytics' defaults at each deploy size "
+        f"({sizes} px), from the first seed's `best.pt`; an INT8 artifact is validated the "
+        "same way (`int8 change (seed 0)`: its mAP50-95 minus that of the `best.pt` it was "
+        "made from, where exported at the training size).",
+        "- Latency: each artifact in a process of its own through Ultralytics' AutoBackend "
+        "with the runtime's default threads (the raw forward, batch 1, no pre- or "
+        "post-processing); the processes take turns in rounds in a shuffled order, one at a "
+        f"time; {t['warmup']} warm-up calls, then at least {t['rounds']} rounds of "
+        f"{t['per_round']} calls, more until every ratio's interval is within ±5% (at most "
+        f"{t['budget_s']:g} s per runtime and size). ms: the median over rounds of each "
+        "round's median call; x: that over the reference's; intervals: a bootstrap over "
+        "rounds (paired: both from the same rounds).",
+        *(
+            f"- Timing, {c}: {len(next(iter(tm['rounds_ms'].values())))} rounds in "
+            f"{tm.get('seconds', 0):g} s; other processes used {tm.get('other_cpus', 0):.2f} "
+            f"CPUs on average; load average {_loads({c: tm})}"
+            for c, tm in times.items()
+        ),
         *precisions(times),
-        f"- Runs (Ultralytics' directories): {root / 'runs'}",
+        "- Runs (Ultralytics' directories): runs/ (relative to this report)",
         "",
         "## Machine",
         "",
@@ -270,5 +466,5 @@ def write_outputs(
         "",
     ]
     report = root / "compare.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
+    write_text(report, "\n".join(lines))
     return {"table": rows, "csv": csv_path, "report": report, "plot": png, "recommendation": rec}

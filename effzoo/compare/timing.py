@@ -1,6 +1,16 @@
-"""The timing process of ``effzoo compare`` (``python -m effzoo.compare.timing ...``):
-artifacts of one runtime loaded through Ultralytics' AutoBackend and timed against each
-other, in a process of its own."""
+"""How ``effzoo compare`` times its artifacts: each one in a process of its own, the
+processes interleaved in rounds, until every ratio to the reference is known to about
+±5% (or the time budget ends).
+
+A worker (``python -m effzoo.compare.timing worker ...``) loads one artifact through
+Ultralytics' AutoBackend (the runtime's own defaults for threads, as a deployment with
+Ultralytics runs it), warms it up, then answers "time N" on stdin with N timed calls of
+the raw forward (no pre- or post-processing) on stdout. The driver (``time_artifacts``)
+starts one worker per artifact, then in each round asks every worker in turn, in a
+shuffled order: only one runs at a time, and drift of the machine falls on all alike.
+Between two workers it pauses briefly, so a runtime's spinning thread pool is idle
+before the next one starts. The statistics live in ``stats``.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +18,48 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import random
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from . import stats
 from .runtimes import RUNTIMES
-from .train import ultralytics_ready
+
+#: the relative half-width of a ratio's 95% interval the timer keeps going for
+TARGET = 0.05
+#: seconds between two workers' turns (ONNX Runtime's pool spins a few ms after a call)
+PAUSE_S = 0.05
 
 
-def _time(args: argparse.Namespace) -> dict[str, Any]:
-    """Per-call milliseconds of each artifact's forward, ``rounds`` x ``per_round``,
-    interleaved in a random order each round, after ``warmup`` calls each; and each
-    artifact's precision where the runtime chose one (``precision``)."""
+@dataclass
+class Timing:
+    """Per artifact, the median call (ms) of each round; the load of the machine meanwhile
+    (``load``: the 1-minute load average before and after; ``other_cpus``: the CPUs other
+    processes used while the workers timed, on average); each artifact's precision."""
+
+    rounds_ms: dict[str, list[float]]
+    precision: dict[str, str | None]
+    load: dict[str, float] = field(default_factory=dict)
+    other_cpus: float = 0.0
+    seconds: float = 0.0
+    complete: bool = True
+
+
+# -- the worker ----------------------------------------------------------------------------
+
+
+def _worker(args: argparse.Namespace) -> int:
+    # the protocol on a private copy of stdout; whatever else writes to stdout (a runtime,
+    # a logger holding the stream) lands on stderr
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    from .train import ultralytics_ready
+
     ultralytics_ready()
     import torch
     from ultralytics.nn.autobackend import AutoBackend
@@ -30,36 +68,78 @@ def _time(args: argparse.Namespace) -> dict[str, Any]:
     device = select_device(args.device, verbose=False)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with contextlib.redirect_stdout(io.StringIO()):
-        backends = {
-            a: AutoBackend(a, device=device, fuse=True, verbose=False) for a in args.artifacts
-        }
+        backend = AutoBackend(args.artifact, device=device, fuse=True, verbose=False)
     x = torch.rand(1, 3, args.imgsz, args.imgsz, generator=torch.Generator().manual_seed(0))
     x = x.to(device)
-    times: dict[str, list[list[float]]] = {a: [] for a in args.artifacts}
-    order = list(args.artifacts)
-    rng = random.Random(0)
     with torch.inference_mode():
-        for a in order:
-            for _ in range(args.warmup):
-                backends[a](x)
-            sync()
-        for _ in range(args.rounds):
-            rng.shuffle(order)
-            for a in order:
-                calls = []
-                for _ in range(args.per_round):
-                    t = time.perf_counter()
-                    backends[a](x)
-                    sync()
-                    calls.append((time.perf_counter() - t) * 1e3)
-                times[a].append(calls)
-    return {
-        "times_ms": times,
-        "precision": {a: RUNTIMES[args.runtime].precision(b) for a, b in backends.items()},
-    }
+        for _ in range(args.warmup):
+            backend(x)
+        sync()
+        ready = {"ready": True, "precision": RUNTIMES[args.runtime].precision(backend)}
+        print(json.dumps(ready), file=out, flush=True)
+        for line in sys.stdin:
+            n = int(line.split()[1]) if line.startswith("time ") else 0
+            if n <= 0:
+                break
+            calls = []
+            for _ in range(n):
+                t = time.perf_counter()
+                backend(x)
+                sync()
+                calls.append((time.perf_counter() - t) * 1e3)
+            print(json.dumps(calls), file=out, flush=True)
+    return 0
 
 
-def time_command(
+def worker_command(
+    artifact: str, *, runtime: str, imgsz: int, device: str, warmup: int
+) -> list[str]:
+    """The command line of the worker that times ``artifact``."""
+    return [
+        sys.executable,
+        "-m",
+        "effzoo.compare.timing",
+        "worker",
+        f"--runtime={runtime}",
+        f"--imgsz={imgsz}",
+        f"--device={device}",
+        f"--warmup={warmup}",
+        artifact,
+    ]
+
+
+# -- the driver ----------------------------------------------------------------------------
+
+
+class TimingError(RuntimeError):
+    """A worker that could not load or run its artifact."""
+
+
+def _read(proc: subprocess.Popen[str], artifact: str) -> Any:
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line:
+        err = proc.stderr.read() if proc.stderr else ""
+        tail = [ln for ln in err.strip().splitlines() if ln.strip()][-1:] or ["no output"]
+        raise TimingError(f"timing {artifact} failed: {tail[0]}")
+    return json.loads(line)
+
+
+def _cpu_seconds(pids: Sequence[int]) -> tuple[float, float]:
+    """(all CPUs' busy seconds, the busy seconds of ``pids`` and this process)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    busy = t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
+    busy += getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
+    own = 0.0
+    for pid in (os.getpid(), *pids):
+        with contextlib.suppress(Exception):
+            c = psutil.Process(pid).cpu_times()
+            own += c.user + c.system
+    return busy, own
+
+
+def time_artifacts(
     artifacts: Sequence[str],
     *,
     runtime: str,
@@ -68,36 +148,79 @@ def time_command(
     rounds: int,
     per_round: int,
     warmup: int,
-) -> list[str]:
-    """The command line of the timing process for ``artifacts`` (one runtime)."""
-    return [
-        sys.executable,
-        "-m",
-        "effzoo.compare.timing",
-        "time",
-        f"--runtime={runtime}",
-        f"--imgsz={imgsz}",
-        f"--device={device}",
-        f"--rounds={rounds}",
-        f"--per-round={per_round}",
-        f"--warmup={warmup}",
-        *artifacts,
-    ]
+    budget_s: float,
+    log: Callable[[str], None] = lambda m: None,
+) -> Timing:
+    """``artifacts`` (the reference first) timed in rounds until each ratio to the first is
+    within ±``TARGET`` at 95%, ``rounds`` rounds at least; ``budget_s`` seconds at most
+    after the first ``rounds``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: dict[str, subprocess.Popen[str]] = {}
+    precision: dict[str, str | None] = {}
+    try:
+        for a in artifacts:  # one at a time: loading does not overlap the others' timing
+            cmd = worker_command(a, runtime=runtime, imgsz=imgsz, device=device, warmup=warmup)
+            procs[a] = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, env=env,
+            )  # fmt: skip
+            precision[a] = _read(procs[a], a)["precision"]
+        load = {"before": os.getloadavg()[0]}
+        pids = [p.pid for p in procs.values()]
+        cpu0, own0, t0 = *_cpu_seconds(pids), time.monotonic()
+        rounds_ms: dict[str, list[float]] = {a: [] for a in artifacts}
+        order, rng, done = list(artifacts), random.Random(0), 0
+        while True:
+            rng.shuffle(order)
+            for a in order:
+                time.sleep(PAUSE_S)
+                procs[a].stdin.write(f"time {per_round}\n")  # type: ignore[union-attr]
+                procs[a].stdin.flush()  # type: ignore[union-attr]
+                rounds_ms[a].append(stats.median(_read(procs[a], a)))
+            done += 1
+            if done < rounds:
+                continue
+            wide = [a for a in artifacts[1:] if not _narrow(rounds_ms[a], rounds_ms[artifacts[0]])]
+            spent = time.monotonic() - t0
+            if not wide or spent > budget_s:
+                break
+            if done % 10 == 0:
+                log(f"{runtime}: {len(wide)} ratio(s) wider than ±{TARGET:.0%} after {done} rounds")
+        wall = time.monotonic() - t0
+        cpu1, own1 = _cpu_seconds(pids)
+        load["after"] = os.getloadavg()[0]
+        other = max(0.0, ((cpu1 - cpu0) - (own1 - own0)) / max(wall, 1e-9))
+        for p in procs.values():
+            p.stdin.write("stop\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+        return Timing(
+            rounds_ms, precision, load=load, other_cpus=round(other, 2), seconds=round(wall, 1),
+            complete=not wide,
+        )  # fmt: skip
+    finally:
+        for p in procs.values():
+            with contextlib.suppress(Exception):
+                p.stdin.close()  # type: ignore[union-attr]
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _narrow(cand: list[float], ref: list[float]) -> bool:
+    est, lo, hi = stats.ratio_interval(cand, ref)
+    return (hi - lo) / 2 <= TARGET * est
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m effzoo.compare.timing")
-    p.add_argument("mode", choices=["time"])
+    p.add_argument("mode", choices=["worker"])
     p.add_argument("--runtime", default="pytorch", choices=list(RUNTIMES))
     p.add_argument("--imgsz", type=int, required=True)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--per-round", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("artifacts", nargs="+")
-    args = p.parse_args(argv)
-    print(json.dumps(_time(args)))
-    return 0
+    p.add_argument("artifact")
+    return _worker(p.parse_args(argv))
 
 
 if __name__ == "__main__":
