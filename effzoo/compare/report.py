@@ -272,8 +272,8 @@ def warnings_first(
             f"Timing in {', '.join(wide)} did not reach ±5% on every ratio within the time "
             "budget (--timing-budget); their intervals say how precise they are."
         )
-    if settings.get("start_note"):
-        out.append(settings["start_note"])
+    if settings.get("stock_note"):  # the stock rows start from scratch (candidates')
+        out.append(settings["stock_note"])
     return out
 
 
@@ -405,7 +405,6 @@ def write_outputs(
         f"(seeds 0-{settings['seeds'] - 1}); timed at {sizes} px; latency as a ratio to "
         f"{ref}. Brackets: 95% intervals.",
         "",
-        *((settings["stock_note"], "") if settings.get("stock_note") else ()),  # candidates'
         *_md_table(rows, settings["columns"]),
         "",
         "## Recommendation",
