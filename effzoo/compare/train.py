@@ -155,20 +155,25 @@ def _state(run_dir: Path, epochs: int, notes: list[str]) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def _to_log(path: Path) -> Iterator[None]:
-    """Ultralytics' output (its logger, progress bars, prints) into ``path``, not the
-    console: the console gets one line per run from ``compare``."""
+    """Ultralytics' output (its logger at INFO whatever YOLO_VERBOSE says, progress bars,
+    prints) into ``path``, not the console: the console gets one line per run from
+    ``compare``."""
     from ultralytics.utils import LOGGER
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         streams = [h for h in LOGGER.handlers if isinstance(h, logging.StreamHandler)]
-        before = [h.setStream(f) for h in streams]
+        before = [(h.setStream(f), h.level) for h in streams], LOGGER.level
+        for h in [*streams, LOGGER]:
+            h.setLevel(logging.INFO)
         try:
             with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
                 yield
         finally:
-            for h, stream in zip(streams, before):
+            for h, (stream, level) in zip(streams, before[0]):
                 h.setStream(stream)
+                h.setLevel(level)
+            LOGGER.setLevel(before[1])
 
 
 def train_run(job: dict[str, Any]) -> dict[str, Any]:
