@@ -155,3 +155,60 @@ def test_a_name_of_an_effzoo_backbone_that_does_not_resolve_gets_effzoo_s_error(
         YOLO(typed)
     assert f"no model file {typed!r}; did you mean effzoo's {MEANT[typed]!r}" in str(e.value)
     assert "EfficientNet" in templates.cfg_text(MEANT[typed])  # the suggestion generates
+
+
+# -- checkpoint records ------------------------------------------------------------------
+
+
+def _saved_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edit) -> Path:
+    """A tiny effzoo YOLO checkpoint whose stem layer's record was changed by ``edit``
+    after it was made (as a hand edit or a damaged file would change it)."""
+    from test_yolo_checkpoint import _tiny_yolo
+
+    from effzoo.yolo import checkpoint
+
+    yolo, _ = _tiny_yolo("lite")
+    real = checkpoint.hold
+
+    def edited(layer, build, **extra):
+        held = real(layer, build, **extra)
+        return edit(held) if "backbone" in extra else held
+
+    monkeypatch.setattr(checkpoint, "hold", edited)
+    path = tmp_path / "best.pt"
+    yolo.save(path)
+    monkeypatch.undo()
+    return path
+
+
+def _flip_a_value(held: dict) -> dict:
+    name = next(k for k, v in held["tensors"].items() if v.is_floating_point() and v.numel() > 8)
+    t = held["tensors"][name].clone()
+    t.view(-1)[3] = -t.view(-1)[3] - 1
+    return {**held, "tensors": {**held["tensors"], name: t}}
+
+
+RECORD_EDITS = {
+    "format as a string": (lambda h: {**h, "format": "2"}, "format is '2'"),
+    "bn_eps 0.5": (lambda h: {**h, "build": {**h["build"], "bn_eps": 0.5}}, "eps 0.5"),
+    "padding bogus": (lambda h: {**h, "build": {**h["build"], "padding": "bogus"}}, "'bogus'"),
+    "a changed tensor": (_flip_a_value, "do not hash to the digest"),
+}
+
+
+@pytest.mark.parametrize("edit", list(RECORD_EDITS))
+def test_a_damaged_checkpoint_record_is_refused_as_damaged(
+    edit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A record that no build of its variant can have, a format that is not one, or
+    tensors that do not hash to the digest saved with them: refused as damaged (no
+    version advice), instead of loading and predicting differently."""
+    from ultralytics import YOLO
+
+    change, says = RECORD_EDITS[edit]
+    path = _saved_with(tmp_path, monkeypatch, change)
+    with pytest.raises(effzoo.CheckpointFormatError) as e:
+        YOLO(str(path))
+    message = str(e.value)
+    assert "this checkpoint is damaged" in message and says in message, message
+    assert "pip install" not in message and "Upgrade" not in message

@@ -306,12 +306,15 @@ def test_a_checkpoint_of_a_newer_format_names_both_versions(tmp_path, monkeypatc
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("wrote", ["other", "same", "unrecorded"])
 def test_a_checkpoint_that_cannot_be_rebuilt_names_the_versions_that_wrote_it(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, wrote
 ):
     """When this effzoo's timm cannot build what the checkpoint holds (here: a variant row
     whose arch table no timm reads), the error names the effzoo and timm that wrote it and
-    the command that installs them."""
+    the command that installs them, when those are other versions; written by these
+    versions (or with none recorded), the checkpoint is said to be damaged, with no
+    version advice (never `timm==None`, never the versions installed)."""
     import dataclasses
 
     from ultralytics import YOLO
@@ -327,16 +330,22 @@ def test_a_checkpoint_that_cannot_be_rebuilt_names_the_versions_that_wrote_it(
         return {**build, "spec": dataclasses.replace(build["spec"], arch=(("zz_r1",),))}
 
     monkeypatch.setattr(checkpoint, "built_as", broken)
+    old = {"effzoo": "0.1.9", "timm": "1.0.99", "torch": "2.14.0"}
+    recorded = {"other": old, "same": checkpoint.versions(), "unrecorded": {}}[wrote]
+    monkeypatch.setattr(checkpoint, "versions", lambda: recorded)
     path = tmp_path / "odd.pt"
     yolo.save(path)
     monkeypatch.undo()
     with pytest.raises(effzoo.CheckpointFormatError) as info:
         YOLO(str(path))
     message = str(info.value)
-    wrote = checkpoint.versions()
-    assert f'pip install "timm=={wrote["timm"]}"' in message
-    assert f'in a checkout of effzoo {wrote["effzoo"]}: pip install ".[yolo]"' in message
-    assert "cannot rebuild the checkpoint's effzoo BackboneStem layer" in message
+    if wrote == "other":
+        assert 'pip install "timm==1.0.99"' in message
+        assert 'in a checkout of effzoo 0.1.9: pip install ".[yolo]"' in message
+        assert "cannot rebuild the checkpoint's effzoo BackboneStem layer" in message
+    else:
+        assert "this checkpoint is damaged" in message and "timm==" not in message, message
+        assert "rebuilding its effzoo BackboneStem layer failed" in message
 
 
 def test_deep_copies_are_plain_copies(monkeypatch):
