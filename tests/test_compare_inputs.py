@@ -26,7 +26,7 @@ from effzoo.errors import (
 )
 from effzoo.yolo import compare
 
-SMALL = dict(epochs=1, imgsz=64, batch=4, rounds=2, runtimes="pytorch")
+SMALL = dict(epochs=1, imgsz=64, batch=4, rounds=2, runtimes="pytorch", timing_budget=5.0)
 TRAIN = {"workers": 0, "plots": False}
 
 
@@ -186,6 +186,19 @@ def test_the_command_line_parses_values_as_yolo_train_and_names_its_flags(tmp_pa
             "Ultralytics would run on the CPU: give --device cpu"
         ]
     assert not out.exists()
+
+
+def test_python_errors_name_keywords_not_flags(tmp_path):
+    """From Python the options are keywords (issue 38 item 11): no `--` flag in the line."""
+    cases = [
+        ({"epochs": 0}, r"^epochs must be an integer >= 1, got 0$"),
+        ({"per_round": 0}, r"^per_round must be an integer >= 1"),
+        ({"imgsz": 65}, r"^imgsz must be a multiple of 32"),
+        ({"data": tmp_path / "no.yaml"}, r"leave data out to compare on"),
+    ]
+    for kw, match in cases:
+        msg = _refused((InvalidArgumentError, DataNotFoundError), match, tmp_path, **kw)
+        assert "--" not in msg, msg
 
 
 # --- the candidates -----------------------------------------------------------------
@@ -363,8 +376,10 @@ def test_a_stock_checkpoint_is_fine_tuned_with_the_same_budget(stock_pt, weights
     (args,) = out.glob("runs/yolo11n.pt-seed0-*/args.yaml")  # trained from the checkpoint
     assert yaml.safe_load(args.read_text())["model"] == str(weights_dir / "yolo11n.pt")
     assert "start from scratch (random init)" not in result.report.read_text()
-    # without the checkpoint row the report says, near its top, how to add it
-    again = compare("yolo11n.yaml", data=data, out=out, **SMALL, train_args=TRAIN)
+    # without the checkpoint row the report says, near its top, how to add it (the folder
+    # moved: the runs are found there, nothing is trained again)
+    shutil.copytree(out, tmp_path / "moved")
+    again = compare("yolo11n.yaml", data=data, out=tmp_path / "moved", **SMALL, train_args=TRAIN)
     assert again.trained == []
     head = again.report.read_text().split("## Recommendation")[0]
     assert "The stock rows (yolo11n) start from scratch (random init)" in head

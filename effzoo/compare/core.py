@@ -29,7 +29,7 @@ from .. import _checks as checks
 from .._atomic import set_aside
 from ..errors import OutputInUseError, RayUnavailableError
 from .candidates import Candidate, check_candidates, parse_candidates, reference, stock_note
-from .checks import DEMO_IMAGES, check_data, check_device, check_train_args
+from .checks import DEMO_IMAGES, check_data, check_device, check_train_args, option
 from .measure import measure
 from .runtimes import DEFAULT_RUNTIMES, check_runtimes, gpu
 from .train import MARKER, train_run
@@ -363,22 +363,24 @@ def compare(
     from ..paths import output_dir
     from .report import write_outputs
 
-    for name, value in (
-        ("--epochs", epochs),
-        ("--batch", batch),
-        ("--seeds", seeds),
-        ("--workers", workers),
-        ("--rounds", rounds),
-        ("--per-round", per_round),
+    for name, value in (  # named as the caller spells them (checks.option): --epochs, epochs
+        ("epochs", epochs),
+        ("batch", batch),
+        ("seeds", seeds),
+        ("workers", workers),
+        ("rounds", rounds),
+        ("per_round", per_round),
     ):
-        checks.positive_int(name, value)
-    checks.non_negative_int("--warmup", warmup)
+        checks.positive_int(option(name), value)
+    checks.non_negative_int(option("warmup"), warmup)
     if not timing_budget > 0:
-        checks.fail(f"--timing-budget must be a positive number of seconds, got {timing_budget}")
+        checks.fail(
+            f"{option('timing_budget')} must be a positive number of seconds, got {timing_budget}"
+        )
     if imgsz is not None:
-        checks.positive_int("--imgsz", imgsz)
+        checks.positive_int(option("imgsz"), imgsz)
         if imgsz % 32:
-            checks.fail(f"--imgsz must be a multiple of 32 (the P5 stride), got {imgsz}")
+            checks.fail(f"{option('imgsz')} must be a multiple of 32 (the P5 stride), got {imgsz}")
     rts = check_runtimes(runtimes, device)
     extra = check_train_args(train_args)  # these: checks.py's, before anything trains
     data_path, data_id = check_data(data)
