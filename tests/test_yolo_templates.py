@@ -424,8 +424,30 @@ def test_effzoo_env_checks_the_seams_now(monkeypatch):
     from effzoo.cli import env
 
     line = next(ln for ln in env.report() if ln.startswith("- Ultralytics seams"))
-    assert f"Ultralytics {ultralytics.__version__}: all 9 hold (7 required, 2 optional)" in line
+    req = sum(s.required for s in seams.SEAMS)
+    want = f"all {len(seams.SEAMS)} hold ({req} required, {len(seams.SEAMS) - req} optional)"
+    assert f"Ultralytics {ultralytics.__version__}: {want}" in line
     monkeypatch.setattr(tasks, "LOGGER", _Reformatted("effzoo-test-env"))
     line = next(ln for ln in env.report() if ln.startswith("- Ultralytics seams"))
     assert "optional 'model table' degraded" in line and "REQUIRED" not in line
     assert "model table" not in seams.DEGRADED  # a report changes nothing
+
+
+def test_one_seam_table_declares_every_patch_and_the_docs_list_it():
+    """``SEAMS`` is the one table: every patch ``register()`` applies is a "replaces" row
+    of it (and is in place), every row holds on the installed Ultralytics, and
+    docs/yolo.md's seam table lists exactly its rows, kinds and owners."""
+    from effzoo.yolo import patches
+
+    names = [s.name for s in seams.SEAMS]
+    assert len(set(names)) == len(names)
+    for owner, attr, _, seam in patches._patches():
+        row = next(s for s in seams.SEAMS if s.name == seam)
+        assert row.effzoo == "replaces" and getattr(getattr(owner, attr), "__effzoo__", False)
+    assert seams._static() == []
+    docs = (yolo_helpers.ROOT / "docs" / "yolo.md").read_text(encoding="utf-8")
+    table = docs.split("## Ultralytics seams")[1].split("\n\n")[2].splitlines()[2:]
+    rows = [[c.strip().strip("`") for c in line.strip("|").split("|")] for line in table]
+    assert [r[0] for r in rows] == names
+    for r, s in zip(rows, seams.SEAMS):
+        assert r[1:4] == ["required" if s.required else "optional", s.effzoo, s.owner], s.name

@@ -415,19 +415,16 @@ def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _patches() -> tuple[tuple[Any, str, Callable[..., Any], str], ...]:
-    """(owner, attribute, wrapper, seam) of every patch (the trainers' aside)."""
-    from ultralytics.engine import exporter, model
-    from ultralytics.nn import tasks
-    from ultralytics.utils import dist
-
-    return (
-        (exporter.Exporter, "__call__", _wrap_export_call, "Exporter.__call__"),
-        (model.Model, "_load", _wrap_model_load, "Model._load"),
-        (dist, "generate_ddp_file", _wrap_generate_ddp_file, "dist.generate_ddp_file"),
-        (tasks, "check_yaml", _wrap_check_yaml, "tasks.check_yaml"),
-        (tasks, "parse_model", _wrap_parse_model, "tasks.parse_model"),
-        (tasks.BaseModel, "fuse", _wrap_fuse, "BaseModel.fuse"),
-    )
+    """(owner, attribute, wrapper, seam) of every patch: the "replaces" rows of ``SEAMS``
+    that name a wrapper here (the trainers' ``get_model`` is patched aside, per class)."""
+    out = []
+    for seam in SEAMS:
+        if seam.patch:
+            module, _, path = seam.owner.partition(":")
+            owner, _, attr = path.rpartition(".")
+            obj = seams._attr(f"{module}:{owner}")
+            out.append((obj, attr, globals()[seam.patch], seam.name))
+    return tuple(out)
 
 
 def _patch_of(seam: str) -> tuple[Any, str]:

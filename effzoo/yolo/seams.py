@@ -121,27 +121,143 @@ def _swallowed(logger: logging.Logger, lines: list[str]) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Seam:
-    """One internal of Ultralytics that effzoo patches or relies on. A required one:
-    effzoo cannot build, train, fuse, export or run DDP right without it; an optional one
-    (logs, suggestions) degrades with one warning and everything else works."""
+    """One internal of Ultralytics that effzoo replaces or reads. A required one: effzoo
+    cannot build, train, fuse, export or run DDP right without it; an optional one (logs,
+    suggestions, what the applications read) degrades with one warning and everything
+    else works. ``owner``: where it lives (``module:attribute``); ``effzoo``: "replaces"
+    (``patch`` names the wrapper in patches.py, applied by ``register()``) or "reads";
+    ``check``: "" when it holds here, else what changed (signatures and the names its code
+    uses: cheap, nothing built)."""
 
     name: str
     required: bool
     does: str
+    owner: str
+    effzoo: str = "reads"
+    patch: str = ""
+    check: Callable[[], str] = lambda: ""
 
 
-#: every seam (docs/yolo.md lists them, with the count before and after issue 28)
+def _attr(owner: str) -> Any:
+    """The object ``module:a.b`` names (None where it is gone)."""
+    import importlib
+
+    module, _, path = owner.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        return None
+    for part in path.split(".") if path else ():
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _has(*owners: str, what: str = "") -> Callable[[], str]:
+    def check() -> str:
+        gone = [o for o in owners if _attr(o) is None]
+        plural = "is" if len(gone) == 1 else "are"
+        return (what or f"{', '.join(gone)} {plural} gone") if gone else ""
+
+    return check
+
+
+def _parse_model() -> str:
+    fn = _attr("ultralytics.nn.tasks:parse_model")
+    fn = getattr(fn, "__wrapped__", fn)
+    ok = callable(fn) and list(inspect.signature(fn).parameters)[:2] == ["d", "ch"]
+    return "" if ok else "tasks.parse_model(d, ch, ...) changed its signature"
+
+
+def _uses(owner: str, names: set[str], what: str) -> Callable[[], str]:
+    def check() -> str:
+        return "" if names <= _names(_attr(owner) or type) else what
+
+    return check
+
+
+def _get_model() -> str:
+    fn = _attr("ultralytics.engine.trainer:BaseTrainer.get_model")
+    ok = callable(fn) and "weights" in inspect.signature(fn).parameters
+    return "" if ok else "trainers no longer rebuild models through get_model(cfg, weights)"
+
+
+def _ov_compiled() -> str:
+    """AutoBackend (8.3) or the OpenVINO backend class it uses (8.4) keeps the compiled
+    model as ``ov_compiled_model``."""
+    module = _attr("ultralytics.nn.backends.openvino")
+    classes = [_attr("ultralytics.nn.autobackend:AutoBackend")]
+    classes += [c for c in vars(module).values() if isinstance(c, type)] if module else []
+    found = set().union(*(_names(c) for c in classes if c is not None))
+    return "" if "ov_compiled_model" in found else "AutoBackend keeps no ov_compiled_model"
+
+
+def _validator_stats() -> str:
+    names = _names(_attr("ultralytics.models.yolo.detect.val:DetectionValidator") or type)
+    ok = "stats" in names or "update_stats" in names
+    return "" if ok else "the detection validator keeps no per-image stats"
+
+
+#: every internal of Ultralytics effzoo replaces or reads, in one table: ``register()``
+#: patches the "replaces" rows with a ``patch``, the contract check and ``effzoo env``
+#: read the rest of it (docs/yolo.md, "Ultralytics seams", lists them)
 SEAMS = (
-    Seam("tasks.Index", True, "the placeholder module an effzoo row is built as"),
-    Seam("tasks.parse_model", True, "builds effzoo rows; every yaml build goes through it"),
-    Seam("tasks.check_yaml", True, "resolves effzoo's model names to generated yamls"),
-    Seam("BaseModel.fuse", True, "folds effzoo backbones for predict, val and export"),
-    Seam("Exporter.__call__", True, "static TF padding and NCHW weights in exports"),
-    Seam("get_model(cfg, weights)", True, "a checkpoint is its own start: nothing fetched"),
-    Seam("dist.generate_ddp_file", True, "DDP workers import effzoo.yolo"),
-    Seam("model table", False, "the model table shows the backbone layers, not Index rows"),
-    Seam("Model._load", False, "YOLO('yolo11n-efflite0') without .yaml: effzoo's suggestion"),
-)
+    Seam("tasks.Index", True, "the placeholder module an effzoo row is built as",
+         "ultralytics.nn.tasks:Index",
+         check=_has("ultralytics.nn.tasks:Index", what="ultralytics.nn.tasks has no Index module")),
+    Seam("tasks.parse_model", True, "builds effzoo rows; every yaml build goes through it "
+         "(splice.py reads the original through the wrapper's __wrapped__)",
+         "ultralytics.nn.tasks:parse_model", "replaces", "_wrap_parse_model", _parse_model),
+    Seam("tasks.check_yaml", True, "resolves effzoo's model names to generated yamls",
+         "ultralytics.nn.tasks:check_yaml", "replaces", "_wrap_check_yaml",
+         _uses("ultralytics.nn.tasks:yaml_model_load", {"check_yaml"},
+               "yaml_model_load no longer resolves files through tasks.check_yaml")),
+    Seam("BaseModel.fuse", True, "folds effzoo backbones for predict, val and export",
+         "ultralytics.nn.tasks:BaseModel.fuse", "replaces", "_wrap_fuse",
+         _has("ultralytics.nn.tasks:BaseModel.fuse", what="BaseModel.fuse is gone")),
+    Seam("Exporter.__call__", True, "static TF padding and NCHW weights in exports",
+         "ultralytics.engine.exporter:Exporter.__call__", "replaces", "_wrap_export_call",
+         _uses("ultralytics.engine.exporter:Exporter", {"dynamic", "fuse"},
+               "the Exporter no longer fuses the model and reads self.args.dynamic")),
+    Seam("get_model(cfg, weights)", True, "a checkpoint is its own start: nothing fetched",
+         "ultralytics.engine.trainer:BaseTrainer.get_model (and every subclass)", "replaces",
+         check=_get_model),
+    Seam("dist.generate_ddp_file", True, "DDP workers import effzoo.yolo",
+         "ultralytics.utils.dist:generate_ddp_file", "replaces", "_wrap_generate_ddp_file",
+         _uses("ultralytics.utils.dist:generate_ddp_command", {"generate_ddp_file"},
+               "the DDP launcher no longer writes its script through dist.generate_ddp_file")),
+    Seam("model table", False, "the model table shows the backbone layers, not Index rows",
+         "ultralytics.nn.tasks:LOGGER (parse_model's table lines)"),
+    Seam("Model._load", False, "YOLO('yolo11n-efflite0') without .yaml: effzoo's suggestion",
+         "ultralytics.engine.model:Model._load", "replaces", "_wrap_model_load",
+         _has("ultralytics.engine.model:Model._load",
+              what="ultralytics.engine.model.Model._load (weights files) is gone")),
+    Seam("check_font", False, "plots use a font on disk, never download Arial "
+         "(quiet_ultralytics: compare and the demo)",
+         "ultralytics.utils.checks:check_font (where plotting and utils import it)",
+         "replaces", check=_has("ultralytics.utils.checks:check_font")),
+    Seam("events", False, "no usage events from this process (quiet_ultralytics)",
+         "ultralytics.utils.events:events (ultralytics.hub.utils before 8.3.x)", "replaces",
+         check=lambda: "" if _attr("ultralytics.utils.events:events") is not None
+         or _attr("ultralytics.hub.utils:events") is not None else "events is gone"),
+    Seam("AutoBackend.ov_compiled_model", False, "compare reads the precision OpenVINO "
+         "compiled an artifact in", "ultralytics.nn.autobackend:AutoBackend",
+         check=_ov_compiled),
+    Seam("validator stats", False, "compare's mAP intervals over validation images read "
+         "the validator's per-image matches (else over seeds only)",
+         "ultralytics.models.yolo.detect.val:DetectionValidator", check=_validator_stats),
+    Seam("error origins", False, "Ultralytics' own refusals of user input are told from "
+         "bugs by the function that raised (cli: select_device, check_imgsz, "
+         "check_det_dataset, ...)", "ultralytics.utils.torch_utils:select_device, ...",
+         check=_has("ultralytics.utils.torch_utils:select_device",
+                    "ultralytics.utils.checks:check_imgsz",
+                    "ultralytics.data.utils:check_det_dataset")),
+    Seam("cfg checks", False, "compare checks train arguments and data as `yolo train` "
+         "does (check_dict_alignment, check_cfg, parse_key_value_pair, verify_image_label)",
+         "ultralytics.cfg", check=_has("ultralytics.cfg:check_dict_alignment",
+                                       "ultralytics.cfg:check_cfg",
+                                       "ultralytics.cfg:parse_key_value_pair",
+                                       "ultralytics.data.utils:verify_image_label")),
+)  # fmt: skip
 _SEAM = {seam.name: seam for seam in SEAMS}
 
 
@@ -196,57 +312,12 @@ def _raised(e: Exception) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def _static() -> list[Broken]:
-    """The seams' signatures and the names their code uses (cheap; no model built)."""
-    from ultralytics.engine import exporter, model
-    from ultralytics.engine.trainer import BaseTrainer
-    from ultralytics.nn import tasks
-    from ultralytics.utils import dist
-
-    parse_model = getattr(tasks, "parse_model", None)
-    parse_model = getattr(parse_model, "__wrapped__", parse_model)
-    trainer_get_model = getattr(BaseTrainer, "get_model", None)
-    checks = [
-        ("tasks.Index", hasattr(tasks, "Index"), "ultralytics.nn.tasks has no Index module"),
-        (
-            "tasks.parse_model",
-            callable(parse_model)
-            and list(inspect.signature(parse_model).parameters)[:2] == ["d", "ch"],
-            "tasks.parse_model(d, ch, ...) changed its signature",
-        ),
-        (
-            "tasks.check_yaml",
-            "check_yaml" in _names(getattr(tasks, "yaml_model_load", None)),
-            "yaml_model_load no longer resolves files through tasks.check_yaml",
-        ),
-        (
-            "BaseModel.fuse",
-            callable(getattr(tasks.BaseModel, "fuse", None)),
-            "BaseModel.fuse is gone",
-        ),
-        (
-            "Exporter.__call__",
-            {"dynamic", "fuse"} <= _names(getattr(exporter, "Exporter", type)),
-            "the Exporter no longer fuses the model and reads self.args.dynamic",
-        ),
-        (
-            "get_model(cfg, weights)",
-            callable(trainer_get_model)
-            and "weights" in inspect.signature(trainer_get_model).parameters,
-            "trainers no longer rebuild models through get_model(cfg, weights)",
-        ),
-        (
-            "dist.generate_ddp_file",
-            "generate_ddp_file" in _names(getattr(dist, "generate_ddp_command", None)),
-            "the DDP launcher no longer writes its script through dist.generate_ddp_file",
-        ),
-        (
-            "Model._load",
-            callable(getattr(model.Model, "_load", None)),
-            "ultralytics.engine.model.Model._load (weights files) is gone",
-        ),
-    ]
-    return [Broken(seam, what) for seam, ok, what in checks if not ok]
+def _static(*, reads: bool = True) -> list[Broken]:
+    """The seams' signatures and the names their code uses (cheap; no model built).
+    ``reads=False``: only what building a row needs (the seams effzoo replaces, and the
+    required ones), as at the first row a process builds."""
+    wanted = [s for s in SEAMS if reads or s.required or s.effzoo == "replaces"]
+    return [Broken(seam.name, what) for seam in wanted if (what := seam.check())]
 
 
 def _contract(*, probe: bool = True) -> list[Broken]:
@@ -395,7 +466,7 @@ def ensure_contract(*, take_back: Callable[[], None]) -> None:
     if _CHECKED or getattr(_CHECK, "running", False):
         return
     with _checking():
-        broken = _static()
+        broken = _static(reads=False)
         if not any(_SEAM[b.seam].required for b in broken):
             probed = _cached_probe()
             if probed is None:
