@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,3 +234,70 @@ class socket_without_listener:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@pytest.mark.slow
+def test_a_ray_cluster_that_dies_mid_run_ends_with_effzoo_s_line(tmp_path):
+    """The cluster's head stops while a run trains on it: the command ends with effzoo's
+    line naming the address and what a rerun does; that rerun, without Ray, resumes."""
+    pytest.importorskip("ray")
+    with socket_without_listener() as port:
+        pass
+    ray_dir = Path(yolo_helpers.session_root()) / f"rt{port}"  # short: Ray's socket paths
+    env = {**_env(), "HOME": str(tmp_path / "home"), "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    head = subprocess.Popen(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            f"--temp-dir={ray_dir}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    out = tmp_path / "out"
+    try:
+        t0 = time.time()
+        while not _answers(port):
+            assert head.poll() is None and time.time() - t0 < 120, "the Ray head did not start"
+            time.sleep(0.5)
+        with (tmp_path / "run.log").open("wb") as f:
+            proc = subprocess.Popen(
+                _cmd(out, 50, "--ray", f"127.0.0.1:{port}"), stdout=f, stderr=f, env=env
+            )
+        _wait_for(proc, lambda: any(out.glob("runs/*/weights/last.pt")), "last.pt")
+        head.terminate()
+        head.wait(timeout=120)
+        assert proc.wait(timeout=180) == 1
+    finally:
+        for p in (head, locals().get("proc")):
+            if p is not None and p.poll() is None:
+                p.kill()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    last = (tmp_path / "run.log").read_text().strip().splitlines()[-1]
+    assert last.startswith(f"effzoo compare: error: the Ray cluster at 127.0.0.1:{port} failed")
+    assert "rerun the same command: finished runs are kept" in last
+    # the advice: the same command (here without Ray) resumes the run (stopped there)
+    again = _start(out, 50, tmp_path / "again.log")
+    try:
+        _wait_for(again, lambda: "resuming" in (tmp_path / "again.log").read_text(), "resume")
+    finally:
+        again.kill()
+        again.wait(timeout=60)
+    assert "[1/1] resuming yolo11n seed 0 (50 epochs)" in (tmp_path / "again.log").read_text()
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -121,6 +121,14 @@ def _ray(address: str | None, workers: int, device: str) -> Any:
     return ray
 
 
+def _gone(address: str | None, left: int, why: str) -> RayUnavailableError:
+    return RayUnavailableError(
+        f"the Ray cluster at {address or 'started here'} failed mid-run ({why}; {left} runs "
+        "not finished): start it again (or leave --ray out) and rerun the same command: "
+        "finished runs are kept, unfinished ones resume from their last.pt"
+    )
+
+
 def _wait(ray: Any, pending: list[Any], address: str | None, left: int) -> list[Any]:
     """``ray.wait`` for one finished task, checking meanwhile that the cluster's head still
     answers: one that went away is effzoo's line (Ray's own ends the process later)."""
@@ -132,11 +140,7 @@ def _wait(ray: Any, pending: list[Any], address: str | None, left: int) -> list[
         try:
             _reachable(gcs)
         except RayUnavailableError:
-            raise RayUnavailableError(
-                f"the Ray cluster at {address or gcs} went away mid-run ({left} runs not "
-                "finished); start it again (or leave --ray out) and rerun the same "
-                "command: finished runs are kept, unfinished ones resume from their last.pt"
-            ) from None
+            raise _gone(address, left, f"its head at {gcs} no longer answers") from None
 
 
 def _run_dir(job: dict[str, Any]) -> Path:
@@ -284,15 +288,18 @@ def _train_all(
             job = {**job, "device": "0" if on_gpu else job["device"]}  # Ray's GPU for the task
             _say(log, f"starting {job['candidate']} seed {job['seed']} on Ray")
             pending[task.remote(job)] = job
-        ready = _wait(ray, list(pending), address, len(queue) + len(pending))
-        for ref in ready:
-            pending.pop(ref)
-            try:
-                record = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:  # the task's own error, as itself
-                raise e.cause if isinstance(e.cause, Exception) else e from None
-            done[record["key"]] = record
-            progress(record)
+        left = len(queue) + len(pending)
+        try:
+            ready = _wait(ray, list(pending), address, left)
+            record = ray.get(ready[0])
+        except ray.exceptions.RayTaskError as e:  # the task's own error, as itself
+            raise e.cause if isinstance(e.cause, Exception) else e from None
+        except ray.exceptions.RayError as e:  # a raylet, node or worker (after retries) lost
+            first = (str(e).splitlines() or [""])[0]
+            raise _gone(address, left, f"{type(e).__name__}: {first}") from None
+        pending.pop(ready[0])
+        done[record["key"]] = record
+        progress(record)
     return done
 
 
