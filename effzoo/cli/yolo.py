@@ -237,8 +237,10 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         prog="effzoo compare",
         description="Train candidate detectors on your data with the same budget, time them "
         "in the runtimes you deploy to, and write the table, report and Pareto plot.",
-        epilog="Candidates: model names (yolo11n.yaml, yolo26n-efflite0.yaml), yaml files, or "
-        "effzoo rows VARIANT[:wWIDTH][:dDEPTH][:scratch][:FAMILY] (efficientnet_lite0:w0.5: "
+        epilog="Candidates: model names (yolo11n.yaml, yolo26n-efflite0.yaml), yaml files, "
+        "checkpoints fine-tuned with the same budget (yolo11n.pt in Ultralytics' weights_dir, "
+        "a run's best.pt; nothing is downloaded), or effzoo rows "
+        "VARIANT[:wWIDTH][:dDEPTH][:scratch][:FAMILY] (efficientnet_lite0:w0.5: "
         "ImageNet weights inherited at width 0.5). KEY=VALUE arguments go to Ultralytics' "
         "train, the same for every candidate. Rerun with the same arguments to get the "
         "table back without training; a changed argument reruns only what it changes.",
@@ -246,8 +248,9 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", help="Ultralytics data yaml (default: effzoo's demo data)")
     p.add_argument(
         "--models",
-        help="comma-separated candidates (default: a grid of stock "
-        "YOLO11n, YOLO26n and Lite0 rows)",
+        help="comma-separated candidates (default: a grid of stock YOLO11n and YOLO26n, "
+        "from scratch and, where in Ultralytics' weights_dir, yolo11n.pt and yolo26n.pt, and "
+        "Lite0 rows)",
     )
     p.add_argument("--epochs", type=int, default=20, help="(default %(default)s)")
     p.add_argument("--imgsz", type=int, help="(default 160 on the demo data, else 640)")
