@@ -36,6 +36,8 @@ DEMO_IMAGES = (96, 32)
 _FLAGS = {"runtimes": "--runtime", "ray_address": "--ray", "train_args": "KEY=VALUE"}
 _CLI: ContextVar[bool] = ContextVar("effzoo_compare_cli", default=False)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: the symbols Ultralytics decorates its messages with
+_DECOR = re.compile(r"[\u2600-\u27bf\U0001f300-\U0001faff\ufe0f]")
 
 
 @contextlib.contextmanager
@@ -76,7 +78,7 @@ def quiet() -> Iterator[None]:
 
 def one_line(e: BaseException) -> str:
     """Ultralytics' message on one line (without its colours and decorations)."""
-    text = " ".join(_ANSI.sub("", str(e)).replace("❌", "").split())
+    text = " ".join(_DECOR.sub("", _ANSI.sub("", str(e))).split())
     return re.sub(r"\s+([.,;:])", r"\1", text).rstrip(".") or type(e).__name__
 
 
