@@ -205,6 +205,10 @@ def test_an_unreachable_ray_address_is_refused_within_seconds(tmp_path):
     assert not out.exists()
     err = _cli_error(["--data", str(data), "--out", str(out), "--ray", "lr0=0.1"])
     assert "is not a Ray address" in err and "read as its address" in err
+    # `--ray` alone is a local Ray (docs/yolo.md): the command line takes it, and the
+    # error is the next thing wrong (a misspelt candidate), not argparse's
+    err = _cli_error(["--data", str(data), "--out", str(out), "--models", "yolo11nn.yaml", "--ray"])
+    assert err.startswith("effzoo compare: error: unknown candidate 'yolo11nn.yaml'")
 
 
 def _cli_error(argv: list[str]) -> str:
