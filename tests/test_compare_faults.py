@@ -305,3 +305,15 @@ def _answers(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_the_time_left_takes_each_candidate_s_own_time_per_run():
+    """Issue 37: the estimate extrapolated from the fastest model (said 2.3 min, took
+    6.6). Each run left counts at its candidate's mean; a candidate not run yet at the
+    mean of all; runs at a time divide it."""
+    from effzoo.compare.core import _time_left
+
+    took = {"yolo11n": [10.0, 12.0], "efficientnet_b3": [100.0]}
+    assert _time_left(took, ["efficientnet_b3", "efficientnet_b3"], 1) == 200.0
+    assert _time_left(took, ["yolo11n", "unseen"], 1) == 11.0 + (122.0 / 3)
+    assert _time_left(took, ["efficientnet_b3", "yolo11n"], 2) == (100.0 + 11.0) / 2

@@ -221,6 +221,15 @@ def _record(path: Path, log: Any) -> dict[str, Any] | None:
     return None
 
 
+def _time_left(took: dict[str, list[float]], runs: list[str], workers: int) -> float:
+    """Seconds the ``runs`` (their candidates' names) still need: each at its candidate's
+    mean over its finished runs (``took``), one not seen yet at the mean of all."""
+    every = [t for ts in took.values() for t in ts]
+    mean = {c: sum(ts) / len(ts) for c, ts in took.items() if ts}
+    default = sum(every) / len(every) if every else 0.0
+    return sum(mean.get(c, default) for c in runs) / max(1, workers)
+
+
 def _train_all(
     jobs: list[dict[str, Any]], workers: int, address: str | None, log: Any
 ) -> dict[str, dict[str, Any]]:
@@ -245,13 +254,7 @@ def _train_all(
             _say(log, note)
         took.setdefault(record["candidate"], []).append(record.get("wall_s", record["train_s"]))
         finished = sum(map(len, took.values()))
-        # what is left, each run at its candidate's mean so far (else all runs' mean)
-        every = [t for ts in took.values() for t in ts]
-        left = sum(
-            sum(took.get(j["candidate"], every)) / len(took.get(j["candidate"], every))
-            for j in todo
-            if j["key"] not in done
-        ) / max(1, workers)
+        left = _time_left(took, [j["candidate"] for j in todo if j["key"] not in done], workers)
         how = {"unfinished": "resumed, ", "finished": "validated again, "}.get(
             record.get("state", ""), ""
         )
