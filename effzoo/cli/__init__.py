@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from .. import _env
 from .._redact import redact
 from ..errors import EffzooError, dependency_error
 
@@ -55,7 +56,7 @@ def plain(text: str) -> str:
 
 
 #: set (to anything but "" or "0") to get the traceback of any error instead of one line
-DEBUG_ENV = "EFFZOO_DEBUG"
+DEBUG_ENV = _env.DEBUG
 
 EPILOG = (
     "Run `effzoo COMMAND -h` for a command's options. An error is one line on stderr, "
@@ -69,7 +70,7 @@ EPILOG = (
 
 
 def _debug() -> bool:
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    return _env.value(DEBUG_ENV) not in ("", "0")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from .. import _env
 from .._redact import redact
 from .._version import __version__
 from ..errors import dependency_error
 from ..weights import verified
 from ..weights.catalogue import TagInfo, catalogue
-from ..weights.sources import TIMEOUT_ENV, offline_mode
+from ..weights.sources import offline_mode
 from ..weights.store import store_dirs
 
 FLAGS = ("HF_HUB_DISABLE_XET", "HF_HUB_DISABLE_SYMLINKS")
@@ -192,8 +193,12 @@ def _effzoo_lines() -> list[str]:
     return [
         f"- effzoo record: {record} ({n_files} Hub file(s) verified"
         f"{'' if record.is_file() else '; not written yet'})",
-        f"- EFFZOO_WEIGHTS: {os.pathsep.join(map(str, dirs)) if dirs else '(unset)'}",
-        f"- {TIMEOUT_ENV}: {os.environ.get(TIMEOUT_ENV, '').strip() or '(unset: the defaults)'}",
+        f"- {_env.WEIGHTS}: {os.pathsep.join(map(str, dirs)) if dirs else '(unset)'}",
+        *(
+            f"- {name}: {_env.value(name) or '(unset: the defaults)'}"
+            for name in _env.VARIABLES
+            if name != _env.WEIGHTS
+        ),
     ]
 
 

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .. import _env
 from ..errors import (
     CorruptWeightsError,
     InvalidArgumentError,
@@ -48,7 +49,7 @@ _DTYPE_BYTES = {
     "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
 }  # fmt: skip
 _MAX_HEADER = 100_000_000  # the safetensors library's own limit
-MAX_PTH_ENV = "EFFZOO_MAX_PTH_BYTES"
+MAX_PTH_ENV = _env.MAX_PTH_BYTES
 #: a torch file may inflate to twice its size plus this (torch stores tensors uncompressed)
 PTH_SLACK = 64 << 20
 
@@ -91,12 +92,10 @@ def errors_name_file(path: Path) -> Iterator[None]:
 
 
 def sha256_file(path: Path, start: int = 0) -> str:
-    h = hashlib.sha256()
+    """The sha256 of ``path`` from byte ``start`` on."""
     with open(path, "rb") as f:
         f.seek(start)
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _json_type(x: object) -> str:
@@ -209,7 +208,7 @@ def peek(path: Path) -> dict[str, tuple[int, ...]]:
 def max_pth_bytes(path: Path) -> int:
     """What a torch file may inflate to: ``EFFZOO_MAX_PTH_BYTES``, or by default twice its
     size plus 64 MiB (torch stores tensors uncompressed, so real files stay near 1x)."""
-    raw = os.environ.get(MAX_PTH_ENV, "").strip()
+    raw = _env.value(MAX_PTH_ENV)
     if not raw:
         return 2 * path.stat().st_size + PTH_SLACK
     if not raw.isdigit() or int(raw) < 1:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import _env
 from .._version import __version__
 from ..errors import (
     CorruptWeightsError,
@@ -80,7 +81,7 @@ def say(logger: logging.Logger, level: int, text: str) -> None:
 PROBE_S = 10.0
 #: the download's default deadline: a base plus a time per MiB (a floor of 2 Mbit/s)
 DOWNLOAD_BASE_S, DOWNLOAD_S_PER_MIB = 300.0, 4.0
-TIMEOUT_ENV = "EFFZOO_HUB_TIMEOUT"
+TIMEOUT_ENV = _env.HUB_TIMEOUT
 
 
 def locate_copy(copy: OfflineCopy) -> Path | None:
@@ -117,7 +118,7 @@ def hub_timeout() -> float | None:
     """``EFFZOO_HUB_TIMEOUT`` in seconds, or None when unset (the defaults apply). A value
     longer than this platform's clock can wait (``threading.TIMEOUT_MAX``, about 292
     years on 64-bit Linux) is capped to it: it means "no deadline"."""
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    raw = _env.value(TIMEOUT_ENV)
     if not raw:
         return None
     try:

@@ -7,7 +7,6 @@ safetensors header; a store copy is checked against that data hash before use.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -15,6 +14,7 @@ import struct
 import tempfile
 from pathlib import Path
 
+from .. import _env
 from ..errors import CorruptWeightsError
 from .files import (
     CHUNK,
@@ -35,13 +35,8 @@ def write_store_copy(src: Path, dst: Path, meta: dict[str, str]) -> str:
     """Copy a safetensors file to ``dst`` with effzoo metadata (tag, repo, revision, the
     source file's sha256 and the data section's sha256) in its header. Returns dst's sha256."""
     offset, header = read_header(src)
-    h = hashlib.sha256()
-    with open(src, "rb") as f:
-        f.seek(offset)
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
     header["__metadata__"] = {**(header.get("__metadata__") or {}), **meta}
-    header["__metadata__"][META_DATA_SHA256] = h.hexdigest()
+    header["__metadata__"][META_DATA_SHA256] = sha256_file(src, start=offset)
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -76,8 +71,8 @@ def verify_store_copy(path: Path) -> dict[str, str]:
 
 def store_dirs() -> list[Path]:
     """The directories named by ``EFFZOO_WEIGHTS`` (os.pathsep-separated)."""
-    raw = os.environ.get("EFFZOO_WEIGHTS", "")
-    return [expand_path(p, "EFFZOO_WEIGHTS directory") for p in raw.split(os.pathsep) if p]
+    raw = _env.value(_env.WEIGHTS)
+    return [expand_path(p, f"{_env.WEIGHTS} directory") for p in raw.split(os.pathsep) if p]
 
 
 def store_path(name: str) -> Path | None:

@@ -38,13 +38,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import _env
 from .._atomic import write_json
 from .._version import __version__
 from .files import SHA256_RE, sha256_file
 
 log = logging.getLogger("effzoo")
 
-CACHE_ENV = "EFFZOO_CACHE"
+CACHE_ENV = _env.CACHE
 RECORD_NAME = "verified.json"
 FORMAT = 1
 #: where this format lives when ``verified.json`` holds something else
@@ -57,7 +58,7 @@ WRITER = f"effzoo {__version__}"
 
 def cache_dir() -> Path:
     """effzoo's own cache directory (``EFFZOO_CACHE``, else the XDG cache home)."""
-    raw = os.environ.get(CACHE_ENV, "").strip()
+    raw = _env.value(CACHE_ENV)
     if raw:
         return Path(raw).expanduser()
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join("~", ".cache")

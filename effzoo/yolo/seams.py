@@ -49,27 +49,14 @@ _PROBE = {
 }
 
 
-def _release(version: str) -> tuple[int, ...] | None:
-    """The release numbers of ``version`` ("8.3.59rc1" -> (8, 3, 59)); None if unreadable.
-    (packaging is a dependency of huggingface_hub, hence always there.)"""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(version).release
-    except InvalidVersion:
-        return None
-
-
 def _older(version: str, floor: str) -> bool:
-    """Whether release ``version`` comes before ``floor`` (an unreadable one does not)."""
-    have, need = _release(version), _release(floor)
-    if have is None or need is None:
+    """Whether release ``version`` comes before ``floor``, by Ultralytics' own version
+    check (an unreadable version does not)."""
+    from ultralytics.utils.checks import check_version as satisfies
+
+    if not any(c.isdigit() for c in version):  # unreadable: left to the contract check
         return False
-
-    def pad(t: tuple[int, ...]) -> tuple[int, ...]:
-        return t + (0,) * (3 - len(t))
-
-    return pad(have) < pad(need)
+    return not satisfies(version, f">={floor}")
 
 
 def check_version() -> None:
