@@ -5,7 +5,8 @@ the real ``python -m effzoo ...`` command in a subprocess, offline, its output r
   user's: one line, no "bug";
 - one event, one line: the offline copy and the backbone row are said once per run,
   although Ultralytics' trainer builds the model twice;
-- a backbone that trains from random init is said before the first epoch.
+- a backbone that trains from random init it did not ask for is said at WARNING before
+  the first epoch, and again after the final validation.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def test_yolo_train_says_the_offline_copy_and_the_backbone_row_once(tmp_path: Pa
     assert _count(out, COPY_LINE) == 1, out[-6000:]
     assert _count(out, "effzoo: yolo11n-efflite0.yaml, backbone row 0: ") == 1, out[-6000:]
     assert (tmp_path / "run" / "weights" / "best.pt").is_file()
+    assert AT_END not in out  # pretrained: nothing to warn about at the end
 
 
 def test_each_model_a_user_builds_is_said_once_and_a_second_one_again(tmp_path: Path) -> None:
@@ -169,3 +171,61 @@ for run in ("first", "second"):
     for part in (first, second):
         assert _count(part, COPY_LINE) == 1, part[-6000:]
         assert _count(part, "effzoo: yolo11n-efflite0.yaml, backbone row 0: ") == 1, part[-6000:]
+
+
+# -- item 2: random init said before the first epoch, and again at the end -----------------
+
+UNASKED = "effzoo: yolo11n-effb0.yaml, backbone row 0: efficientnet_b0: random init"
+AT_END = "effzoo: this run trained from random init, not ImageNet weights: "
+
+
+def _as_warning(text: str) -> str:
+    """``text`` as Ultralytics' LOGGER prints it at WARNING (8.4 adds "WARNING ⚠️ ")."""
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    record = LOGGER.makeRecord(LOGGER.name, logging.WARNING, __file__, 0, text, None, None)
+    handler = next(h for h in LOGGER.handlers if h.formatter is not None)
+    return handler.format(record)
+
+
+def _index(lines: list[str], text: str) -> int:
+    return next(i for i, line in enumerate(lines) if text in line)
+
+
+def test_random_init_that_was_not_asked_is_said_before_the_first_epoch_and_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """Offline, B0 has no weights: the warning used to arrive after the training log.
+    Now Ultralytics' log says it at WARNING when the model is built, before the first
+    epoch, and once more after the final validation, where a reader of the run looks."""
+    out = _merged(
+        "yolo", "train", "model=yolo11n-effb0.yaml", f"data={yolo_helpers.tiny_dataset()}",
+        *TINY, f"project={tmp_path}", "name=run", cwd=tmp_path,
+    )  # fmt: skip
+    lines = out.splitlines()
+    said = _index(lines, _as_warning(UNASKED))  # at WARNING: shown under YOLO_VERBOSE=False
+    first_epoch = _index(lines, "Epoch    GPU_mem")
+    final = _index(lines, "Validating ")
+    end = _index(lines, AT_END)
+    assert said < first_epoch < final < end, out[-6000:]
+    assert lines[end].startswith(_as_warning(AT_END))
+    assert "pretrained weights unavailable" in lines[end] and "HF_HUB_OFFLINE" in lines[end]
+    assert _count(out, UNASKED) == 1 and _count(out, AT_END) == 1
+
+
+def test_random_init_that_was_asked_is_said_quietly(tmp_path: Path) -> None:
+    """`pretrained: false` (``effzoo yaml --scratch``) is no surprise: its line stays at
+    INFO and the run ends without the warning."""
+    cfg = tmp_path / "yolo11n-b0-scratch.yaml"
+    made = effzoo("yaml", "efficientnet_b0", "--scratch", "-o", str(cfg), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    out = _merged(
+        "yolo", "train", f"model={cfg}", f"data={yolo_helpers.tiny_dataset()}",
+        *TINY, f"project={tmp_path}", "name=run", cwd=tmp_path,
+    )  # fmt: skip
+    row = [ln for ln in out.splitlines() if "backbone row 0: efficientnet_b0: random init" in ln]
+    assert len(row) == 1 and row[0].startswith("effzoo: "), out[-6000:]
+    assert "`pretrained: false`" in row[0]
+    assert AT_END not in out and "PretrainedUnavailableWarning" not in out

@@ -123,7 +123,14 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         layers = build_layers(spec, in_chans=int(ch), checkpoint=checkpoint_start(spec))
         where = spec.place or spec.where
         log = _logger()
-        say(log, logging.INFO, f"effzoo: {where}: {layers[0].provenance}")
+        start = layers[0].provenance
+        # random init that was not asked for: a WARNING before the first epoch, and again
+        # when the training ends (``_say_at_train_end``)
+        unasked = start.start == "random" and spec.request.pretrained is True
+        say(log, logging.WARNING if unasked else logging.INFO, f"effzoo: {where}: {start}")
+        trained = _UNASKED_RANDOM.get()
+        if unasked and trained is not None:
+            trained.append(f"{where}: {start}")
         note = width_note(spec, layers)
         if note:
             say(log, logging.INFO, f"effzoo: {where}: note: {note}")
@@ -299,6 +306,28 @@ def _wrap_model_load(original: Callable[..., Any]) -> Callable[..., Any]:
 
 #: the checkpoint a trainer's ``get_model(cfg, weights)`` is rebuilding a model for
 _REBUILDING: contextvars.ContextVar[Any] = contextvars.ContextVar("effzoo_rebuilding", default=None)
+#: the rows a build started from random init although they asked for ImageNet weights
+#: (a trainer's ``get_model`` collects those of the model it trains; elsewhere, unread)
+_UNASKED_RANDOM: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "effzoo_unasked_random", default=None
+)
+
+
+def _say_at_train_end(trainer: Any, rows: list[str]) -> None:
+    """Repeat, after the final validation, that these rows trained from random init."""
+    add = getattr(trainer, "add_callback", None)  # Ultralytics' public callbacks
+    if not rows or add is None:
+        return
+
+    def said(_trainer: Any) -> None:
+        for row in rows:
+            _logger().warning(
+                f"effzoo: this run trained from random init, not ImageNet weights: {row}. "
+                "For the ImageNet start, make the weights available and train again "
+                "(docs/yolo.md, Weights and normalization)"
+            )
+
+    add("on_train_end", said)
 
 
 def _wrap_get_model(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -316,10 +345,14 @@ def _wrap_get_model(original: Callable[..., Any]) -> Callable[..., Any]:
         except TypeError:  # let Ultralytics' own call raise its own error
             weights = None
         token = _REBUILDING.set(weights)
+        unasked = _UNASKED_RANDOM.set([])
         try:
             with no_repeats():
-                return original(self, *args, **kwargs)
+                model = original(self, *args, **kwargs)
+            _say_at_train_end(self, _UNASKED_RANDOM.get() or [])
+            return model
         finally:
+            _UNASKED_RANDOM.reset(unasked)
             _REBUILDING.reset(token)
 
     setattr(get_model, _MARK, True)
