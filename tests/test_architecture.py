@@ -78,6 +78,34 @@ def test_no_import_cycles_inside_the_package():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
+#: the rooms of the package above the core, bottom first: a module imports only from its
+#: own room or below (the applications and the command line sit above the adapter)
+ROOMS = (
+    ("adapter", ("effzoo.yolo",)),
+    ("applications", ("effzoo.compare", "effzoo.demo")),
+    ("cli", ("effzoo.cli", "effzoo.__main__")),
+)
+
+
+def _layer(name: str) -> int:
+    found = [i for i, (_, prefixes) in enumerate(ROOMS, 1) if name.startswith(prefixes)]
+    return found[0] if found else 0  # the core
+
+
+def test_imports_only_go_down_the_rooms():
+    """effzoo/yolo is the adapter alone: it imports neither the applications built on it
+    (compare, demo) nor the command line; they import it. (The public API's lazy
+    ``effzoo.yolo.compare`` is resolved by name at first use, not imported.)"""
+    modules = _modules()
+    up = [
+        f"{name} -> {dep}"
+        for name, path in modules.items()
+        for dep in _imports(name, path, modules)
+        if _layer(dep) > _layer(name)
+    ]
+    assert up == []
+
+
 def test_the_cycle_check_finds_a_lazy_cycle(tmp_path):
     """The checker itself: a lazy import inside a function closes a cycle too."""
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}}

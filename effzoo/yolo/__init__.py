@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from .patches import check_contract, quiet_ultralytics, register, registered
 
 if TYPE_CHECKING:
-    from ..compare import Comparison, compare
     from .modules import BackboneStages, BackboneStem, fold_backbones
     from .rows import (
         MODULE_NAMES,
