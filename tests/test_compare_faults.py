@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def _wait_for(proc: subprocess.Popen[bytes], found, what: str, timeout: float = 
         time.sleep(0.05)
 
 
+def _saved(out: Path) -> bool:
+    """Whether an epoch's last.pt and best.pt are both written whole (Ultralytics writes
+    the same bytes to each, last.pt first; a file that appeared may be mid-write)."""
+    for weights in out.glob("runs/*/weights"):
+        last, best = weights / "last.pt", weights / "best.pt"
+        if best.is_file() and 0 < best.stat().st_size == last.stat().st_size:
+            return True
+    return False
+
+
 def _run_dir(out: Path) -> Path:
     (run,) = (p for p in (out / "runs").iterdir() if p.is_dir() and "." not in p.name)
     return run
@@ -67,13 +78,13 @@ def _epochs(run: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_a_run_killed_mid_training_resumes_and_is_marked_resumed(tmp_path):
-    """SIGINT once the first epoch's last.pt is written: one line, exit 130. The same
+    """SIGINT once the first epoch's weights are written: one line, exit 130. The same
     command then resumes (not restarts) and the record, the CSV and the report say the
     run was resumed, with its epochs as run. Ultralytics' output is in the run's
     train.log; the console has effzoo's lines only."""
     out = tmp_path / "out"
     proc = _start(out, 3, tmp_path / "first.log")
-    _wait_for(proc, lambda: any(out.glob("runs/*/weights/last.pt")), "last.pt")
+    _wait_for(proc, lambda: _saved(out), "last.pt and best.pt")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     said = (tmp_path / "first.log").read_text().strip().splitlines()
@@ -190,7 +201,7 @@ def test_a_second_compare_into_the_same_out_is_refused_naming_the_first(tmp_path
 
 def test_an_unreachable_ray_address_is_refused_within_seconds(tmp_path):
     """Nothing listens at the address: refused before anything trains, naming the
-    address as typed; an empty one and a KEY=VALUE taken as one are one line each."""
+    address as typed; an empty one and one that is no HOST:PORT are one line each."""
     from effzoo.errors import InvalidArgumentError, RayUnavailableError
     from effzoo.yolo import compare
 
@@ -203,12 +214,14 @@ def test_an_unreachable_ray_address_is_refused_within_seconds(tmp_path):
     with pytest.raises(InvalidArgumentError, match="--ray needs an address"):
         compare("yolo11n.yaml", data=data, out=out, epochs=1, ray_address="")
     assert not out.exists()
-    err = _cli_error(["--data", str(data), "--out", str(out), "--ray", "lr0=0.1"])
-    assert "is not a Ray address" in err and "read as its address" in err
-    # `--ray` alone is a local Ray (docs/yolo.md): the command line takes it, and the
-    # error is the next thing wrong (a misspelt candidate), not argparse's
-    err = _cli_error(["--data", str(data), "--out", str(out), "--models", "yolo11nn.yaml", "--ray"])
-    assert err.startswith("effzoo compare: error: unknown candidate 'yolo11nn.yaml'")
+    err = _cli_error(["--data", str(data), "--out", str(out), "--ray", "head"])
+    assert err.startswith("effzoo compare: error: --ray 'head' is not a Ray address")
+    # `--ray` alone is a local Ray (docs/yolo.md), also before a KEY=VALUE: the command
+    # line takes it, and the error is the next thing wrong (a misspelt candidate)
+    for ray in (["--ray"], ["--ray", "lr0=0.1"]):
+        argv = ["--data", str(data), "--out", str(out), "--models", "yolo11nn.yaml", *ray]
+        err = _cli_error(argv)
+        assert err.startswith("effzoo compare: error: unknown candidate 'yolo11nn.yaml'")
 
 
 def _cli_error(argv: list[str]) -> str:
@@ -275,7 +288,7 @@ def test_a_ray_cluster_that_dies_mid_run_ends_with_effzoo_s_line(tmp_path):
             proc = subprocess.Popen(
                 _cmd(out, 50, "--ray", f"127.0.0.1:{port}"), stdout=f, stderr=f, env=env
             )
-        _wait_for(proc, lambda: any(out.glob("runs/*/weights/last.pt")), "last.pt")
+        _wait_for(proc, lambda: _saved(out), "last.pt and best.pt")
         head.terminate()
         head.wait(timeout=120)
         assert proc.wait(timeout=180) == 1
@@ -317,3 +330,44 @@ def test_the_time_left_takes_each_candidate_s_own_time_per_run():
     assert _time_left(took, ["efficientnet_b3", "efficientnet_b3"], 1) == 200.0
     assert _time_left(took, ["yolo11n", "unseen"], 1) == 11.0 + (122.0 / 3)
     assert _time_left(took, ["efficientnet_b3", "yolo11n"], 2) == (100.0 + 11.0) / 2
+
+
+def _ray_task_pid(tag: str) -> int | None:
+    """The pid of a Ray worker running ``train_run`` in this test's Ray (its environment
+    carries ``tag``), or None."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            if b"ray::train_run" in cmd and tag.encode() in (proc / "environ").read_bytes():
+                return int(proc.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the Ray worker through /proc")
+def test_a_killed_ray_worker_is_retried_and_the_run_resumes_marked(tmp_path):
+    """SIGKILL to the Ray worker training a run (once its last.pt exists): Ray retries the
+    task, which resumes the run; the command ends normally and the run is marked."""
+    pytest.importorskip("ray")
+    tag = f"effzoo-test-{os.getpid()}-{time.time_ns()}"
+    ray_dir = Path(tempfile.mkdtemp(prefix="ew", dir="/tmp"))  # short: Ray's socket paths
+    env = {**_env(), "HOME": str(tmp_path / "home"), "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_TMPDIR": str(ray_dir), "EFFZOO_TEST_TAG": tag}  # fmt: skip
+    out = tmp_path / "out"
+    try:
+        with (tmp_path / "run.log").open("wb") as f:
+            proc = subprocess.Popen(_cmd(out, 4, "--ray"), stdout=f, stderr=f, env=env)
+        _wait_for(proc, lambda: _saved(out), "last.pt and best.pt")
+        pid = _ray_task_pid(tag)
+        assert pid is not None, "no Ray worker runs train_run"
+        os.kill(pid, signal.SIGKILL)
+        assert proc.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    record = json.loads((_run_dir(out) / "effzoo-compare.json").read_text())
+    assert record["resumed"] is True and record["epochs_run"][-1] == 4
+    assert "(resumed, " in (tmp_path / "run.log").read_text()

@@ -298,6 +298,9 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="effzoo-compare", help="output folder (default %(default)s)")
     p.add_argument("train_args", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.ray and "=" in args.ray:  # `--ray lr0=0.01`: --ray alone, then a train argument
+        args.train_args.insert(0, args.ray)
+        args.ray = "local"
     from ultralytics.cfg import parse_key_value_pair
 
     extra = {}

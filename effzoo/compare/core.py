@@ -81,7 +81,6 @@ def _reachable(address: str) -> None:
         checks.fail(
             f"--ray {address!r} is not a Ray address: give HOST:PORT of the cluster's head "
             "(ray start --head prints it), ray://HOST:PORT, or --ray alone for a local Ray"
-            + (" (a KEY=VALUE right after --ray is read as its address)" if "=" in address else "")
         )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_S).close()

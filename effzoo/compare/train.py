@@ -123,7 +123,8 @@ def _checkpoint(path: Path) -> dict[str, Any] | str:
     try:
         ckpt = torch_load(path, map_location="cpu")
     except Exception as e:  # a truncated zip, pickle or tensor: torch raises any of them
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip(": ")
+        first = (str(e).splitlines() or [""])[0].split(". ")[0]  # torch's advice follows
+        return f"{type(e).__name__}: {first}".strip(": ")
     return ckpt if isinstance(ckpt, dict) else f"holds a {type(ckpt).__name__}, not a checkpoint"
 
 
