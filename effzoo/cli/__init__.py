@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -45,14 +44,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("effzoo.cli.yolo", "compare_main", "train and time detectors on your data"),
 }
 
-#: a terminal colour or style code (Ultralytics 8.3.x colours parts of its messages)
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
 
 def plain(text: str) -> str:
     """``text`` without terminal colour codes: an error line reads the same in a log file,
-    a pipe or a terminal."""
-    return _ANSI.sub("", text)
+    a pipe or a terminal. The codes are Ultralytics' (``colorstr``): its own
+    ``remove_colorstr`` takes them out, where Ultralytics was imported at all."""
+    utils = sys.modules.get("ultralytics.utils")
+    strip = getattr(utils, "remove_colorstr", None)
+    return strip(text) if callable(strip) else text
 
 
 #: set (to anything but "" or "0") to get the traceback of any error instead of one line
