@@ -383,3 +383,23 @@ def test_a_stock_checkpoint_is_fine_tuned_with_the_same_budget(stock_pt, weights
     assert again.trained == []
     head = again.report.read_text().split("## Recommendation")[0]
     assert "The stock rows (yolo11n) start from scratch (random init)" in head
+
+
+def test_the_command_line_has_an_option_per_keyword_of_compare():
+    """`effzoo compare`'s options are compare()'s keywords (issue 35: --per-round and
+    --warmup had drifted away): every keyword has its option, with the same default, and
+    the command passes every one of them."""
+    import inspect
+
+    from effzoo.cli.yolo import FLAG_FOR, NOT_FLAGS, compare_parser
+    from effzoo.compare import compare as function
+
+    options = {a.dest: a for a in compare_parser()._actions}
+    for name, param in inspect.signature(function).parameters.items():
+        if name in NOT_FLAGS:
+            continue
+        action = options[FLAG_FOR.get(name, name)]
+        default = param.default
+        if isinstance(default, tuple):  # a list option is one comma-separated string
+            default = ",".join(default)
+        assert action.default == default, name

@@ -227,10 +227,16 @@ DEMO_DATA = (
 )
 
 
-def compare_main(argv: Sequence[str] | None = None) -> int:
-    """``effzoo compare [--data D] [--models A,B] [--runtime R,...] ... [KEY=VALUE ...]``."""
-    from ..compare import compare
-    from ..compare.checks import command_line
+#: ``compare()``'s keywords whose option is named otherwise on the command line (every
+#: other keyword is the option of the same name: ``compare_main`` passes them all)
+FLAG_FOR = {"runtimes": "runtime", "ray_address": "ray"}
+#: keywords the command line gives otherwise (positional KEY=VALUE) or not at all
+NOT_FLAGS = ("train_args", "log")
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    """The command line of ``effzoo compare``: an option per keyword of ``compare()``
+    (tests/test_compare_inputs.py holds the two together: names and defaults)."""
     from ..compare.runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
     p = argparse.ArgumentParser(
@@ -297,7 +303,17 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--out", default="effzoo-compare", help="output folder (default %(default)s)")
     p.add_argument("train_args", nargs="*", metavar="KEY=VALUE")
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    return p
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    """``effzoo compare [--data D] [--models A,B] [--runtime R,...] ... [KEY=VALUE ...]``."""
+    import inspect
+
+    from ..compare import compare
+    from ..compare.checks import command_line
+
+    args = compare_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.ray and "=" in args.ray:  # `--ray lr0=0.01`: --ray alone, then a train argument
         args.train_args.insert(0, args.ray)
         args.ray = "local"
@@ -313,24 +329,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         key, parsed = parse_key_value_pair(item)
         extra[key] = parsed
     with command_line():  # messages name the options as typed here: --data, not data=
-        result = compare(
-            args.models,
-            data=args.data,
-            epochs=args.epochs,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            seeds=args.seeds,
-            runtimes=args.runtime,
-            device=args.device,
-            workers=args.workers,
-            ray_address=args.ray,
-            out=args.out,
-            deploy_imgsz=args.deploy_imgsz,
-            rounds=args.rounds,
-            per_round=args.per_round,
-            warmup=args.warmup,
-            timing_budget=args.timing_budget,
-            train_args=extra,
-        )
+        keywords = inspect.signature(compare).parameters
+        given = {k: getattr(args, FLAG_FOR.get(k, k)) for k in keywords if k not in NOT_FLAGS}
+        result = compare(**given, train_args=extra)
     print(result.report.read_text(encoding="utf-8").split("## How it was measured")[0], end="")
     return 0
