@@ -106,6 +106,9 @@ def test_a_run_killed_mid_training_resumes_and_is_marked_resumed(tmp_path):
     assert row[head.index("resumed")] == "1"
     report = (out / "compare.md").read_text()
     assert "| resumed |" in report
+    ran = ",".join(map(str, record["epochs_run"]))
+    after = record["resumed_after"][0]
+    assert f"- yolo11n seed 0: resumed after epoch {after}; epochs as run {ran}" in report
     # Ultralytics' own lines went to the log, not the console
     log = (run / "train.log").read_text()
     assert "Resuming training" in log and "epochs completed" in log

@@ -226,6 +226,26 @@ def _md_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[st
     ]
 
 
+def resumed_runs(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The runs that were resumed after an interruption, each with the epochs it resumed
+    after and its epochs as run (results.csv: a repeated epoch listed twice), then ""."""
+    lines = [
+        f"- {name} seed {r['seed']}: resumed after epoch "
+        f"{', '.join(map(str, r.get('resumed_after') or [])) or '?'}; epochs as run "
+        f"{','.join(map(str, r.get('epochs_run') or []))}"
+        for name, rs in runs.items()
+        for r in rs
+        if r.get("resumed")
+    ]
+    if not lines:
+        return []
+    head = (
+        "Resumed runs (Ultralytics' resume is not exact: a resumed run's numbers differ "
+        "from an uninterrupted run's):"
+    )
+    return [head, "", *lines, ""]
+
+
 def precisions(times: dict[str, dict[str, Any]]) -> list[str]:
     """A line per runtime that chose its own precision (OpenVINO through Ultralytics'
     AutoBackend: bf16 on a CPU with AVX512_BF16 or AMX, f32 otherwise): what its column
@@ -407,6 +427,7 @@ def write_outputs(
         "",
         *_md_table(rows, settings["columns"]),
         "",
+        *resumed_runs(runs),
         "## Recommendation",
         "",
         rec,
