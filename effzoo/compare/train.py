@@ -184,9 +184,12 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     missing; validate ``best.pt``; return and write the run's record. Ultralytics'
     output goes to the run's ``train.log``.
 
-    A resumed run does not give the uninterrupted run's numbers: ``last.pt`` holds the
-    EMA weights and optimizer state in fp16, not the live fp32 weights, and no random
-    state (augmentation, dataloader order). Its record says so (``resumed``, and
+    A resumed run does not give the uninterrupted run's numbers, and cannot be made to
+    on stock Ultralytics: ``last.pt`` holds the EMA weights and optimizer state in fp16,
+    not the live fp32 weights; no random state (augmentation, dataloader order, the
+    mosaic buffer, the workers' own); and the gradients its loop accumulates across an
+    epoch's end (``nbs / batch`` steps) hang on ``last_opt_step``, a local of
+    ``BaseTrainer._do_train``. Its record says so (``resumed``, and
     ``epochs_run``: the epochs as run, a repeated one listed twice)."""
     ultralytics_ready()
     import torch
