@@ -157,6 +157,33 @@ def test_a_name_of_an_effzoo_backbone_that_does_not_resolve_gets_effzoo_s_error(
     assert "EfficientNet" in templates.cfg_text(MEANT[typed])  # the suggestion generates
 
 
+def test_a_doubled_scale_letter_is_not_taken_for_the_name_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Ultralytics retries a missing model yaml with one scale letter dropped, so
+    `yolo11nn-effb0.yaml` would build as yolo11n-effb0 without a word: from Python and
+    from `effzoo yolo train`, it is effzoo's error naming the file typed and the model
+    meant (one line on the command line, nothing trained); stock names build as stock."""
+    from ultralytics import YOLO
+
+    monkeypatch.chdir(tmp_path)
+    says = "no model file 'yolo11nn-effb0.yaml'; did you mean effzoo's 'yolo11n-effb0.yaml'?"
+    with pytest.raises(effzoo.InvalidArgumentError) as e:
+        YOLO("yolo11nn-effb0.yaml")
+    assert says in str(e.value)
+    proc = subprocess.run(
+        [sys.executable, "-m", "effzoo", "yolo", "train", "model=yolo11nn-effb0.yaml",
+         "data=coco8.yaml", "epochs=1", "imgsz=32", f"project={tmp_path}"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and says in lines[0], proc.stderr
+    assert not list(tmp_path.rglob("*.pt")), "something trained"
+    for stock, scale in (("yolo11n.yaml", "n"), ("yolo26s.yaml", "s"), ("yolo11x-seg.yaml", "x")):
+        model = YOLO(stock).model  # found by Ultralytics without its scale letter
+        assert model.yaml["scale"] == scale and model.yaml["yaml_file"] == stock
+
+
 # -- checkpoint records ------------------------------------------------------------------
 
 

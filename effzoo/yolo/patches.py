@@ -264,6 +264,17 @@ def _meant_name(earlier: str | None, name: str) -> str:
     return name
 
 
+def _names_a_backbone(name: str, original: Callable[..., Any]) -> bool:
+    """Whether a bare ``name`` that is not a file, not one of effzoo's model names and not
+    a stock Ultralytics one means an effzoo model (``yolo11nn-effb0.yaml``)."""
+    from . import templates
+
+    path = Path(name)
+    if len(path.parts) != 1 or path.exists() or templates.is_model_name(path.name):
+        return False
+    return templates.suggest_name(path.name) is not None and not original(name, hard=False)
+
+
 def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def check_yaml(file: Any, *args: Any, **kwargs: Any) -> Any:
@@ -271,6 +282,14 @@ def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
 
         path = Path(str(file))
         earlier, _MISSED.name = getattr(_MISSED, "name", None), None
+        meant = _meant_name(earlier, str(file))
+        if _names_a_backbone(meant, original):
+            if not kwargs.get("hard", args[1] if len(args) > 1 else True):
+                # the first of two spellings (8.3.x tries the unscaled one first): the
+                # error names the one typed, at the second
+                _MISSED.name = str(file)
+                return []
+            _misnamed(meant)  # not the unscaled name: yolo11nn-effb0 is not yolo11n-effb0
         if len(path.parts) == 1 and not path.exists() and templates.is_model_name(path.name):
             return str(templates.cfg_path(path.name))
         try:
