@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import _checks as checks
-from .._atomic import set_aside
+from .._atomic import set_aside, write_bytes, write_json
 from ..errors import OutputInUseError, RayUnavailableError
 from .candidates import Candidate, check_candidates, parse_candidates, reference, stock_note
 from .checks import DEMO_IMAGES, check_data, check_device, check_train_args, option
 from .measure import measure
 from .runtimes import DEFAULT_RUNTIMES, check_runtimes, gpu
-from .train import MARKER, train_run
+from .train import MARKER, TO_NODE, folder_files, train_on_node, train_run
 
 
 @dataclass
@@ -281,7 +281,9 @@ def _train_all(
     on_gpu = gpu(jobs[0]["device"])
     # the cluster's CPUs shared among the runs at a time (Ray sets each task's threads)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // workers)
-    task = ray.remote(num_cpus=cpus, num_gpus=1 if on_gpu else 0)(train_run)
+    cluster = address not in (None, "local")  # nodes that may not see --out: train_on_node
+    run = train_on_node if cluster else train_run
+    task = ray.remote(num_cpus=cpus, num_gpus=1 if on_gpu else 0)(run)
     pending: dict[Any, dict[str, Any]] = {}
     queue = list(todo)
     while queue or pending:
@@ -289,7 +291,12 @@ def _train_all(
             job = queue.pop(0)
             job = {**job, "device": "0" if on_gpu else job["device"]}  # Ray's GPU for the task
             _say(log, f"starting {job['candidate']} seed {job['seed']} on Ray")
-            pending[task.remote(job)] = job
+            if not cluster:
+                pending[task.remote(job)] = job
+                continue
+            root = Path(job["project"]).parent
+            files = folder_files(_run_dir(job), TO_NODE)
+            pending[task.remote(job, (str(root / LOCK), _out_token(root)), files, _cfg(job))] = job
         left = len(queue) + len(pending)
         try:
             ready = _wait(ray, list(pending), address, left)
@@ -299,10 +306,46 @@ def _train_all(
         except ray.exceptions.RayError as e:  # a raylet, node or worker (after retries) lost
             first = (str(e).splitlines() or [""])[0]
             raise _gone(address, left, f"{type(e).__name__}: {first}") from None
-        pending.pop(ready[0])
+        record = _land(pending.pop(ready[0]), record)
         done[record["key"]] = record
         progress(record)
     return done
+
+
+def _out_token(root: Path) -> str:
+    """What a Ray node finds in ``--out``'s lock file where it sees ``--out`` (a shared
+    file system): the line this process wrote there; "" where there is none."""
+    try:
+        return (root / LOCK).read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _cfg(job: dict[str, Any]) -> tuple[str, bytes]:
+    """The candidate's file (a yaml or a checkpoint here) as (name, bytes) for a node that
+    does not see it; ``("", b"")`` for a name Ultralytics resolves on the node."""
+    path = Path(job["cfg"])
+    return (path.name, path.read_bytes()) if path.is_file() else ("", b"")
+
+
+def _land(job: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """A run a node trained without seeing ``--out`` (its ``"files"``): written into its
+    folder here, each file whole, what the node's run no longer has removed, the record
+    last (with the paths here and where it trained). A run trained in ``--out`` as is."""
+    files = record.pop("files", None)
+    if files is None:
+        return record
+    run_dir = _run_dir(job)
+    for rel in TO_NODE:
+        if rel not in files:
+            (run_dir / rel).unlink(missing_ok=True)
+    marker = json.loads(files.pop(MARKER))
+    for rel, data in files.items():
+        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(run_dir / rel, data)
+    where = {"run_dir": str(run_dir), "best": str(_best(job)), "trained_on": record["trained_on"]}
+    write_json(run_dir / MARKER, {**marker, **where}, indent=2)
+    return {**record, **where}
 
 
 def _sizes(deploy_imgsz: Sequence[int] | int | str | None, imgsz: int) -> list[int]:

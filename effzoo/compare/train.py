@@ -2,23 +2,30 @@
 and export to a runtime.
 
 ``train_run`` takes and returns plain data, so it runs the same in this process and as
-a Ray task.
+a Ray task. On a Ray cluster at an address, ``train_on_node`` runs it: in ``--out`` where
+the node sees it (a shared file system), else under the node's temp directory, the run
+folder's files going back to the driver with the record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
 import os
+import shutil
+import socket
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .._atomic import set_aside, write_json
+from .._atomic import set_aside, write_bytes, write_json
+from ..errors import DataNotFoundError
 from .runtimes import RUNTIMES
 from .stats import Matches
 
@@ -26,6 +33,11 @@ from .stats import Matches
 MARKER = "effzoo-compare.json"
 #: the file in a run directory that lists its resumes (the epoch each continued after)
 RESUMES = "effzoo-resumed.json"
+#: the folder under a Ray node's temp directory where it trains the runs of a driver
+#: whose ``--out`` it does not see (no shared file system)
+NODE_DIR = "effzoo-compare"
+#: what of a run's folder on the driver a node needs to resume it or validate it again
+TO_NODE = ("weights/last.pt", "weights/best.pt", "results.csv", "args.yaml", "train.log", RESUMES)
 
 
 def ultralytics_ready() -> None:
@@ -252,6 +264,62 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     }
     write_json(run_dir / MARKER, record, indent=2)
     return {**record, "notes": notes, "state": state}
+
+
+def folder_files(root: Path, names: Iterable[str] | None = None) -> dict[str, bytes]:
+    """The files under ``root`` (only ``names`` where given), by their POSIX path
+    relative to it."""
+    if names is not None:
+        found = [root / n for n in names]
+    else:
+        found = sorted(root.rglob("*")) if root.is_dir() else []
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in found if p.is_file()}
+
+
+def _write_files(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(root / rel, data)
+
+
+def train_on_node(
+    job: dict[str, Any], seen: tuple[str, str], files: dict[str, bytes], cfg: tuple[str, bytes]
+) -> dict[str, Any]:
+    """``train_run`` as a Ray task on a cluster. A node that sees the driver's ``--out``
+    (the file ``seen[0]`` holds ``seen[1]``) trains the run there. One that does not (no
+    shared file system) trains it under its temp directory, in a folder named by the
+    driver's ``--out`` and the run (a task Ray retries on the same node resumes it):
+    from ``files`` (the driver's copy of the run: ``TO_NODE``) where that folder is new,
+    the candidate's file from ``cfg`` (name, bytes; ``("", b"")``: a name Ultralytics
+    resolves). The record comes back with every file of the run's folder (``"files"``)
+    and where it trained (``"trained_on"``); the folder is removed. The data yaml and its
+    images must be at the same path on every node."""
+    try:
+        if Path(seen[0]).read_text(encoding="utf-8") == seen[1]:
+            return train_run(job)
+    except OSError:
+        pass
+    if not Path(job["data"]).is_file():
+        raise DataNotFoundError(
+            f"the data yaml {job['data']} is not on Ray node {socket.gethostname()}, which "
+            "does not see --out (no shared file system): put the dataset at the same path "
+            "on every node (the demo data too: copy --out's data/ folder there), or share "
+            "--out's file system with the nodes"
+        )
+    where = hashlib.sha256(job["project"].encode()).hexdigest()[:12]
+    local = Path(tempfile.gettempdir()) / NODE_DIR / where
+    run_dir, local_job = local / job["name"], {**job, "project": str(local)}
+    if not run_dir.exists():
+        _write_files(run_dir, files)
+    if cfg[0]:  # the candidate's yaml or checkpoint, under its own name (its scale letter)
+        model = local / "models" / job["name"] / cfg[0]
+        _write_files(model.parent, {model.name: cfg[1]})
+        local_job["cfg"] = str(model)
+    record = train_run(local_job)
+    back = folder_files(run_dir)
+    shutil.rmtree(run_dir)
+    shutil.rmtree(local / "models" / job["name"], ignore_errors=True)
+    return {**record, "files": back, "trained_on": f"{socket.gethostname()}:{run_dir}"}
 
 
 def export(best: str, runtime: str, job: dict[str, Any]) -> dict[str, Any]:
