@@ -166,6 +166,8 @@ def test_a_doubled_scale_letter_is_not_taken_for_the_name_without_it(
     meant (one line on the command line, nothing trained); stock names build as stock."""
     from ultralytics import YOLO
 
+    import effzoo.yolo  # registers effzoo's names
+
     monkeypatch.chdir(tmp_path)
     says = "no model file 'yolo11nn-effb0.yaml'; did you mean effzoo's 'yolo11n-effb0.yaml'?"
     with pytest.raises(effzoo.InvalidArgumentError) as e:
@@ -215,27 +217,88 @@ def _flip_a_value(held: dict) -> dict:
     return {**held, "tensors": {**held["tensors"], name: t}}
 
 
+#: versions that are not the installed ones: a damaged record is not blamed on them
+OTHERS = {"effzoo": "0.1.9", "timm": "1.0.99", "torch": "2.14.0"}
+
+
+def _by_others(edit):
+    return lambda h: {**edit(h), "versions": OTHERS}
+
+
+def _build(**changes):
+    return _by_others(lambda h: {**h, "build": {**h["build"], **changes}})
+
+
+def _without(key: str, in_build: bool = False):
+    def edit(h: dict) -> dict:
+        if in_build:
+            return {**h, "build": {k: v for k, v in h["build"].items() if k != key}}
+        return {k: v for k, v in h.items() if k != key}
+
+    return _by_others(edit)
+
+
 RECORD_EDITS = {
     "format as a string": (lambda h: {**h, "format": "2"}, "format is '2'"),
     "bn_eps 0.5": (lambda h: {**h, "build": {**h["build"], "bn_eps": 0.5}}, "eps 0.5"),
     "padding bogus": (lambda h: {**h, "build": {**h["build"], "padding": "bogus"}}, "'bogus'"),
     "a changed tensor": (_flip_a_value, "do not hash to the digest"),
-}
+    # the record against its variant's own row, whatever versions it names
+    "another width": (_build(width_mult=0.5), "efficientnet_lite0 at width 0.5, depth 0.5 has"),
+    "another depth": (_build(depth_mult=1.0), "blocks, efficientnet_lite0 at width 0.25, depth 1"),
+    "another variant": (
+        _build(spec=effzoo.lookup("efficientnet_b3")), "efficientnet_b3 at width 0.25"
+    ),
+    "a key missing": (_without("frozen"), "record lacks frozen"),
+    "a build key missing": (_without("width_mult", in_build=True), "lacks build.width_mult"),
+}  # fmt: skip
+
+
+def _loaders():
+    """Every loader of a checkpoint: Ultralytics' (effzoo's layers rebuilt) and effzoo's
+    ``pretrained="best.pt"`` (the backbone read out of it)."""
+    from ultralytics import YOLO
+
+    return {
+        "YOLO()": YOLO,
+        "pretrained=": lambda path: effzoo.create(
+            "efficientnet_lite0", width_mult=0.25, depth_mult=0.5, pretrained=path
+        ),
+    }
 
 
 @pytest.mark.parametrize("edit", list(RECORD_EDITS))
 def test_a_damaged_checkpoint_record_is_refused_as_damaged(
     edit: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """A record that no build of its variant can have, a format that is not one, or
-    tensors that do not hash to the digest saved with them: refused as damaged (no
-    version advice), instead of loading and predicting differently."""
-    from ultralytics import YOLO
-
+    """A record that no build of its variant can have, a format that is not one, tensors
+    that do not hash to the digest saved with them, a build (variant, width, depth) that
+    its tensors do not have, or a key missing: refused as damaged by every loader, even
+    when other versions wrote it (no version advice), instead of loading and predicting
+    differently."""
     change, says = RECORD_EDITS[edit]
     path = _saved_with(tmp_path, monkeypatch, change)
-    with pytest.raises(effzoo.CheckpointFormatError) as e:
-        YOLO(str(path))
-    message = str(e.value)
-    assert "this checkpoint is damaged" in message and says in message, message
-    assert "pip install" not in message and "Upgrade" not in message
+    for name, load in _loaders().items():
+        with pytest.raises(effzoo.CheckpointFormatError) as e:
+            load(str(path))
+        message = str(e.value)
+        assert "this checkpoint is damaged" in message and says in message, (name, message)
+        assert "pip install" not in message and "Upgrade" not in message, (name, message)
+
+
+def test_every_loader_refuses_a_newer_format_and_loads_an_intact_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A record of a newer format is refused by ``pretrained="best.pt"`` as by ``YOLO()``
+    (naming the effzoo that wrote it); the same file with its own record loads in both."""
+    newer = {"effzoo": "9.1.0", "timm": "2.3.0"}
+    path = _saved_with(tmp_path, monkeypatch, lambda h: {**h, "format": 3, "versions": newer})
+    for name, load in _loaders().items():
+        with pytest.raises(effzoo.CheckpointFormatError) as e:
+            load(str(path))
+        assert "written by effzoo 9.1.0 (checkpoint format 3" in str(e.value), name
+        assert "Upgrade effzoo to 9.1.0 or newer" in str(e.value), name
+    (tmp_path / "intact").mkdir()
+    intact = _saved_with(tmp_path / "intact", monkeypatch, lambda h: h)
+    for load in _loaders().values():
+        load(str(intact))

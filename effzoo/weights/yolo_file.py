@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import CorruptWeightsError, WeightsMismatchError
+from . import layer_record
 
 _EFFZOO_LAYERS = ("effzoo.yolo.modules.BackboneStem", "effzoo.yolo.modules.BackboneStages")
 _REBUILD = "effzoo.yolo.modules.rebuild"
@@ -173,7 +174,8 @@ def _attrs(layer: Any) -> dict[str, Any]:
     """A layer's own attributes (``first``, ``level``, ``backbone`` ...), either format."""
     if _where(layer) == _REBUILD:
         held = layer._args[1] if len(layer._args) > 1 else {}
-        return {**(held.get("attrs") or {}), "_held": held} if isinstance(held, dict) else {}
+        own = held.get("attrs") if isinstance(held, dict) else None
+        return {**(own if isinstance(own, dict) else {}), "_held": held}
     return dict(getattr(layer, "__dict__", {}))
 
 
@@ -217,10 +219,18 @@ def read(path: Path) -> YoloBackbone:
     )
 
 
+def _checked(attrs: dict[str, Any], layer: str) -> dict[str, Any]:
+    """A layer's record (format 2; none in effzoo 0.1's), checked as ``YOLO()`` checks it."""
+    held = attrs.get("_held")
+    if held is not None:
+        layer_record.check(held if isinstance(held, dict) else {}, layer=layer)
+    return held or {}
+
+
 def _effzoo(layers: list[tuple[str, Any]], start: int, where: str) -> YoloBackbone:
     stem_name, stem = layers[start]
     attrs = _attrs(stem)
-    held = attrs.get("_held") or {}
+    held = _checked(attrs, "BackboneStem")
     sd = _state_dict(stem)
     tensors = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
     used = [f"{stem_name} (BackboneStem)"]
@@ -228,6 +238,7 @@ def _effzoo(layers: list[tuple[str, Any]], start: int, where: str) -> YoloBackbo
         if _kind(layer) != _EFFZOO_LAYERS[1]:
             break
         first = int(_attrs(layer).get("first", 0))
+        _checked(_attrs(layer), "BackboneStages")
         for k, v in _state_dict(layer).items():
             stage, _, rest = k.removeprefix("stages.").partition(".")
             tensors[f"blocks.{first + int(stage)}.{rest}"] = v

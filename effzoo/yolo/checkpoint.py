@@ -13,13 +13,14 @@ and its state dict. ``rebuild`` builds the same modules through timm on the meta
 tensors (dtype, device and memory format as saved: Ultralytics saves float16).
 
 Formats: 1 is effzoo 0.1 (timm's classes pickled: loads while timm keeps those module
-paths); 2 is this one. A format newer than ``FORMAT`` raises ``CheckpointFormatError``
-naming the effzoo that wrote it and this one.
+paths); 2 is this one. The record is checked before it is rebuilt, by the rules every
+loader applies (``effzoo.weights.layer_record``): a format newer than ``FORMAT`` raises
+``CheckpointFormatError`` naming the effzoo that wrote it and this one; a damaged record
+says so.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -30,9 +31,9 @@ from .._version import __version__
 from ..backbone import Backbone
 from ..errors import CheckpointFormatError
 from ..fuse import fuse_stages
+from ..weights import layer_record
+from ..weights.layer_record import FORMAT, digest
 
-#: the checkpoint format this effzoo writes and the newest it reads
-FORMAT = 2
 #: nn.Module's own bookkeeping, rebuilt rather than pickled
 _MODULE_STATE = ("_parameters", "_buffers", "_modules")
 _PLAIN = (bool, int, float, str, type(None))
@@ -100,72 +101,10 @@ def hold(layer: nn.Module, build: dict[str, Any], **extra: Any) -> dict[str, Any
     }
 
 
-def digest(tensors: dict[str, torch.Tensor]) -> str | None:
-    """sha256 of a state dict (names, dtypes, shapes, bytes): what a record's tensors must
-    hash to on load; None for tensors without data (the meta device)."""
-    if any(t.is_meta for t in tensors.values()):
-        return None
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
-
-
-def _wrote(held: dict[str, Any]) -> dict[str, str]:
-    """The versions a record says wrote it (only those given as strings)."""
-    wrote = held.get("versions")
-    wrote = wrote if isinstance(wrote, dict) else {}
-    return {k: v for k, v in wrote.items() if isinstance(v, str)}
-
-
-def _damaged(what: str, why: str) -> CheckpointFormatError:
-    return CheckpointFormatError(
-        f"this checkpoint is damaged: {what}; it was not loaded, and no effzoo or timm "
-        "version loads it. Use another copy of the file (last.pt, a backup) or train again",
-        reason=f"damaged checkpoint: {why}",
-    )
-
-
-#: paddings and batch-norm epsilons a build may record (besides the variant's own)
-_PADDINGS, _EPS = ("", "same"), (None, 1e-3, 1e-5)
-
-
-def check_format(held: dict[str, Any]) -> None:
-    """``CheckpointFormatError`` for a checkpoint written by a newer effzoo, or whose
-    record is damaged (a format that is not one, a build the variant cannot have)."""
-    fmt = held.get("format")
-    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 2:
-        raise _damaged(f"its effzoo layer's format is {fmt!r}, not a checkpoint format", "format")
-    if fmt > FORMAT:
-        wrote = _wrote(held)
-        effzoo, timm = wrote.get("effzoo"), wrote.get("timm")
-        by = (
-            f"effzoo {effzoo} (checkpoint format {fmt}, timm {timm})"
-            if effzoo
-            else (f"a newer effzoo (checkpoint format {fmt})")
-        )
-        raise CheckpointFormatError(
-            f"this checkpoint was written by {by}; this is effzoo {__version__}, which reads "
-            f"formats up to {FORMAT}. Upgrade effzoo{f' to {effzoo} or newer' if effzoo else ''}: "
-            'in its checkout (git pull), pip install ".[yolo]" (effzoo is installed from a '
-            "checkout or a wheel built from one, never from the package index, whose 'effzoo' "
-            "is another project)",
-            reason=f"checkpoint format {fmt!r} of effzoo {effzoo or 'unknown'}",
-        )
-    build = held.get("build")
-    spec = build.get("spec") if isinstance(build, dict) else None
-    if spec is None or not isinstance(held.get("tensors"), dict):
-        raise _damaged("its effzoo layer records no build or no tensors", "no build")
-    padding, eps = build.get("padding"), build.get("bn_eps")
-    if padding not in (*_PADDINGS, spec.padding) or eps not in (*_EPS, spec.bn_eps):
-        raise _damaged(
-            f"its record says {spec.name} was built with padding {padding!r} and batch-norm "
-            f"eps {eps!r}, which no build of {spec.name} has (padding '' or 'same', eps 1e-3 "
-            "or 1e-5)",
-            "a build the variant cannot have",
-        )
+def check_format(held: dict[str, Any], layer: str = "effzoo") -> None:
+    """``CheckpointFormatError`` for a record written by a newer effzoo, or damaged
+    (``layer_record.check``: the rules ``pretrained="best.pt"`` applies too)."""
+    layer_record.check(held, layer=layer)
 
 
 def backbone_from(held: dict[str, Any]) -> Backbone:
@@ -191,13 +130,6 @@ def restore(layer: nn.Module, held: dict[str, Any], *, fuse: Callable[[], None] 
         if name in named:
             for key, value in attrs.items():
                 setattr(named[name], key, value)
-    want = held.get("digest")  # absent from the first format-2 checkpoints
-    if want is not None and digest(held["tensors"]) != want:
-        raise _damaged(
-            f"the tensors of its {type(layer).__name__} layer do not hash to the digest saved "
-            "with them (a changed byte)",
-            "tensors do not match their digest",
-        )
     layer.load_state_dict(held["tensors"], strict=True, assign=True)
     left = [n for n, t in (*layer.named_parameters(), *layer.named_buffers()) if t.is_meta]
     if left:
@@ -230,13 +162,13 @@ def rebuilt(cls: type, held: dict[str, Any]) -> nn.Module:
     except CheckpointFormatError:
         raise
     except Exception as e:
-        wrote, have = _wrote(held), versions()
+        wrote, have = layer_record.wrote(held), versions()
         if (wrote.get("effzoo"), wrote.get("timm")) in (
             (have["effzoo"], have["timm"]),
             (None, None),
         ):
             # the versions that wrote it are these (or unrecorded): they are not the cause
-            raise _damaged(
+            raise layer_record.damaged(
                 f"its record does not fit its tensors: rebuilding its effzoo {cls.__name__} "
                 f"layer failed ({type(e).__name__}: {str(e)[:200]})",
                 f"{type(e).__name__} rebuilding {cls.__name__}",

@@ -227,7 +227,7 @@ def rebuild(cls: type, held: dict) -> nn.Module:
     """Unpickle an effzoo layer of a checkpoint (format 2): build it again through timm
     and give it the saved tensors and settings (``checkpoint``). Its import path is part
     of the checkpoint format."""
-    checkpoint.check_format(held)
+    checkpoint.check_format(held, cls.__name__)
     return checkpoint.rebuilt(cls, held)
 
 
