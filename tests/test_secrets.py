@@ -294,6 +294,9 @@ def test_the_planted_variables_cover_what_effzoo_reads():
         # huggingface_hub's constants, each read from the variable of its name
         for const in re.findall(r"constants\.([A-Z_]+)", text):
             names.add("HF_ENDPOINT" if const == "ENDPOINT" else const)
+    from effzoo import _env
+
+    names |= set(_env.VARIABLES)  # effzoo's own variables, read through _env.value
     missing = names - set(READ) - {"YOLO_OFFLINE"}
     assert not missing, missing
     assert {"HF_ENDPOINT", "EFFZOO_HUB_TIMEOUT", "HF_HUB_CACHE"} <= names  # the grep works
