@@ -154,6 +154,9 @@ def recommend(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evid
         f"{_ci(r, f'{col} x', 2)}x {ref}'s {col} latency ({_ci(r, f'{col} ms', 2)} ms), "
         f"{r['params_M']:.2f} M parameters, {r['GFLOPs']:.2f} GFLOPs."
     )
+    beaten = [n for n in by if n != pick and ev.more_accurate(by, pick, n)]
+    if beaten:
+        text += f" More accurate than {', '.join(beaten)} by the 95% intervals."
     others = [n for n in top if n != pick]
     how = (
         "paired over the same validation images and seeds"
