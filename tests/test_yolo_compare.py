@@ -117,6 +117,11 @@ def test_command_end_to_end(first):
         assert str(out) not in text and str(yolo_helpers.session_root()) not in text
     assert (out / "compare.png").stat().st_size > 1000  # matplotlib is installed here
     assert "[effzoo compare] [1/2] training yolo11n seed 0" in proc.stderr
+    # Ultralytics' own output (training, validation, export) is in each run's logs
+    for text in (proc.stderr, proc.stdout):
+        assert "export success" not in text and "Epoch" not in text
+    run = out / rows[0]["run_dir"]
+    assert "export success" in (run / "export.log").read_text(encoding="utf-8")
     assert "[effzoo compare] [2/2] yolo11n-efflite0-w0.25 seed 0: mAP50-95" in proc.stderr
     assert "## Recommendation" in proc.stdout  # the report, on stdout
 
@@ -335,54 +340,29 @@ def _ratio(out: Path, runtime: str) -> tuple[float, float, float]:
     return tuple(float(row[f"{runtime} x{s}"]) for s in ("", " lo", " hi"))  # type: ignore[return-value]
 
 
+def _retimed(first, folder: Path, size: int) -> Path:
+    """The first run's trained models exported and timed again at ``size`` in ``folder``
+    (at 64 px a call is about a millisecond, where fixed per-call costs are the noise)."""
+    data, out, _ = first
+    shutil.copytree(out, folder)
+    shutil.rmtree(folder / "timing")
+    result = compare(MODELS, data=data, out=folder, **{**API, "deploy_imgsz": size})
+    assert result.trained == [] and sorted(result.timed) == ["onnx", "pytorch"]
+    return folder
+
+
 @pytest.mark.slow
 def test_timing_the_same_artifacts_twice_agrees_within_the_intervals(first, tmp_path):
-    """The timing alone run again on the same artifacts: each new ratio lies inside the
-    first run's 95% interval (ONNX Runtime, where interleaved sessions once skewed it)."""
-    data, out, _ = first
-    again = tmp_path / "again"
-    shutil.copytree(out, again)
-    shutil.rmtree(again / "timing")
-    result = compare(MODELS, data=data, out=again, **API)
-    assert result.trained == [] and sorted(result.timed) == ["onnx", "pytorch"]
-    _, lo, hi = _ratio(out, "onnx")
-    assert lo <= _ratio(again, "onnx")[0] <= hi
-
-
-_PLAIN = r"""
-import sys, time, json, numpy as np, onnxruntime as ort
-s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
-x = {s.get_inputs()[0].name: np.random.default_rng(0).random((1, 3, 64, 64), np.float32)}
-for _ in range(3):
-    s.run(None, x)
-rounds = []
-for _ in range(int(sys.argv[2])):
-    calls = []
-    for _ in range(3):
-        t = time.perf_counter(); s.run(None, x); calls.append((time.perf_counter() - t) * 1e3)
-    rounds.append(float(np.median(calls)))
-print(json.dumps(rounds))
-"""
-
-
-@pytest.mark.slow
-def test_compare_s_ratio_is_the_runtime_s_own_with_each_artifact_alone(first):
-    """The same two ONNX files, each timed alone in a process of its own with ONNX
-    Runtime's plain API (its default threads): the ratio agrees with compare's within the
-    intervals (they overlap)."""
-    from effzoo.compare import stats
-
-    _, out, _ = first
-    rows = _csv(out)
-    onnx = [out / r["run_dir"] / "exports" / "onnx-64" / "best.onnx" for r in rows]
-    alone = []
-    for path in onnx:  # one after the other: never two at a time
-        proc = subprocess.run([sys.executable, "-c", _PLAIN, str(path), "30"], capture_output=True,
-                              text=True, timeout=300, check=True)  # fmt: skip
-        alone.append(json.loads(proc.stdout))
-    _, plain_lo, plain_hi = stats.ratio_interval(alone[1], alone[0])
-    _, lo, hi = _ratio(out, "onnx")
-    assert plain_lo <= hi and lo <= plain_hi, ((plain_lo, plain_hi), (lo, hi))
+    """The timing alone run twice on the same artifacts: the two runs' 95% intervals of
+    the ratio overlap (ONNX Runtime, where interleaved sessions once skewed it by 0.78).
+    Measured on the demo data's models at 320/640 px: 14 of 18 second ratios fell inside
+    the first run's interval and 17 of 18 intervals overlapped (docs/which-backbone.md):
+    the intervals hold the noise within a run, not all of the drift between runs."""
+    once = _retimed(first, tmp_path / "once", 256)
+    again = _retimed(first, tmp_path / "again", 256)
+    _, lo, hi = _ratio(once, "onnx")
+    _, lo2, hi2 = _ratio(again, "onnx")
+    assert lo <= hi2 and lo2 <= hi, ((lo, hi), (lo2, hi2))
 
 
 @pytest.mark.slow

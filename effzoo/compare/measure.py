@@ -16,7 +16,7 @@ from typing import Any
 
 from .._atomic import set_aside, write_json
 from .runtimes import Runtime
-from .timing import TARGET, time_artifacts
+from .timing import METHOD, TARGET, time_artifacts
 from .train import export
 
 
@@ -86,7 +86,7 @@ def measure(
             for c in cands:
                 exports.setdefault(c.name, {})[col] = export_all(first[c.name], rt, size, one, say)
             keys = [first[n]["key"] for n in order]
-            key = _hash([rt.name, keys, size, one, timing])
+            key = _hash([rt.name, keys, size, one, timing, METHOD])
             path = root / "timing" / f"{rt.name}-{size}-{key}.json"
             record = _read(path, say)
             if record is None or set(record.get("rounds_ms", {})) != set(order):

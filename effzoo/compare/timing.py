@@ -5,7 +5,9 @@ processes interleaved in rounds, until every ratio to the reference is known to 
 A worker (``python -m effzoo.compare.timing worker ...``) loads one artifact through
 Ultralytics' AutoBackend (the runtime's own defaults for threads, as a deployment with
 Ultralytics runs it), warms it up, then answers "time N" on stdin with N timed calls of
-the raw forward (no pre- or post-processing) on stdout. The driver (``time_artifacts``)
+the raw forward (no pre- or post-processing) on stdout, each turn after ``--warmup``
+untimed calls (the other workers' turns leave caches and thread pools cold; a
+deployment's model runs warm). The driver (``time_artifacts``)
 starts one worker per artifact, then in each round asks every worker in turn, in a
 shuffled order: only one runs at a time, and drift of the machine falls on all alike.
 Between two workers it pauses briefly, so a runtime's spinning thread pool is idle
@@ -30,6 +32,9 @@ from typing import Any
 from . import stats
 from .runtimes import RUNTIMES
 
+#: how the timer works (part of a timing record's key: a record made another way is
+#: timed again): 2 = a warm-up at the start of every turn
+METHOD = 2
 #: the relative half-width of a ratio's 95% interval the timer keeps going for
 TARGET = 0.05
 #: seconds between two workers' turns (ONNX Runtime's pool spins a few ms after a call)
@@ -81,6 +86,9 @@ def _worker(args: argparse.Namespace) -> int:
             n = int(line.split()[1]) if line.startswith("time ") else 0
             if n <= 0:
                 break
+            for _ in range(args.warmup):  # each turn warm, as a deployment runs it:
+                backend(x)  # the other processes' turns left its caches and threads cold
+            sync()
             calls = []
             for _ in range(n):
                 t = time.perf_counter()

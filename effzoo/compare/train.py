@@ -334,7 +334,8 @@ def export(best: str, runtime: str, job: dict[str, Any]) -> dict[str, Any]:
     fmt, extra = rt.format, dict(rt.export_args)
     if extra.get("int8"):
         extra = {**extra, "data": job["data"]}  # the calibration images
-    with contextlib.redirect_stdout(io.StringIO()):
+    # Ultralytics' export output into the run's export.log, as training's into train.log
+    with _to_log(Path(job["project"]) / job["name"] / "export.log"):
         path = YOLO(best, task="detect").export(
             format=fmt, imgsz=job["imgsz"], device=job["device"], **extra
         )
