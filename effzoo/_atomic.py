@@ -52,3 +52,21 @@ def set_aside(path: str | os.PathLike[str]) -> Path:
         new = path.with_name(f"{path.name}{DAMAGED}-{n}")
     os.replace(path, new)
     return new
+
+
+def read_record(path: str | os.PathLike[str], say: Any) -> dict[str, Any] | None:
+    """The JSON record at ``path``, or None where there is none; one that cannot be read
+    (cut short by a kill) is set aside (``set_aside``), said through ``say`` in one line,
+    and is none, so the caller makes it again."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(record, dict):
+            return record
+    except (OSError, ValueError):
+        pass
+    moved = set_aside(path)
+    say(f"{path} cannot be read (cut short?): set aside as {moved.name}, redone")
+    return None

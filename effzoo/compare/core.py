@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import _checks as checks
-from .._atomic import set_aside, write_bytes, write_json
+from .._atomic import read_record, write_bytes, write_json
 from ..errors import OutputInUseError, RayUnavailableError
 from .candidates import Candidate, check_candidates, parse_candidates, reference, stock_note
 from .checks import DEMO_IMAGES, check_data, check_device, check_train_args, option
@@ -205,19 +205,8 @@ def _lock_out(root: Path) -> None:
 
 
 def _record(path: Path, log: Any) -> dict[str, Any] | None:
-    """The record at ``path``, or None where there is none; one that cannot be read (cut
-    short by a kill) is set aside as ``<name>.damaged``, said in one line, and is none."""
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(record, dict):
-            return record
-    except (OSError, ValueError):
-        pass
-    moved = set_aside(path)
-    _say(log, f"{path} cannot be read (cut short?): set aside as {moved.name}, redone")
-    return None
+    """The record at ``path`` (``_atomic.read_record``: a damaged one is set aside)."""
+    return read_record(path, lambda m: _say(log, m))
 
 
 def _time_left(took: dict[str, list[float]], runs: list[str], workers: int) -> float:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .._atomic import set_aside, write_json
+from .._atomic import read_record, write_json
 from .runtimes import Runtime
 from .timing import METHOD, TARGET, time_artifacts
 from .train import export
@@ -22,21 +22,6 @@ from .train import export
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _read(path: Path, say: Callable[[str], None]) -> dict[str, Any] | None:
-    """A record, or None when it is missing, or damaged (then set aside, said, and made
-    again)."""
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(record, dict):
-            return record
-    except (OSError, ValueError):
-        pass
-    say(f"{path} is damaged (not a record): set aside as {set_aside(path).name}, made again")
-    return None
 
 
 def export_all(
@@ -49,7 +34,7 @@ def export_all(
     if not rt.format:
         return {"runtime": rt.name, "imgsz": size, "artifact": str(best)}
     path = run_dir / f"effzoo-export-{rt.name}-{size}.json"
-    made = _read(path, say)
+    made = read_record(path, say)
     if made is None or not (run_dir / made.get("artifact", "\0")).exists():
         say(f"exporting {job['candidate']} to {rt.name} at {size} px")
         made = export(str(best), rt.name, {**job, "device": device, "imgsz": size})
@@ -88,7 +73,7 @@ def measure(
             keys = [first[n]["key"] for n in order]
             key = _hash([rt.name, keys, size, one, timing, METHOD])
             path = root / "timing" / f"{rt.name}-{size}-{key}.json"
-            record = _read(path, say)
+            record = read_record(path, say)
             if record is None or set(record.get("rounds_ms", {})) != set(order):
                 say(f"timing {len(order)} artifacts in {rt.name} at {size} px, each in a "
                     f"process of its own, until every ratio is within ±{TARGET:.0%}")  # fmt: skip
