@@ -52,7 +52,6 @@ import functools
 import importlib
 import inspect
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -249,30 +248,32 @@ def _misnamed(file: Any) -> None:
         )
 
 
-#: per thread: the name the last ``check_yaml(..., hard=False)`` did not find
-_MISSED = threading.local()
-#: how Ultralytics' ``yaml_model_load`` drops a scale letter ("yolo11n-x" -> "yolo11-x")
-_SCALE_LETTER = re.compile(r"(\d+)([nslmx])(.+)?$")
-
-
-def _meant_name(earlier: str | None, name: str) -> str:
-    """Of the two spellings Ultralytics tried (the name and the name without its scale
-    letter, in either order: 8.3.x tries the scale-less one first, 8.4 the name), the
-    one the user typed: the longer, when one is the other without its scale letter."""
-    if earlier and len(earlier) > len(name) and _SCALE_LETTER.sub(r"\1\3", earlier) == name:
-        return earlier
-    return name
-
-
-def _names_a_backbone(name: str, original: Callable[..., Any]) -> bool:
+def _names_a_backbone(name: str) -> bool:
     """Whether a bare ``name`` that is not a file, not one of effzoo's model names and not
     a stock Ultralytics one means an effzoo model (``yolo11nn-effb0.yaml``)."""
+    from ultralytics.utils.checks import check_yaml  # Ultralytics' own, not the wrapper
+
     from . import templates
 
     path = Path(name)
     if len(path.parts) != 1 or path.exists() or templates.is_model_name(path.name):
         return False
-    return templates.suggest_name(path.name) is not None and not original(name, hard=False)
+    return templates.suggest_name(path.name) is not None and not check_yaml(name, hard=False)
+
+
+def _wrap_yaml_model_load(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The model file as typed, before Ultralytics retries it without its scale letter
+    (``yolo11nn-effb0.yaml`` would load as ``yolo11n-effb0.yaml``; 8.3.x tries the
+    shorter name first): a name that means an effzoo model gets effzoo's error."""
+
+    @functools.wraps(original)
+    def yaml_model_load(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(path, (str, Path)) and _names_a_backbone(str(path)):
+            _misnamed(path)
+        return original(path, *args, **kwargs)
+
+    setattr(yaml_model_load, _MARK, True)
+    return yaml_model_load
 
 
 def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -281,25 +282,13 @@ def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
         from . import templates
 
         path = Path(str(file))
-        earlier, _MISSED.name = getattr(_MISSED, "name", None), None
-        meant = _meant_name(earlier, str(file))
-        if _names_a_backbone(meant, original):
-            if not kwargs.get("hard", args[1] if len(args) > 1 else True):
-                # the first of two spellings (8.3.x tries the unscaled one first): the
-                # error names the one typed, at the second
-                _MISSED.name = str(file)
-                return []
-            _misnamed(meant)  # not the unscaled name: yolo11nn-effb0 is not yolo11n-effb0
         if len(path.parts) == 1 and not path.exists() and templates.is_model_name(path.name):
             return str(templates.cfg_path(path.name))
         try:
-            found = original(file, *args, **kwargs)
+            return original(file, *args, **kwargs)
         except FileNotFoundError:
-            _misnamed(_meant_name(earlier, str(file)))
+            _misnamed(file)
             raise
-        if not found:  # hard=False: the caller tries the other spelling next
-            _MISSED.name = str(file)
-        return found
 
     setattr(check_yaml, _MARK, True)
     return check_yaml

@@ -214,6 +214,13 @@ SEAMS = (
                "the DDP launcher no longer writes its script through dist.generate_ddp_file")),
     Seam("model table", False, "the model table shows the backbone layers, not Index rows",
          "ultralytics.nn.tasks:LOGGER (parse_model's table lines)"),
+    Seam("tasks.yaml_model_load", False, "a model file typed with a scale letter too many "
+         "(yolo11nn-effb0.yaml) is effzoo's error, not the model without it",
+         "ultralytics.nn.tasks:yaml_model_load", "replaces", "_wrap_yaml_model_load",
+         _has("ultralytics.nn.tasks:yaml_model_load")),
+    Seam("model.yaml_model_load", False, "the same, for YOLO('...yaml') (engine.model "
+         "imports its own reference)", "ultralytics.engine.model:yaml_model_load", "replaces",
+         "_wrap_yaml_model_load", _has("ultralytics.engine.model:yaml_model_load")),
     Seam("Model._load", False, "YOLO('yolo11n-efflite0') without .yaml: effzoo's suggestion",
          "ultralytics.engine.model:Model._load", "replaces", "_wrap_model_load",
          _has("ultralytics.engine.model:Model._load",
