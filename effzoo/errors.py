@@ -109,9 +109,8 @@ def timm_internals() -> Iterator[None]:
         missing = "" if isinstance(e, ModuleNotFoundError) else f" ({e})"
         raise IncompatibleTimmError(
             f"effzoo {__version__} cannot import {name!r} from the installed timm {timm}"
-            f"{missing}: effzoo builds on timm's EfficientNet internals and supports "
-            f'timm{TIMM_SUPPORTED}. Install a supported timm: pip install "timm{TIMM_SUPPORTED}" '
-            "(or a newer effzoo that supports this timm, installed from its checkout)",
+            f'{missing}; it supports timm{TIMM_SUPPORTED}. Fix: pip install "timm{TIMM_SUPPORTED}" '
+            '(docs/weights.md, "huggingface_hub and timm versions")',
             reason=f"timm {timm} has no {name}",
         ) from e
 

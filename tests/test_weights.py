@@ -213,6 +213,7 @@ def test_tag_from_file_name_argument_and_hf_cache_path(b0_file, tmp_path: Path):
     with pytest.raises(CorruptWeightsError, match="corrupted") as e:
         effzoo.create("efficientnet_b0", pretrained=cached / "model.safetensors")
     assert "ffffffffffff" in str(e.value) and "verified.json" in str(e.value)
+    assert "run `effzoo download tf_efficientnet_b0.ap_in1k` with the Hub reachable" in str(e.value)
 
 
 def test_store_copy_carries_its_tag_and_detects_corruption(b0_file, tmp_path: Path):

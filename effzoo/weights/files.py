@@ -231,15 +231,15 @@ def check_inflation(path: Path) -> None:
                 total = sum(i.file_size for i in z.infolist())
         except (zipfile.BadZipFile, OSError, ValueError) as e:
             raise CorruptWeightsError(
-                f"{path} is not a complete zip archive ({e}): it is truncated or damaged, so it "
-                "was not passed to torch.load(weights_only=True); copy or download it again "
-                "from where it came (a torch.save still in progress writes such a file)"
+                f"{path} is truncated or damaged (not a complete zip archive: {e}); it was not "
+                "passed to torch.load(weights_only=True). Fix: copy or download it again "
+                '(docs/weights.md, "Local files")'
             ) from None
     if total > limit:
         raise CorruptWeightsError(
-            f"{path} would inflate to {total} bytes, over the {limit}-byte limit on what a "
-            f"torch file may expand to (a zip bomb?); nothing was loaded. If you trust the "
-            f"file, raise the limit: {MAX_PTH_ENV}={total}, or convert it to .safetensors"
+            f"{path} would inflate to {total} bytes, over the {limit}-byte limit; nothing was "
+            f"loaded. Fix, if you trust the file: {MAX_PTH_ENV}={total}, or convert it to "
+            '.safetensors (docs/weights.md, "Local files")'
         )
 
 
@@ -269,9 +269,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         first = (str(e).splitlines() or [""])[0][:160]
         raise CorruptWeightsError(
             f"{path} could not be loaded with torch.load(weights_only=True) ({type(e).__name__}: "
-            f"{first}); it is truncated (copy it again from where it came) or it pickles "
-            "objects that weights_only refuses: save the weights alone, with "
-            "torch.save(model.state_dict(), path) in the program that made it"
+            f"{first}). Fix: copy it again if truncated, or save the weights alone, "
+            'torch.save(model.state_dict(), path) (docs/weights.md, "Local files")'
         ) from e
     with errors_name_file(path):
         return unwrap(obj)

@@ -28,6 +28,8 @@ from ..errors import WeightsMismatchError
 from .convert import stage_depths
 
 _COUNTER = "num_batches_tracked"
+#: where a refusal sends the user: what weight selection does and when it runs
+_DOCS = '(docs/weights.md, "Scaled variants: inheritance")'
 
 
 def select_indices(source: int, target: int) -> torch.Tensor:
@@ -100,9 +102,8 @@ def inherit(
     ]
     if deeper:
         raise WeightsMismatchError(
-            f"the target is deeper than its weights ({'; '.join(deeper)}): inheritance only "
-            "selects blocks, it never adds random ones; use depth_mult <= 1.0 with these "
-            "weights, or pretrained=False"
+            f"the target is deeper than its weights ({'; '.join(deeper)}). Fix: use "
+            "depth_mult <= 1.0 with these weights, or pretrained=False " + _DOCS
         )
     if missing or unexpected:
         parts = []
@@ -123,9 +124,8 @@ def inherit(
     if differ:
         how = "at width_mult=depth_mult=1.0 every tensor must match" if exact else "ranks differ"
         raise WeightsMismatchError(
-            f"the weights do not fit the model ({how}): {_limit(differ, 4)}. Check that the "
-            "file is this variant's (effzoo info NAME lists its tags); weight selection from "
-            "larger weights runs only for width_mult/depth_mult < 1.0"
+            f"the weights do not fit the model ({how}): {_limit(differ, 4)}. Fix: pass this "
+            "variant's file (effzoo info NAME lists its tags) " + _DOCS
         )
     larger = [
         f"{k} {tuple(v.shape)} > {tuple(source[k].shape)}"
@@ -134,9 +134,8 @@ def inherit(
     ]
     if larger:
         raise WeightsMismatchError(
-            f"the target is wider than its weights: {_limit(larger, 4)}; inheritance only "
-            "selects channels, it never adds random ones; use width_mult <= 1.0 with these "
-            "weights, or pretrained=False"
+            f"the target is wider than its weights: {_limit(larger, 4)}. Fix: use "
+            "width_mult <= 1.0 with these weights, or pretrained=False " + _DOCS
         )
     out: dict[str, torch.Tensor] = {}
     sliced = 0

@@ -258,10 +258,10 @@ def _local_file(source: WeightsSource) -> WeightsFile:
     digest = verified.file_sha256(path)
     want = verified.sha256_for_commit(repo, path.name, revision) if repo and revision else None
     if want is not None and digest != want:
+        name = repo.removeprefix("timm/") if repo.startswith("timm/") else "TAG"
         raise CorruptWeightsError(
             f"{path} is corrupted: its sha256 is {digest[:12]}..., the Hub gave {want[:12]}... "
-            f"for {repo}@{revision[:10]} when effzoo verified it ({verified.record_path()}); "
-            "it was not loaded. Fix: run `effzoo download` for its tag with the Hub reachable "
-            "(huggingface_hub downloads it anew)"
+            f"for {repo}@{revision[:10]} ({verified.record_path()}); it was not loaded. Fix: "
+            f"run `effzoo download {name}` with the Hub reachable"
         )
     return WeightsFile(path, "file", repo, revision, digest)

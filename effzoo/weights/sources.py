@@ -82,6 +82,8 @@ PROBE_S = 10.0
 #: the download's default deadline: a base plus a time per MiB (a floor of 2 Mbit/s)
 DOWNLOAD_BASE_S, DOWNLOAD_S_PER_MIB = 300.0, 4.0
 TIMEOUT_ENV = _env.HUB_TIMEOUT
+#: where a refused Hub file's message sends the user: why, and what each fix does
+_VERIFIED_DOCS = '(docs/weights.md, "How files are verified")'
 
 
 def locate_copy(copy: OfflineCopy) -> Path | None:
@@ -181,12 +183,10 @@ def _hub_sha256(tag: TagInfo, revision: str, seconds: float) -> str:
         sha, why = None, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
     if not (isinstance(sha, str) and SHA256_RE.fullmatch(sha)):
         raise WeightsUnavailableError(
-            f"cannot verify {tag.repo}/{tag.filename}: the server sent an ETag that is not a "
-            f"sha256, and the Hub's paths-info API gave no sha256 to check it against "
-            f"({why or f'got {sha!r}'}). effzoo loads only verified files, so nothing was "
-            "downloaded. Fix: point HF_ENDPOINT at the Hub or at a mirror that passes the "
-            "Hub's ETag (or X-Linked-Etag) through, or download the file yourself, check its "
-            "sha256 against the Hub's and pass it as pretrained='/path/model.safetensors'",
+            f"cannot verify {tag.repo}/{tag.filename}: no sha256 from the server's ETag or "
+            f"paths-info ({why or f'got {sha!r}'}); nothing was downloaded. Fix: set "
+            "HF_ENDPOINT to the Hub or a mirror that passes its ETag through, or pass "
+            "pretrained='/path/model.safetensors' " + _VERIFIED_DOCS,
             reason=f"cannot verify {tag.repo}/{tag.filename}: no sha256 from the server",
         )
     return sha
@@ -371,10 +371,8 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             )
             raise CorruptWeightsError(
                 f"the file from {tag.repo} is corrupted (sha256 {digest[:12]}..., the Hub says "
-                f"{expected[:12]}...), downloaded {tries}; it was not loaded, and {deleted} "
-                f"({pointer}). The server sends these bytes: check HF_ENDPOINT and any "
-                "proxy between you and the Hub; once it sends the right file, the same call "
-                "replaces this one through huggingface_hub"
+                f"{expected[:12]}...), downloaded {tries}, not loaded; {deleted} ({pointer}). "
+                "Fix: check HF_ENDPOINT and any proxy, then call again " + _VERIFIED_DOCS
             )
     try:
         read_header(pointer)
@@ -396,11 +394,9 @@ def _refuse_a_changed_commit(tag: TagInfo, commit: str, sha256: str) -> None:
 
     raise TamperedWeightsError(
         f"{constants.ENDPOINT} now serves {tag.repo}/{tag.filename} at commit {commit[:10]} as "
-        f"sha256 {sha256}, where effzoo verified sha256 {before} for the same commit "
-        f"({verified.record_path()}); a commit's files never change, so these bytes were "
-        "refused and nothing was downloaded. Fix: check HF_ENDPOINT and any proxy or mirror "
-        "between you and the Hub; meanwhile HF_HUB_OFFLINE=1 loads the copy verified earlier "
-        "if the Hugging Face cache still holds it",
+        f"sha256 {sha256}, not the {before} effzoo verified ({verified.record_path()}); "
+        "nothing was downloaded. Fix: check HF_ENDPOINT and any proxy; HF_HUB_OFFLINE=1 "
+        "loads the verified copy meanwhile " + _VERIFIED_DOCS,
         reason=f"{tag.repo}/{tag.filename}@{commit[:10]} changed from {before[:12]} to "
         f"{sha256[:12]}",
     )

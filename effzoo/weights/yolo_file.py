@@ -213,9 +213,9 @@ def read(path: Path) -> YoloBackbone:
             return _torchvision(layer, name, where)
     kinds = ", ".join(sorted({_kind(m).rsplit(".", 1)[-1] for _, m in layers}))
     raise WeightsMismatchError(
-        f"{where} has no EfficientNet backbone effzoo can take out: its layers are {kinds}; "
-        "effzoo reads an effzoo backbone row (EfficientNet) or a TorchVision layer holding "
-        "a torchvision EfficientNet"
+        f"{where} has no EfficientNet backbone effzoo can take out (layers: {kinds}). Fix: "
+        "pass a model with an effzoo row or a TorchVision EfficientNet layer "
+        '(docs/weights.md, "Local files")'
     )
 
 
