@@ -220,8 +220,8 @@ class Backbone(_Variant, EfficientNetFeatures):
             checks.boolean("reuse_buffers", reuse_buffers)
             warnings.warn(
                 "fuse(reuse_buffers=...) does nothing since effzoo removed the fused "
-                "model's memory plan (docs/performance.md, 'Memory between calls'); "
-                "drop the argument",
+                "model's memory plan; drop the argument "
+                '(docs/performance.md, "Memory between calls: the plan was removed")',
                 FutureWarning,
                 stacklevel=2,
             )
@@ -266,12 +266,10 @@ class Backbone(_Variant, EfficientNetFeatures):
         once fused (there are no batch norms left to train)."""
         if mode and self.fused:
             raise ExportError(
-                f"this {self.spec.name} backbone is fused for inference (batch norms folded "
-                "into the convolutions), so it cannot be put in training mode: it would "
-                "train without batch norm. Train a model that was never fused: build it "
-                "again (effzoo.create(...), or load the checkpoint again), or keep an "
-                "unfused copy made before fuse() (trainable = copy.deepcopy(model)). "
-                "eval() and train(False) still work."
+                f"this {self.spec.name} backbone is fused for inference, so it cannot train. "
+                "Fix: build it again (effzoo.create(...) or its checkpoint), or train a "
+                "copy.deepcopy(model) made before fuse() "
+                '(docs/performance.md, "What `fuse()` does, and what was measured")'
             )
         super().train(mode)
         if mode:
