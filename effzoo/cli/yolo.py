@@ -79,9 +79,9 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         flag = f"--depth {req.backbone.depth_mult:g}" if deeper else f"--width {width:g}"
         print(
             f"effzoo yaml: note: {flag} makes {name} {'deeper' if deeper else 'wider'} than "
-            "its ImageNet weights, and weight selection only shrinks them, so no download "
-            "would let this row start pretrained; it is written with `pretrained: false` "
-            "(random init, as --scratch). For ImageNet weights use --width and --depth <= 1",
+            "its ImageNet weights, so the row is written with `pretrained: false` (random "
+            "init). For ImageNet weights use --width and --depth <= 1 "
+            '(docs/weights.md, "Scaled variants: inheritance")',
             file=sys.stderr,
         )
     out = None
@@ -211,15 +211,15 @@ def _dataset_message(e: BaseException, argv: Sequence[str], *, outer: BaseExcept
     if not (isinstance(e, ConnectionError) or "download failure" in text.lower()):
         return InvalidArgumentError(f"dataset {data!r}: {text} (Ultralytics)")
     return DatasetUnavailableError(
-        f"dataset {data!r} is not on disk and could not be downloaded ({text}). Ultralytics "
-        f"keeps the datasets it downloads in its datasets_dir ({SETTINGS['datasets_dir']}): "
-        "copy it there from a machine that has it, or give data= a dataset yaml on disk "
-        f"(effzoo's generated demo data: {DEMO_DATA}). YOLO_OFFLINE=true only skips "
-        "Ultralytics' online checks and HF_HUB_OFFLINE=1 only effzoo's weights downloads: "
-        "neither brings a dataset"
+        f"dataset {data!r} is not on disk and could not be downloaded ({text}). Fix: copy "
+        f"it from a machine that has it into Ultralytics' datasets_dir "
+        f"({SETTINGS['datasets_dir']}), or give data= a dataset yaml on disk (effzoo's demo "
+        f"data: {DEMO_DATA}) " + _OFFLINE_DOCS
     )
 
 
+#: where a dataset that cannot be had sends the user
+_OFFLINE_DOCS = '(docs/yolo.md, "Offline")'
 #: the one-liner that writes the demo's dataset (docs/yolo.md); needs the demo extra
 DEMO_DATA = (
     'python -c "from effzoo.demo.data import make_shapes_dataset as m; '

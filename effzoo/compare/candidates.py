@@ -91,6 +91,8 @@ def _close(text: str, pool: Sequence[str]) -> str:
 
 #: what a row's option sets, by its first letter
 _ROW_SETS = {"w": "width", "d": "depth"}
+#: where an unknown candidate's message sends the user: the forms a candidate takes
+_DOCS = '(docs/yolo.md, "Compare backbones on your data")'
 
 
 def _row(text: str) -> Candidate:
@@ -103,9 +105,9 @@ def _row(text: str) -> Candidate:
     except EffzooError:
         pool = [*list_models(), *_known_names()]
         raise UnknownModelError(
-            f"unknown candidate {text!r}: not a backbone variant (`effzoo list`) nor a "
-            f"model name (those end in .yaml); {_close(variant, pool)}candidates are model "
-            "names (yolo11n.yaml), yaml files, or effzoo rows VARIANT[:wWIDTH][:scratch]"
+            f"unknown candidate {text!r}: not a variant (`effzoo list`) nor a model name "
+            f"(*.yaml); {_close(variant, pool)}give a model name (yolo11n.yaml), a yaml file, "
+            f"or a row VARIANT[:wWIDTH][:scratch] {_DOCS}"
         ) from None
     c = Candidate(text=text, name="", kind="effzoo", variant=spec.name)
     where = f"candidate {text!r}"
@@ -178,8 +180,8 @@ def _comma_in_file_name(texts: str) -> None:
                 renamed = Path(name).name.replace(",", "_")
                 checks.fail(
                     f"candidate file {name!r} has a comma in its name, and {option('models')} "
-                    f"is split at commas: rename the file (e.g. {renamed}), or call compare() "
-                    f"from Python with a list of candidates: compare([{name!r}, ...])"
+                    f"is split at commas: rename the file (e.g. {renamed}), or pass a list "
+                    f"from Python: compare([{name!r}, ...])"
                 )
 
 
@@ -266,9 +268,9 @@ def parse_candidates(models: Sequence[str] | str | None) -> list[Candidate]:
             hint = suggest_name(text)
             hint = f"did you mean {hint!r}? " if hint else _close(text, _known_names())
             raise UnknownModelError(
-                f"unknown candidate {text!r}: no such file, and no model name Ultralytics or "
-                f"effzoo resolves; {hint}candidates are model names (yolo11n.yaml), yaml "
-                "files, checkpoints (.pt), or effzoo rows VARIANT[:wWIDTH][:scratch][:FAMILY]"
+                f"unknown candidate {text!r}: no such file nor model name; {hint}give a model "
+                "name (yolo11n.yaml), a yaml or .pt file, or a row "
+                f"VARIANT[:wWIDTH][:scratch][:FAMILY] {_DOCS}"
             ) from None
         kind = "effzoo" if is_model_name(re.sub(r"^(\D*\d+)[nslmx]", r"\1", text)) else "stock"
         out.append(Candidate(text=text, name=Path(text).stem, kind=kind, cfg=text))

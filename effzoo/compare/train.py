@@ -302,9 +302,9 @@ def train_on_node(
     if not Path(job["data"]).is_file():
         raise DataNotFoundError(
             f"the data yaml {job['data']} is not on Ray node {socket.gethostname()}, which "
-            "does not see --out (no shared file system): put the dataset at the same path "
-            "on every node (the demo data too: copy --out's data/ folder there), or share "
-            "--out's file system with the nodes"
+            "does not see --out. Fix: put the dataset at the same path on every node (the "
+            "demo's is --out's data/), or share --out's file system with the nodes "
+            '(docs/yolo.md, "Compare backbones on your data")'
         )
     where = hashlib.sha256(job["project"].encode()).hexdigest()[:12]
     local = Path(tempfile.gettempdir()) / NODE_DIR / where

@@ -63,9 +63,8 @@ def _newer(held: dict[str, Any], fmt: int) -> CheckpointFormatError:
     return CheckpointFormatError(
         f"this checkpoint was written by {by or f'a newer effzoo (checkpoint format {fmt})'}; "
         f"this is effzoo {__version__}, which reads formats up to {FORMAT}. Upgrade "
-        f"effzoo{f' to {effzoo} or newer' if effzoo else ''}: in its checkout (git pull), "
-        'pip install ".[yolo]" (effzoo is installed from a checkout or a wheel built from '
-        "one, never from the package index, whose 'effzoo' is another project)",
+        f"effzoo{f' to {effzoo} or newer' if effzoo else ''}: git pull in its checkout, then "
+        'pip install ".[yolo]" (docs/yolo.md, "What a checkpoint holds")',
         reason=f"checkpoint format {fmt!r} of effzoo {effzoo or 'unknown'}",
     )
 

@@ -179,9 +179,8 @@ def rebuilt(cls: type, held: dict[str, Any]) -> nn.Module:
         )
         raise CheckpointFormatError(
             f"cannot rebuild the checkpoint's effzoo {cls.__name__} layer "
-            f"({type(e).__name__}: {str(e)[:200]}); it was written by effzoo "
-            f"{wrote.get('effzoo')} with timm {wrote.get('timm')}, this is effzoo "
-            f"{have['effzoo']} with timm {have['timm']}. Load it with the versions that "
-            f"wrote it: {need}",
+            f"({type(e).__name__}: {str(e)[:200]}), written by effzoo {wrote.get('effzoo')} "
+            f"with timm {wrote.get('timm')} (this is effzoo {have['effzoo']} with timm "
+            f'{have["timm"]}). Fix: {need} (docs/yolo.md, "What a checkpoint holds")',
             reason=f"{type(e).__name__} rebuilding {cls.__name__}",
         ) from e

@@ -418,10 +418,9 @@ def repair_scales(d: dict[str, Any], name: str) -> list[str]:
         return []
     d["scales"] = {k: d.pop(k) for k in stray}
     message = (
-        f"{name}: its 'scales:' block lost its indentation (the {', '.join(stray)} lines are "
-        "not indented under 'scales:', so Ultralytics would apply no scale and build a "
-        "full-width head); effzoo read them as the scales. Indent them by two spaces in "
-        "the file to silence this."
+        f"{name}: its 'scales:' block lost its indentation (the {', '.join(stray)} lines); "
+        "effzoo read them as the scales. Fix: indent them by two spaces under 'scales:' "
+        '(docs/migration.md, "A yaml copied from a web page")'
     )
     warnings.warn(message, YamlRepairedWarning, stacklevel=4)
     from ultralytics.utils import LOGGER

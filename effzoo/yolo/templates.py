@@ -469,11 +469,10 @@ def cfg_text(name: str) -> str:
     if model is None:
         meant = suggest_name(key)
         raise InvalidArgumentError(
-            f"{name!r} is not an effzoo model name: they follow {PATTERN}, with a family of "
-            f"{', '.join(FAMILIES)} and a backbone of `effzoo list` in short form (effb0, "
-            "efflite0, effv2s, ...)"
-            + (f"; did you mean {meant!r}?" if meant else "")
-            + " `effzoo yaml VARIANT` writes one for any variant."
+            f"{name!r} is not an effzoo model name ({PATTERN})"
+            + (f"; did you mean {meant!r}?" if meant else ".")
+            + " Fix: `effzoo yaml VARIANT` writes one for any variant "
+            + '(docs/yolo.md, "Every family")'
         )
     fam = FAMILIES[model.family]
     if model.task not in fam.tasks:
