@@ -250,9 +250,9 @@ def resumed_runs(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def precisions(times: dict[str, dict[str, Any]]) -> list[str]:
-    """A line per runtime that chose its own precision (OpenVINO through Ultralytics'
-    AutoBackend: bf16 on a CPU with AVX512_BF16 or AMX, f32 otherwise): what its column
-    measured."""
+    """A line per runtime that chose its own precision (OpenVINO compiled for the CPU with
+    the latency hint: bf16 on a CPU with AVX512_BF16 or AMX, f32 otherwise): what its
+    column measured."""
     lines = []
     for col, record in times.items():
         seen = sorted({p for p in (record.get("precision") or {}).values()} - {None})
@@ -260,8 +260,9 @@ def precisions(times: dict[str, dict[str, Any]]) -> list[str]:
             rest = "NNCF's quantized layers in int8, the others in " if "int8" in col else ""
             lines.append(
                 f"- Precision, {col}: {rest}{' / '.join(seen)}: OpenVINO's default on this "
-                "machine as Ultralytics' AutoBackend compiles it (bf16 where the CPU has "
-                "AVX512_BF16 or AMX, f32 otherwise)"
+                "machine for a model compiled for the CPU with the latency hint, as "
+                "Ultralytics compiles it too (bf16 where the CPU has AVX512_BF16 or AMX, f32 "
+                "otherwise)"
             )
     return lines
 
@@ -466,13 +467,14 @@ def write_outputs(
         f"({sizes} px), from the first seed's `best.pt`; an INT8 artifact is validated the "
         "same way (`int8 change (seed 0)`: its mAP50-95 minus that of the `best.pt` it was "
         "made from, where exported at the training size).",
-        "- Latency: each artifact in a process of its own through Ultralytics' AutoBackend "
-        "with the runtime's default threads (the raw forward, batch 1, no pre- or "
-        "post-processing); the processes take turns in rounds in a shuffled order, one at a "
-        f"time; {t['warmup']} warm-up calls at the start of each turn, then at least "
-        f"{t['rounds']} rounds of "
-        f"{t['per_round']} calls, more until every ratio's interval is within ±5% (at most "
-        f"{t['budget_s']:g} s per runtime and size). ms: the median over rounds of each "
+        "- Latency: each artifact in a process of its own, opened with its runtime's own API "
+        "(an ONNX Runtime session, an OpenVINO model compiled with the latency hint, the "
+        "PyTorch module) with the runtime's default threads: the raw forward, batch 1, no "
+        "Ultralytics pre- or post-processing; the processes take turns in rounds in a "
+        f"shuffled order, one at a time; {t['warmup']} warm-up calls at the start of each "
+        f"turn, then at least {t['rounds']} rounds of {t['per_round']} calls, more until "
+        f"every ratio's interval is within ±5% (at most {t['budget_s']:g} s per runtime and "
+        "size). ms: the median over rounds of each "
         "round's median call; x: that over the reference's; intervals: a bootstrap over "
         "rounds (paired: both from the same rounds).",
         *(

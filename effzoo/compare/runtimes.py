@@ -13,37 +13,112 @@ from typing import Any
 from .. import _checks as checks
 
 
-def _openvino_precision(backend: Any) -> str | None:
-    """The precision OpenVINO runs an artifact's floating-point layers in, as Ultralytics'
-    AutoBackend compiled it (its default: bf16 on a CPU with AVX512_BF16 or AMX, else
-    f32). Reads AutoBackend's ``ov_compiled_model`` (seam ``AutoBackend.ov_compiled_model``
-    in effzoo/yolo/seams.py; 8.4 keeps it on ``.backend``)."""
-    for obj in (backend, getattr(backend, "backend", None)):
-        compiled = getattr(obj, "ov_compiled_model", None)
-        if compiled is not None:
-            hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type
-            return hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-    return None
-
-
 def gpu(device: str) -> bool:
     """Whether ``device`` (as Ultralytics takes it) names a CUDA device."""
     return str(device).lower() not in ("cpu", "mps", "")
 
 
 @dataclass(frozen=True)
+class Opened:
+    """An artifact opened with its runtime's own API: ``call()`` runs one forward of the
+    fixed input (finished when it returns); ``precision``: what the runtime chose to run
+    the floating-point layers in, or None where it does not choose."""
+
+    call: Callable[[], Any]
+    precision: str | None = None
+
+
+def _open_pytorch(artifact: str, device: str, x: Any) -> Opened:
+    """``best.pt`` as Ultralytics loads it (``YOLO(path).model``), fused, in eval mode:
+    the module's own call, in ``torch.inference_mode``."""
+    from .train import ultralytics_ready
+
+    ultralytics_ready()  # effzoo's rows unpickle; offline, quiet
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import select_device
+
+    dev = select_device(device, verbose=False)
+    model = YOLO(artifact).model.float().fuse(verbose=False).eval().to(dev)
+    t = torch.from_numpy(x).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def call() -> Any:
+        with torch.inference_mode():
+            y = model(t)
+        sync()
+        return y
+
+    return Opened(call)
+
+
+def _open_onnx(artifact: str, device: str, x: Any) -> Opened:
+    """An ``InferenceSession`` with ONNX Runtime's defaults (its thread pools sized by
+    ONNX Runtime), CUDA first where a CUDA device is given; ``session.run``."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if gpu(device):
+        index = int("".join(c for c in str(device).split(",")[0] if c.isdigit()) or 0)
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+    session = ort.InferenceSession(artifact, providers=providers)
+    feed = {session.get_inputs()[0].name: x}
+    return Opened(lambda: session.run(None, feed))
+
+
+def _open_openvino(artifact: str, device: str, x: Any) -> Opened:
+    """The exported model compiled for the CPU with the latency hint (a batch-1
+    deployment's, and Ultralytics' own); the compiled model's call. Its precision is the
+    one OpenVINO chose: bf16 on a CPU with AVX512_BF16 or AMX, else f32."""
+    from pathlib import Path
+
+    import openvino as ov
+
+    path = Path(artifact)
+    xml = path if path.is_file() else next(path.glob("*.xml"))
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino Type
+    precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return Opened(lambda: compiled(x), precision)
+
+
+def _open_autobackend(artifact: str, device: str, x: Any) -> Opened:
+    """Where effzoo has no plain opener (TensorRT's engine and its bindings): Ultralytics'
+    AutoBackend, its forward alone (no pre- or post-processing)."""
+    from .train import ultralytics_ready
+
+    ultralytics_ready()  # effzoo's rows unpickle; offline, quiet
+    import torch
+    from ultralytics.nn.autobackend import AutoBackend
+    from ultralytics.utils.torch_utils import select_device
+
+    dev = select_device(device, verbose=False)
+    backend = AutoBackend(artifact, device=dev, fuse=True, verbose=False)
+    t = torch.from_numpy(x).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def call() -> Any:
+        with torch.inference_mode():
+            y = backend(t)
+        sync()
+        return y
+
+    return Opened(call)
+
+
+@dataclass(frozen=True)
 class Runtime:
     """One runtime: ``format`` and ``export_args`` for Ultralytics' ``export`` (format ""
     : ``best.pt`` itself), ``requires`` (import name, pip requirement) pairs, whether it
-    needs a CUDA device, and ``precision`` (AutoBackend -> the precision it ran in, or
-    None where the runtime does not choose one)."""
+    needs a CUDA device, and ``open`` (artifact, device, input -> ``Opened``: the
+    artifact loaded with the runtime's own API, as a deployment runs it)."""
 
     name: str
     format: str
     export_args: dict[str, Any] = field(default_factory=dict)
     requires: tuple[tuple[str, str], ...] = ()
     needs_gpu: bool = False
-    precision: Callable[[Any], str | None] = lambda backend: None
+    open: Callable[[str, str, Any], Opened] = _open_autobackend
 
     @property
     def int8(self) -> bool:
@@ -53,20 +128,15 @@ class Runtime:
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
-        Runtime("pytorch", ""),
-        Runtime("onnx", "onnx", requires=(("onnxruntime", "onnxruntime"),)),
-        Runtime(
-            "openvino",
-            "openvino",
-            requires=(("openvino", "openvino"),),
-            precision=_openvino_precision,
-        ),
+        Runtime("pytorch", "", open=_open_pytorch),
+        Runtime("onnx", "onnx", requires=(("onnxruntime", "onnxruntime"),), open=_open_onnx),
+        Runtime("openvino", "openvino", requires=(("openvino", "openvino"),), open=_open_openvino),
         Runtime(
             "openvino-int8",
             "openvino",
             {"int8": True},
             requires=(("openvino", "openvino"), ("nncf", "nncf")),
-            precision=_openvino_precision,
+            open=_open_openvino,
         ),
         Runtime("tensorrt", "engine", requires=(("tensorrt", "tensorrt"),), needs_gpu=True),
     )

@@ -2,11 +2,12 @@
 processes interleaved in rounds, until every ratio to the reference is known to about
 ±5% (or the time budget ends).
 
-A worker (``python -m effzoo.compare.timing worker ...``) loads one artifact through
-Ultralytics' AutoBackend (the runtime's own defaults for threads, as a deployment with
-Ultralytics runs it), warms it up, then answers "time N" on stdin with N timed calls of
-the raw forward (no pre- or post-processing) on stdout, each turn after ``--warmup``
-untimed calls (the other workers' turns leave caches and thread pools cold; a
+A worker (``python -m effzoo.compare.timing worker ...``) opens one artifact with its
+runtime's own API (``runtimes.Runtime.open``: an ONNX Runtime session, an OpenVINO
+compiled model, the PyTorch module; each with the runtime's own defaults for threads,
+as a deployment runs it), warms it up, then answers "time N" on stdin with N timed calls
+of that raw forward (no Ultralytics pre- or post-processing) on stdout, each turn after
+``--warmup`` untimed calls (the other workers' turns leave caches and thread pools cold; a
 deployment's model runs warm). The driver (``time_artifacts``)
 starts one worker per artifact, then in each round asks every worker in turn, in a
 shuffled order: only one runs at a time, and drift of the machine falls on all alike.
@@ -33,8 +34,9 @@ from . import stats
 from .runtimes import RUNTIMES
 
 #: how the timer works (part of a timing record's key: a record made another way is
-#: timed again): 2 = a warm-up at the start of every turn
-METHOD = 2
+#: timed again): 2 = a warm-up at the start of every turn; 3 = the runtime's own API,
+#: not AutoBackend
+METHOD = 3
 #: the relative half-width of a ratio's 95% interval the timer keeps going for
 TARGET = 0.05
 #: seconds between two workers' turns (ONNX Runtime's pool spins a few ms after a call)
@@ -63,39 +65,27 @@ def _worker(args: argparse.Namespace) -> int:
     # a logger holding the stream) lands on stderr
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    from .train import ultralytics_ready
+    import numpy as np
 
-    ultralytics_ready()
-    import torch
-    from ultralytics.nn.autobackend import AutoBackend
-    from ultralytics.utils.torch_utils import select_device
-
-    device = select_device(args.device, verbose=False)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    rt = RUNTIMES[args.runtime]
+    x = np.random.default_rng(0).random((1, 3, args.imgsz, args.imgsz), dtype=np.float32)
     with contextlib.redirect_stdout(io.StringIO()):
-        backend = AutoBackend(args.artifact, device=device, fuse=True, verbose=False)
-    x = torch.rand(1, 3, args.imgsz, args.imgsz, generator=torch.Generator().manual_seed(0))
-    x = x.to(device)
-    with torch.inference_mode():
-        for _ in range(args.warmup):
-            backend(x)
-        sync()
-        ready = {"ready": True, "precision": RUNTIMES[args.runtime].precision(backend)}
-        print(json.dumps(ready), file=out, flush=True)
-        for line in sys.stdin:
-            n = int(line.split()[1]) if line.startswith("time ") else 0
-            if n <= 0:
-                break
-            for _ in range(args.warmup):  # each turn warm, as a deployment runs it:
-                backend(x)  # the other processes' turns left its caches and threads cold
-            sync()
-            calls = []
-            for _ in range(n):
-                t = time.perf_counter()
-                backend(x)
-                sync()
-                calls.append((time.perf_counter() - t) * 1e3)
-            print(json.dumps(calls), file=out, flush=True)
+        opened = rt.open(args.artifact, args.device, x)
+    for _ in range(args.warmup):
+        opened.call()
+    print(json.dumps({"ready": True, "precision": opened.precision}), file=out, flush=True)
+    for line in sys.stdin:
+        n = int(line.split()[1]) if line.startswith("time ") else 0
+        if n <= 0:
+            break
+        for _ in range(args.warmup):  # each turn warm, as a deployment runs it: the
+            opened.call()  # other processes' turns left its caches and threads cold
+        calls = []
+        for _ in range(n):
+            t = time.perf_counter()
+            opened.call()
+            calls.append((time.perf_counter() - t) * 1e3)
+        print(json.dumps(calls), file=out, flush=True)
     return 0
 
 

@@ -168,16 +168,6 @@ def _get_model() -> str:
     return "" if ok else "trainers no longer rebuild models through get_model(cfg, weights)"
 
 
-def _ov_compiled() -> str:
-    """AutoBackend (8.3) or the OpenVINO backend class it uses (8.4) keeps the compiled
-    model as ``ov_compiled_model``."""
-    module = _attr("ultralytics.nn.backends.openvino")
-    classes = [_attr("ultralytics.nn.autobackend:AutoBackend")]
-    classes += [c for c in vars(module).values() if isinstance(c, type)] if module else []
-    found = set().union(*(_names(c) for c in classes if c is not None))
-    return "" if "ov_compiled_model" in found else "AutoBackend keeps no ov_compiled_model"
-
-
 def _validator_stats() -> str:
     names = _names(_attr("ultralytics.models.yolo.detect.val:DetectionValidator") or type)
     ok = "stats" in names or "update_stats" in names
@@ -233,9 +223,6 @@ SEAMS = (
          "ultralytics.utils.events:events (ultralytics.hub.utils before 8.3.x)", "replaces",
          check=lambda: "" if _attr("ultralytics.utils.events:events") is not None
          or _attr("ultralytics.hub.utils:events") is not None else "events is gone"),
-    Seam("AutoBackend.ov_compiled_model", False, "compare reads the precision OpenVINO "
-         "compiled an artifact in", "ultralytics.nn.autobackend:AutoBackend",
-         check=_ov_compiled),
     Seam("validator stats", False, "compare's mAP intervals over validation images read "
          "the validator's per-image matches (else over seeds only)",
          "ultralytics.models.yolo.detect.val:DetectionValidator", check=_validator_stats),
