@@ -1,16 +1,27 @@
 """The runtimes ``effzoo compare`` times, one record each: the Ultralytics export format
 and arguments that make its artifact, the packages it needs, the devices it runs on, and
-how the precision it ran in is read."""
+how the artifact is opened and called with the runtime's own API (and the precision the
+runtime chose)."""
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _checks as checks
+
+
+def ultralytics_ready() -> None:
+    """Offline, quiet, effzoo registered (in this process or a Ray worker)."""
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    from ..yolo.patches import quiet_ultralytics, register
+
+    register()
+    quiet_ultralytics()
 
 
 def gpu(device: str) -> bool:
@@ -31,8 +42,6 @@ class Opened:
 def _open_pytorch(artifact: str, device: str, x: Any) -> Opened:
     """``best.pt`` as Ultralytics loads it (``YOLO(path).model``), fused, in eval mode:
     the module's own call, in ``torch.inference_mode``."""
-    from .train import ultralytics_ready
-
     ultralytics_ready()  # effzoo's rows unpickle; offline, quiet
     import torch
     from ultralytics import YOLO
@@ -85,8 +94,6 @@ def _open_openvino(artifact: str, device: str, x: Any) -> Opened:
 def _open_autobackend(artifact: str, device: str, x: Any) -> Opened:
     """Where effzoo has no plain opener (TensorRT's engine and its bindings): Ultralytics'
     AutoBackend, its forward alone (no pre- or post-processing)."""
-    from .train import ultralytics_ready
-
     ultralytics_ready()  # effzoo's rows unpickle; offline, quiet
     import torch
     from ultralytics.nn.autobackend import AutoBackend

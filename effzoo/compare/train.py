@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import shutil
 import socket
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 
 from .._atomic import set_aside, write_bytes, write_json
 from ..errors import DataNotFoundError
-from .runtimes import RUNTIMES
+from .runtimes import RUNTIMES, ultralytics_ready
 from .stats import Matches
 
 #: the file in each run directory that says the run finished, and what it gave
@@ -38,15 +37,6 @@ RESUMES = "effzoo-resumed.json"
 NODE_DIR = "effzoo-compare"
 #: what of a run's folder on the driver a node needs to resume it or validate it again
 TO_NODE = ("weights/last.pt", "weights/best.pt", "results.csv", "args.yaml", "train.log", RESUMES)
-
-
-def ultralytics_ready() -> None:
-    """Offline, quiet, effzoo registered (in this process or a Ray worker)."""
-    os.environ.setdefault("YOLO_OFFLINE", "true")
-    from ..yolo.patches import quiet_ultralytics, register
-
-    register()
-    quiet_ultralytics()
 
 
 def _metrics(val: Any) -> dict[str, Any]:
