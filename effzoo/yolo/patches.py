@@ -332,7 +332,7 @@ def _say_at_train_end(trainer: Any, rows: list[str]) -> None:
             _logger().warning(
                 f"effzoo: this run trained from random init, not ImageNet weights: {row}. "
                 "For the ImageNet start, make the weights available and train again "
-                "(docs/yolo.md, Weights and normalization)"
+                '(docs/yolo.md, "Weights and normalization")'
             )
 
     add("on_train_end", said)
