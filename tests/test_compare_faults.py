@@ -261,9 +261,12 @@ def test_a_ray_cluster_that_dies_mid_run_ends_with_effzoo_s_line(tmp_path):
     """The cluster's head stops while a run trains on it: the command ends with effzoo's
     line naming the address and what a rerun does; that rerun, without Ray, resumes."""
     pytest.importorskip("ray")
+    # more epochs than can finish while the head shuts down (an epoch here takes under a
+    # second, and `ray start --block` may take tens of seconds to stop its processes)
+    epochs = 5000
     with socket_without_listener() as port:
         pass
-    ray_dir = Path(yolo_helpers.session_root()) / f"rt{port}"  # short: Ray's socket paths
+    ray_dir = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths
     env = {**_env(), "HOME": str(tmp_path / "home"), "RAY_USAGE_STATS_ENABLED": "0"}
     ray_bin = str(Path(sys.executable).parent / "ray")
     head = subprocess.Popen(
@@ -289,7 +292,7 @@ def test_a_ray_cluster_that_dies_mid_run_ends_with_effzoo_s_line(tmp_path):
             time.sleep(0.5)
         with (tmp_path / "run.log").open("wb") as f:
             proc = subprocess.Popen(
-                _cmd(out, 50, "--ray", f"127.0.0.1:{port}"), stdout=f, stderr=f, env=env
+                _cmd(out, epochs, "--ray", f"127.0.0.1:{port}"), stdout=f, stderr=f, env=env
             )
         _wait_for(proc, lambda: _saved(out), "last.pt and best.pt")
         head.terminate()
@@ -304,13 +307,14 @@ def test_a_ray_cluster_that_dies_mid_run_ends_with_effzoo_s_line(tmp_path):
     assert last.startswith(f"effzoo compare: error: the Ray cluster at 127.0.0.1:{port} failed")
     assert "rerun the same command: finished runs are kept" in last
     # the advice: the same command (here without Ray) resumes the run (stopped there)
-    again = _start(out, 50, tmp_path / "again.log")
+    again = _start(out, epochs, tmp_path / "again.log")
     try:
         _wait_for(again, lambda: "resuming" in (tmp_path / "again.log").read_text(), "resume")
     finally:
         again.kill()
         again.wait(timeout=60)
-    assert "[1/1] resuming yolo11n seed 0 (50 epochs)" in (tmp_path / "again.log").read_text()
+    resumed = (tmp_path / "again.log").read_text()
+    assert f"[1/1] resuming yolo11n seed 0 ({epochs} epochs)" in resumed
 
 
 def _answers(port: int) -> bool:

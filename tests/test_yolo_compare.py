@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from contextlib import redirect_stderr
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def test_ray_runs_the_candidates_and_gives_the_same_table(first, tmp_path, monke
     (mAP within the CPU's determinism: one thread per Ray task here, not two)."""
     ray = pytest.importorskip("ray")
     data, out, _ = first
-    ray_dir = Path(yolo_helpers.session_root()) / "ray"  # short: Ray's socket paths
+    ray_dir = Path(tempfile.mkdtemp(prefix="ry", dir="/tmp"))  # short: Ray's socket paths
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # Ray writes ~/.ray/auth_token
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(ray_dir),
              runtime_env={"env_vars": {"PYTHONPATH": yolo_helpers.pythonpath(),
