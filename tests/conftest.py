@@ -21,8 +21,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if factory is None:  # pytest -p no:tmpdir: nowhere of pytest's own to write
         raise pytest.UsageError("effzoo's tests need pytest's tmp_path plugin (tmpdir)")
     root = str(factory.mktemp("session", numbered=False))
-    os.environ.setdefault("HF_HOME", os.path.join(root, "hf_home"))
-    os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(root, "ultralytics"))
+    # a user's own HF_HOME / YOLO_CONFIG_DIR is kept; the ones a pytest-xdist controller
+    # set (inherited by its workers) are replaced: each worker has its own session folder
+    for var, sub in (("HF_HOME", "hf_home"), ("YOLO_CONFIG_DIR", "ultralytics")):
+        if os.environ.get(var) in (None, os.environ.get(f"EFFZOO_TEST_{var}")):
+            os.environ[var] = os.environ[f"EFFZOO_TEST_{var}"] = os.path.join(root, sub)
     os.environ["EFFZOO_TEST_ROOT"] = root
     os.environ.pop("EFFZOO_WEIGHTS", None)
     # effzoo's record of verified files (effzoo.weights.verified): never the user's
@@ -39,10 +42,57 @@ def test_root() -> str:
     return os.environ["EFFZOO_TEST_ROOT"]
 
 
+#: modules that start Ray (a local Ray, or ``ray start --head``, which takes Ray's fixed
+#: client port): one pytest-xdist worker runs them, one after another
+_RAY_MODULES = {"test_compare_faults.py", "test_compare_ray_nodes.py", "test_yolo_compare.py"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``./dev test`` runs two workers, ``--dist loadgroup``): a module
+    is one unit of work (its module fixtures, some of which train, run once), and the
+    modules that start Ray are one unit together."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("ray" if name in _RAY_MODULES else name))
+
+
+#: modules whose temp files alone take most of the 1 GiB budget: test_weights_hub serves
+#: and caches every variant, 0.85 GB at its peak (L2's file served and cached)
+_BIG_TEMP = {"test_weights_hub.py"}
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _module_temp_removed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _temp_turns(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a ``_BIG_TEMP`` module runs while no other module does (the
+    other worker finishes its module and waits); other modules run side by side. A
+    readers-writer lock over the workers' shared temp folder, the writer first: a big
+    module takes the gate, then the lock alone; any other takes the gate, shares the
+    lock, and lets the gate go."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or os.name != "posix":
+        yield
+        return
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp().parent  # the workers' basetemps lie in it
+    big = request.path.name in _BIG_TEMP
+    with open(root / "temp-turns.gate", "a") as gate, open(root / "temp-turns.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if big else fcntl.LOCK_SH)
+        if not big:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield  # closing the files lets both go
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_temp_removed(
+    _temp_turns: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     """What a test module makes with ``tmp_path_factory.mktemp`` (exports, trained runs,
-    served weights: up to 650 MB for one module) is removed when the module ends, so that
+    served weights: up to 0.85 GB for one module) is removed when the module ends, so that
     a run stays within its 1 GiB temp budget. Torn down after the module's own fixtures;
     the session folder predates it, and a failed test's ``tmp_path`` (named after the
     test) is kept, as pytest's retention policy keeps it."""

@@ -468,8 +468,9 @@ def write_outputs(
         "same way (`int8 change (seed 0)`: its mAP50-95 minus that of the `best.pt` it was "
         "made from, where exported at the training size).",
         "- Latency: each artifact in a process of its own, opened with its runtime's own API "
-        "(an ONNX Runtime session, an OpenVINO model compiled with the latency hint, the "
-        "PyTorch module) with the runtime's default threads: the raw forward, batch 1, no "
+        "(an ONNX Runtime session, an OpenVINO model compiled with the latency hint; "
+        "`best.pt` as Ultralytics' predictor runs it, through its AutoBackend) with the "
+        "runtime's default threads: the raw forward, batch 1, no "
         "Ultralytics pre- or post-processing; the processes take turns in rounds in a "
         f"shuffled order, one at a time; {t['warmup']} warm-up calls at the start of each "
         f"turn, then at least {t['rounds']} rounds of {t['per_round']} calls, more until "

@@ -39,28 +39,6 @@ class Opened:
     precision: str | None = None
 
 
-def _open_pytorch(artifact: str, device: str, x: Any) -> Opened:
-    """``best.pt`` as Ultralytics loads it (``YOLO(path).model``), fused, in eval mode:
-    the module's own call, in ``torch.inference_mode``."""
-    ultralytics_ready()  # effzoo's rows unpickle; offline, quiet
-    import torch
-    from ultralytics import YOLO
-    from ultralytics.utils.torch_utils import select_device
-
-    dev = select_device(device, verbose=False)
-    model = YOLO(artifact).model.float().fuse(verbose=False).eval().to(dev)
-    t = torch.from_numpy(x).to(dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-
-    def call() -> Any:
-        with torch.inference_mode():
-            y = model(t)
-        sync()
-        return y
-
-    return Opened(call)
-
-
 def _open_onnx(artifact: str, device: str, x: Any) -> Opened:
     """An ``InferenceSession`` with ONNX Runtime's defaults (its thread pools sized by
     ONNX Runtime), CUDA first where a CUDA device is given; ``session.run``."""
@@ -92,8 +70,11 @@ def _open_openvino(artifact: str, device: str, x: Any) -> Opened:
 
 
 def _open_autobackend(artifact: str, device: str, x: Any) -> Opened:
-    """Where effzoo has no plain opener (TensorRT's engine and its bindings): Ultralytics'
-    AutoBackend, its forward alone (no pre- or post-processing)."""
+    """Ultralytics' AutoBackend, its forward alone (no pre- or post-processing): for
+    ``best.pt``, the model as ``YOLO(path).predict`` runs it (fused; channels-last on an
+    x86 CPU with oneDNN, AutoBackend's default there: the plain module in the default
+    memory format took 1.3-1.5x as long on this project's machine); for a TensorRT
+    engine, its bindings."""
     ultralytics_ready()  # effzoo's rows unpickle; offline, quiet
     import torch
     from ultralytics.nn.autobackend import AutoBackend
@@ -135,7 +116,7 @@ class Runtime:
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (
-        Runtime("pytorch", "", open=_open_pytorch),
+        Runtime("pytorch", ""),
         Runtime("onnx", "onnx", requires=(("onnxruntime", "onnxruntime"),), open=_open_onnx),
         Runtime("openvino", "openvino", requires=(("openvino", "openvino"),), open=_open_openvino),
         Runtime(

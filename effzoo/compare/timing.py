@@ -4,7 +4,8 @@ processes interleaved in rounds, until every ratio to the reference is known to 
 
 A worker (``python -m effzoo.compare.timing worker ...``) opens one artifact with its
 runtime's own API (``runtimes.Runtime.open``: an ONNX Runtime session, an OpenVINO
-compiled model, the PyTorch module; each with the runtime's own defaults for threads,
+compiled model; ``best.pt`` through Ultralytics' AutoBackend, as its predictor runs it;
+each with the runtime's own defaults for threads,
 as a deployment runs it), warms it up, then answers "time N" on stdin with N timed calls
 of that raw forward (no Ultralytics pre- or post-processing) on stdout, each turn after
 ``--warmup`` untimed calls (the other workers' turns leave caches and thread pools cold; a
@@ -34,8 +35,8 @@ from . import stats
 from .runtimes import RUNTIMES
 
 #: how the timer works (part of a timing record's key: a record made another way is
-#: timed again): 2 = a warm-up at the start of every turn; 3 = the runtime's own API,
-#: not AutoBackend
+#: timed again): 2 = a warm-up at the start of every turn; 3 = ONNX Runtime and OpenVINO
+#: through their own APIs, not AutoBackend
 METHOD = 3
 #: the relative half-width of a ratio's 95% interval the timer keeps going for
 TARGET = 0.05
