@@ -4,6 +4,7 @@ test writes lies under pytest's own temp directory (``--basetemp``, else
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -43,53 +44,48 @@ def test_root() -> str:
 
 
 #: modules that start Ray (a local Ray, or ``ray start --head``, which takes Ray's fixed
-#: client port): one pytest-xdist worker runs them, one after another
+#: client port): under pytest-xdist one runs at a time
 _RAY_MODULES = {"test_compare_faults.py", "test_compare_ray_nodes.py", "test_yolo_compare.py"}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``./dev test`` runs two workers, ``--dist loadgroup``): a module
-    is one unit of work (its module fixtures, some of which train, run once), and the
-    modules that start Ray are one unit together."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("ray" if name in _RAY_MODULES else name))
-
-
 #: modules whose temp files alone take most of the 1 GiB budget: test_weights_hub serves
 #: and caches every variant, 0.85 GB at its peak (L2's file served and cached)
 _BIG_TEMP = {"test_weights_hub.py"}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _temp_turns(
+def _module_turns(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """Under pytest-xdist, a ``_BIG_TEMP`` module runs while no other module does (the
-    other worker finishes its module and waits); other modules run side by side. A
-    readers-writer lock over the workers' shared temp folder, the writer first: a big
-    module takes the gate, then the lock alone; any other takes the gate, shares the
-    lock, and lets the gate go."""
+    """Under pytest-xdist (``./dev test``: two workers, ``--dist loadfile``, a module per
+    unit of work), locks over the workers' shared temp folder: a module that starts Ray
+    waits while another one runs; a ``_BIG_TEMP`` module runs while no other module does
+    (the other worker finishes its module and waits), other modules side by side (a
+    readers-writer lock, the writer first: a big module takes the gate, then the lock
+    alone; any other takes the gate, shares the lock, and lets the gate go).
+    (``--dist loadgroup`` would group by marks, but pytest-xdist 3.8 sets the group in
+    ``item._nodeid``, which pytest 9 no longer reads: every test went its own way.)"""
     if "PYTEST_XDIST_WORKER" not in os.environ or os.name != "posix":
         yield
         return
     import fcntl
 
     root = tmp_path_factory.getbasetemp().parent  # the workers' basetemps lie in it
-    big = request.path.name in _BIG_TEMP
-    with open(root / "temp-turns.gate", "a") as gate, open(root / "temp-turns.lock", "a") as lock:
+    name = request.path.name
+    big = name in _BIG_TEMP
+    with contextlib.ExitStack() as held:  # closing a file lets its lock go
+        if name in _RAY_MODULES:  # first, holding nothing else while it waits
+            fcntl.flock(held.enter_context(open(root / "ray-turns.lock", "a")), fcntl.LOCK_EX)
+        gate = held.enter_context(open(root / "temp-turns.gate", "a"))
+        lock = held.enter_context(open(root / "temp-turns.lock", "a"))
         fcntl.flock(gate, fcntl.LOCK_EX)
         fcntl.flock(lock, fcntl.LOCK_EX if big else fcntl.LOCK_SH)
         if not big:
             fcntl.flock(gate, fcntl.LOCK_UN)
-        yield  # closing the files lets both go
+        yield
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _module_temp_removed(
-    _temp_turns: None, tmp_path_factory: pytest.TempPathFactory
+    _module_turns: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
     """What a test module makes with ``tmp_path_factory.mktemp`` (exports, trained runs,
     served weights: up to 0.85 GB for one module) is removed when the module ends, so that
