@@ -139,6 +139,7 @@ def _wait(ray: Any, pending: list[Any], address: str | None, left: int) -> list[
         try:
             _reachable(gcs)
         except RayUnavailableError:
+            ray.shutdown()  # Ray's own lines on the lost tasks now, not after effzoo's
             raise _gone(address, left, f"its head at {gcs} no longer answers") from None
 
 
@@ -294,6 +295,7 @@ def _train_all(
             raise e.cause if isinstance(e.cause, Exception) else e from None
         except ray.exceptions.RayError as e:  # a raylet, node or worker (after retries) lost
             first = (str(e).splitlines() or [""])[0]
+            ray.shutdown()
             raise _gone(address, left, f"{type(e).__name__}: {first}") from None
         record = _land(pending.pop(ready[0]), record)
         done[record["key"]] = record
