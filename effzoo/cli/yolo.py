@@ -288,7 +288,14 @@ def compare_parser() -> argparse.ArgumentParser:
         "(default: the training size)",
     )
     p.add_argument(
-        "--rounds", type=int, default=7, help="timing rounds at least (default %(default)s)"
+        "--rounds", type=int, default=5, help="timing rounds per process (default %(default)s)"
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=3,
+        help="fresh timing processes per artifact at least; more while a ratio's 95%% "
+        "interval is wider than ±5%% (default %(default)s)",
     )
     p.add_argument(
         "--per-round", type=int, default=3, help="calls per timing round (default %(default)s)"
@@ -298,7 +305,7 @@ def compare_parser() -> argparse.ArgumentParser:
         "--timing-budget",
         type=float,
         default=120.0,
-        help="seconds of timing at most per runtime and size, after the first rounds, while "
+        help="seconds of timing at most per runtime and size, after the first processes, while "
         "a ratio's 95%% interval is wider than ±5%% (default %(default)s)",
     )
     p.add_argument("--out", default="effzoo-compare", help="output folder (default %(default)s)")

@@ -380,7 +380,8 @@ def compare(
     ray_address: str | None = None,
     out: str | os.PathLike[str] = "effzoo-compare",
     deploy_imgsz: Sequence[int] | int | str | None = None,
-    rounds: int = 7,
+    rounds: int = 5,
+    processes: int = 3,
     per_round: int = 3,
     warmup: int = 2,
     timing_budget: float = 120.0,
@@ -397,9 +398,10 @@ def compare(
     demo data, generated). ``imgsz``: default 160 on the demo data, else 640.
     ``seeds``: runs per candidate (seeds 0..K-1; the spread is reported).
     ``deploy_imgsz``: the sizes the artifacts are exported and timed at (default: the
-    training size). Timing: ``rounds`` rounds at least of ``per_round`` calls each, after
-    ``warmup`` calls, more until every latency ratio is within about ±5% at 95%, for at
-    most ``timing_budget`` seconds per runtime and size. ``workers`` > 1
+    training size). Timing: each artifact in ``processes`` fresh processes at least, each
+    ``rounds`` rounds of ``per_round`` calls after ``warmup`` calls; more processes until
+    every latency ratio is within about ±5% at 95%, for at most ``timing_budget`` seconds
+    per runtime and size. ``workers`` > 1
     trains that many runs at a time on Ray (``ray_address``: a cluster; default a local
     one). ``train_args``: more Ultralytics train arguments, the same for every candidate.
     """
@@ -412,6 +414,7 @@ def compare(
         ("seeds", seeds),
         ("workers", workers),
         ("rounds", rounds),
+        ("processes", processes),
         ("per_round", per_round),
     ):
         checks.positive_int(option(name), value)
@@ -467,7 +470,8 @@ def compare(
     # exports of each candidate's first seed, then timing: nothing else runs meanwhile
     first = {j["candidate"]: j for j in jobs if j["seed"] == 0}
     ref = reference(cands).name
-    timing = {"rounds": rounds, "per_round": per_round, "warmup": warmup}
+    timing = {"rounds": rounds, "processes": processes, "per_round": per_round}
+    timing["warmup"] = warmup
     timing["budget_s"] = float(timing_budget)
     exports, times, timed = measure(
         cands, first, rts, sizes, ref, timing, root, str(device), lambda m: _say(log, m)

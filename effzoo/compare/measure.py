@@ -75,14 +75,15 @@ def measure(
             path = root / "timing" / f"{rt.name}-{size}-{key}.json"
             record = read_record(path, say)
             if record is None or set(record.get("rounds_ms", {})) != set(order):
-                say(f"timing {len(order)} artifacts in {rt.name} at {size} px, each in a "
-                    f"process of its own, until every ratio is within ±{TARGET:.0%}")  # fmt: skip
+                say(f"timing {len(order)} artifacts in {rt.name} at {size} px, each in "
+                    f"processes of its own, until every ratio is within ±{TARGET:.0%}")  # fmt: skip
                 got = time_artifacts(
                     [exports[n][col]["artifact"] for n in order],
                     runtime=rt.name,
                     imgsz=size,
                     device=one,
                     rounds=timing["rounds"],
+                    processes=timing["processes"],
                     per_round=timing["per_round"],
                     warmup=timing["warmup"],
                     budget_s=timing["budget_s"],

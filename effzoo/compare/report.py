@@ -5,9 +5,9 @@ the plot (PNG, a panel per runtime and size, where matplotlib is installed).
 
 Every comparison is made by the intervals (``stats``): A is more accurate than B where
 the paired bootstrap of A's mAP minus B's over the same validation images (and seeds)
-lies above 0; A is faster than B where the interval of A's latency over B's, from the
-same timing rounds, lies below 1. No path in the report or CSV is absolute: paths are
-relative to ``--out``."""
+lies above 0; A is faster than B where the interval of A's latency over B's, paired by
+timing round and replicated over fresh processes, lies below 1. No path in the report or
+CSV is absolute: paths are relative to ``--out``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class Evidence:
 
     draws: dict[str, np.ndarray] = field(default_factory=dict)
     rounds: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    process: dict[str, list[int]] = field(default_factory=dict)
 
     def more_accurate(self, rows: dict[str, dict[str, Any]], a: str, b: str) -> bool:
         """A's mAP50-95 above B's by the intervals (paired where the draws exist)."""
@@ -53,7 +54,7 @@ class Evidence:
         return lo is not None and hi is not None and lo > hi
 
     def ratio(self, col: str, a: str, b: str) -> tuple[float, float, float]:
-        return stats.ratio_interval(self.rounds[col][a], self.rounds[col][b])
+        return stats.ratio_interval(self.rounds[col][a], self.rounds[col][b], self.process.get(col))
 
     def dominates(self, rows: dict[str, dict[str, Any]], col: str, a: str, b: str) -> bool:
         """A better than B on one axis by its interval and not worse on the other."""
@@ -84,7 +85,11 @@ def table_rows(
             matches[c.name] = [stats.Matches.load(p) for p in found]
     maps = {c.name: [r["map50_95"] for r in runs[c.name]] for c in cands}
     intervals, draws = stats.map_intervals(maps, matches if len(matches) == len(cands) else None)
-    evidence = Evidence(draws, {col: t["rounds_ms"] for col, t in times.items()})
+    evidence = Evidence(
+        draws,
+        {col: t["rounds_ms"] for col, t in times.items()},
+        {col: t["process"] for col, t in times.items() if t.get("process")},
+    )
     rows = []
     for c in cands:
         first = runs[c.name][0]
@@ -108,7 +113,7 @@ def table_rows(
             "resumed": sum(bool(r.get("resumed")) for r in runs[c.name]),
         }
         for col, t in times.items():
-            ms, lo, hi = stats.ms_interval(t["rounds_ms"][c.name])
+            ms, lo, hi = stats.ms_interval(t["rounds_ms"][c.name], t.get("process"))
             row.update({f"{col} ms": round(ms, 3), f"{col} ms lo": round(lo, 3)})
             row[f"{col} ms hi"] = round(hi, 3)
             x, lo, hi = evidence.ratio(col, c.name, ref)
@@ -473,13 +478,17 @@ def write_outputs(
         "runtime's default threads: the raw forward, batch 1, no "
         "Ultralytics pre- or post-processing; the processes take turns in rounds in a "
         f"shuffled order, one at a time; {t['warmup']} warm-up calls at the start of each "
-        f"turn, then at least {t['rounds']} rounds of {t['per_round']} calls, more until "
+        f"turn, {t['per_round']} timed calls a turn; after {t['rounds']} rounds the processes "
+        f"stop and fresh ones start, {t.get('processes', 1)} at least per artifact, more until "
         f"every ratio's interval is within ±5% (at most {t['budget_s']:g} s per runtime and "
-        "size). ms: the median over rounds of each "
-        "round's median call; x: that over the reference's; intervals: a bootstrap over "
-        "rounds (paired: both from the same rounds).",
+        "size). x: per round, the candidate's median call over the reference's in the same "
+        "round; per process, the median of those; then the geometric mean over processes. "
+        "ms: likewise, each round's median call. Intervals: 95%, a t interval over the "
+        "processes (one process differs from the next as much as rounds do), or a bootstrap "
+        "over rounds where there was one process.",
         *(
-            f"- Timing, {c}: {len(next(iter(tm['rounds_ms'].values())))} rounds in "
+            f"- Timing, {c}: {len(set(tm.get('process') or [0]))} processes per artifact, "
+            f"{len(next(iter(tm['rounds_ms'].values())))} rounds in "
             f"{tm.get('seconds', 0):g} s; other processes used {tm.get('other_cpus', 0):.2f} "
             f"CPUs on average; load average {_loads({c: tm})}"
             for c, tm in times.items()

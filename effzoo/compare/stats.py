@@ -1,9 +1,14 @@
 """The intervals ``effzoo compare`` reports: 95% percentile bootstraps, seeded (the same
 numbers on every rerun).
 
-- Latency: per artifact the median call of each round; a ratio is the median of one
-  artifact's rounds over the median of the other's, resampled by round (both were timed
-  in the same rounds, so the pair is resampled together).
+- Latency: per artifact the median call of each round, the rounds timed in several
+  fresh processes per artifact (``process``: the process of each round). A ratio is
+  paired in time: per round, the candidate's median call over the reference's from the
+  same round; per process, the median of those. What differs from one process to the
+  next (where the runtime's threads landed, the machine's state then) is as large as
+  what differs between rounds, so the processes are the replicates: the estimate is the
+  geometric mean over processes, its interval a t interval over them (on the log). With
+  one process, a bootstrap over its rounds, which leaves that out.
 - Accuracy: mAP50-95 from the per-image matches Ultralytics' validator made (``Matches``),
   resampled by validation image (the same images for every candidate: paired) and by
   seed; without them, over seeds alone (a t interval), or none for one seed.
@@ -31,23 +36,46 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def ms_interval(rounds: Sequence[float]) -> tuple[float, float, float]:
-    """(median of the rounds, 95% interval) in ms."""
-    x = np.asarray(rounds, dtype=float)
+def _t975(n: int) -> float:
+    """The 97.5% quantile of Student's t for the mean of ``n`` values."""
+    t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306}
+    return t.get(n, 2.262 if n < 15 else 2.0)
+
+
+def _by_process(x: np.ndarray, process: Sequence[int] | None) -> list[np.ndarray]:
+    if process is None:
+        return [x]
+    p = np.asarray(process[: len(x)])
+    return [x[p == g] for g in dict.fromkeys(p.tolist())]
+
+
+def _interval(x: np.ndarray, process: Sequence[int] | None) -> tuple[float, float, float]:
+    """(estimate, 95% interval) of the typical value of ``x`` (per-round values): over
+    processes where there are several, else a bootstrap of the median over rounds."""
+    groups = [g for g in _by_process(x, process) if len(g)]
+    if len(groups) > 1:
+        logs = np.log([np.median(g) for g in groups])
+        m, h = logs.mean(), _t975(len(logs)) * logs.std(ddof=1) / np.sqrt(len(logs))
+        return float(np.exp(m)), float(np.exp(m - h)), float(np.exp(m + h))
     idx = _rng().integers(0, len(x), size=(LATENCY_B, len(x)))
     boot = np.median(x[idx], axis=1)
     return float(np.median(x)), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
 
 
-def ratio_interval(cand: Sequence[float], ref: Sequence[float]) -> tuple[float, float, float]:
-    """(median(cand) / median(ref), 95% interval), rounds resampled in pairs."""
-    c, r = np.asarray(cand, dtype=float), np.asarray(ref, dtype=float)
-    n = min(len(c), len(r))
-    c, r = c[:n], r[:n]
-    idx = _rng().integers(0, n, size=(LATENCY_B, n))
-    boot = np.median(c[idx], axis=1) / np.median(r[idx], axis=1)
-    est = float(np.median(c) / np.median(r))
-    return est, float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+def ms_interval(
+    rounds: Sequence[float], process: Sequence[int] | None = None
+) -> tuple[float, float, float]:
+    """(typical round in ms, its 95% interval)."""
+    return _interval(np.asarray(rounds, dtype=float), process)
+
+
+def ratio_interval(
+    cand: Sequence[float], ref: Sequence[float], process: Sequence[int] | None = None
+) -> tuple[float, float, float]:
+    """(typical ratio of ``cand``'s round to ``ref``'s same round, its 95% interval)."""
+    n = min(len(cand), len(ref))
+    c, r = np.asarray(cand[:n], dtype=float), np.asarray(ref[:n], dtype=float)
+    return _interval(c / r, process)
 
 
 # -- accuracy ------------------------------------------------------------------------------
@@ -116,10 +144,9 @@ def _seed_t(values: Sequence[float]) -> tuple[float, float]:
     """A 95% t interval of the mean over seeds."""
     from math import sqrt
 
-    t975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306}
     n = len(values)
     m, sd = statistics.mean(values), statistics.stdev(values)
-    h = t975.get(n, 2.262 if n < 15 else 2.0) * sd / sqrt(n)
+    h = _t975(n) * sd / sqrt(n)
     return m - h, m + h
 
 

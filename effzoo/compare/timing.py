@@ -1,4 +1,4 @@
-"""How ``effzoo compare`` times its artifacts: each one in a process of its own, the
+"""How ``effzoo compare`` times its artifacts: each one in processes of its own, the
 processes interleaved in rounds, until every ratio to the reference is known to about
 ±5% (or the time budget ends).
 
@@ -13,7 +13,11 @@ deployment's model runs warm). The driver (``time_artifacts``)
 starts one worker per artifact, then in each round asks every worker in turn, in a
 shuffled order: only one runs at a time, and drift of the machine falls on all alike.
 Between two workers it pauses briefly, so a runtime's spinning thread pool is idle
-before the next one starts. The statistics live in ``stats``.
+before the next one starts. After ``rounds`` rounds the workers stop and fresh ones
+start: one process's timings differ from the next one's by as much as rounds differ
+(measured on a 2-vCPU machine: ONNX Runtime, the same file, 9.2 ms in one process,
+12 ms in the next), so the processes are the replicates the intervals are made of
+(``stats``), and the timer adds processes, not rounds, until the ratios are narrow.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ from .runtimes import RUNTIMES
 
 #: how the timer works (part of a timing record's key: a record made another way is
 #: timed again): 2 = a warm-up at the start of every turn; 3 = ONNX Runtime and OpenVINO
-#: through their own APIs, not AutoBackend
-METHOD = 3
+#: through their own APIs, not AutoBackend; 4 = fresh processes every ``rounds`` rounds,
+#: intervals over processes, ratios paired by round
+METHOD = 4
 #: the relative half-width of a ratio's 95% interval the timer keeps going for
 TARGET = 0.05
 #: seconds between two workers' turns (ONNX Runtime's pool spins a few ms after a call)
@@ -46,12 +51,15 @@ PAUSE_S = 0.05
 
 @dataclass
 class Timing:
-    """Per artifact, the median call (ms) of each round; the load of the machine meanwhile
-    (``load``: the 1-minute load average before and after; ``other_cpus``: the CPUs other
-    processes used while the workers timed, on average); each artifact's precision."""
+    """Per artifact, the median call (ms) of each round, and per round the process it was
+    timed in (``process``: 0, 1, ..., the same for every artifact); the load of the
+    machine meanwhile (``load``: the 1-minute load average before and after;
+    ``other_cpus``: the CPUs other processes used while the workers timed, on average);
+    each artifact's precision."""
 
     rounds_ms: dict[str, list[float]]
     precision: dict[str, str | None]
+    process: list[int] = field(default_factory=list)
     load: dict[str, float] = field(default_factory=dict)
     other_cpus: float = 0.0
     seconds: float = 0.0
@@ -138,6 +146,36 @@ def _cpu_seconds(pids: Sequence[int]) -> tuple[float, float]:
     return busy, own
 
 
+def _start(
+    artifacts: Sequence[str], runtime: str, imgsz: int, device: str, warmup: int
+) -> tuple[dict[str, subprocess.Popen[str]], dict[str, str | None]]:
+    """One worker per artifact, loaded side by side (before any timing), and their
+    precisions once all are ready."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs: dict[str, subprocess.Popen[str]] = {}
+    for a in artifacts:
+        cmd = worker_command(a, runtime=runtime, imgsz=imgsz, device=device, warmup=warmup)
+        procs[a] = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=env,
+        )  # fmt: skip
+    try:
+        return procs, {a: _read(procs[a], a)["precision"] for a in artifacts}
+    except BaseException:
+        _stop(procs)
+        raise
+
+
+def _stop(procs: dict[str, subprocess.Popen[str]]) -> None:
+    for p in procs.values():
+        with contextlib.suppress(Exception):
+            p.stdin.close()  # type: ignore[union-attr]  # a worker stops at the end of stdin
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def time_artifacts(
     artifacts: Sequence[str],
     *,
@@ -148,66 +186,54 @@ def time_artifacts(
     per_round: int,
     warmup: int,
     budget_s: float,
+    processes: int = 3,
     log: Callable[[str], None] = lambda m: None,
 ) -> Timing:
-    """``artifacts`` (the reference first) timed in rounds until each ratio to the first is
-    within ±``TARGET`` at 95%, ``rounds`` rounds at least; ``budget_s`` seconds at most
-    after the first ``rounds``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs: dict[str, subprocess.Popen[str]] = {}
-    precision: dict[str, str | None] = {}
-    try:
-        for a in artifacts:  # one at a time: loading does not overlap the others' timing
-            cmd = worker_command(a, runtime=runtime, imgsz=imgsz, device=device, warmup=warmup)
-            procs[a] = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                text=True, env=env,
-            )  # fmt: skip
-            precision[a] = _read(procs[a], a)["precision"]
-        load = {"before": os.getloadavg()[0]}
-        pids = [p.pid for p in procs.values()]
-        cpu0, own0, t0 = *_cpu_seconds(pids), time.monotonic()
-        rounds_ms: dict[str, list[float]] = {a: [] for a in artifacts}
-        order, rng, done = list(artifacts), random.Random(0), 0
-        while True:
-            rng.shuffle(order)
-            for a in order:
-                time.sleep(PAUSE_S)
-                procs[a].stdin.write(f"time {per_round}\n")  # type: ignore[union-attr]
-                procs[a].stdin.flush()  # type: ignore[union-attr]
-                rounds_ms[a].append(stats.median(_read(procs[a], a)))
-            done += 1
-            if done < rounds:
-                continue
-            wide = [a for a in artifacts[1:] if not _narrow(rounds_ms[a], rounds_ms[artifacts[0]])]
-            spent = time.monotonic() - t0
-            if not wide or spent > budget_s:
-                break
-            if done % 10 == 0:
-                log(f"{runtime}: {len(wide)} ratio(s) wider than ±{TARGET:.0%} after {done} rounds")
-        wall = time.monotonic() - t0
-        cpu1, own1 = _cpu_seconds(pids)
-        load["after"] = os.getloadavg()[0]
-        other = max(0.0, ((cpu1 - cpu0) - (own1 - own0)) / max(wall, 1e-9))
-        for p in procs.values():
-            p.stdin.write("stop\n")  # type: ignore[union-attr]
-            p.stdin.flush()  # type: ignore[union-attr]
-        return Timing(
-            rounds_ms, precision, load=load, other_cpus=round(other, 2), seconds=round(wall, 1),
-            complete=not wide,
-        )  # fmt: skip
-    finally:
-        for p in procs.values():
-            with contextlib.suppress(Exception):
-                p.stdin.close()  # type: ignore[union-attr]
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    """``artifacts`` (the reference first) timed in ``processes`` fresh processes each at
+    least, ``rounds`` rounds in each, more processes until each ratio to the first is
+    within ±``TARGET`` at 95% or ``budget_s`` seconds have gone (after the first
+    ``processes``)."""
+    rounds_ms: dict[str, list[float]] = {a: [] for a in artifacts}
+    process: list[int] = []
+    load = {"before": os.getloadavg()[0]}
+    other = timed = 0.0
+    t0, rng, g = time.monotonic(), random.Random(0), 0
+    while True:
+        procs, precision = _start(artifacts, runtime, imgsz, device, warmup)
+        try:
+            pids = [p.pid for p in procs.values()]
+            cpu0, own0, w0 = *_cpu_seconds(pids), time.monotonic()
+            order = list(artifacts)
+            for _ in range(rounds):
+                rng.shuffle(order)
+                for a in order:
+                    time.sleep(PAUSE_S)
+                    procs[a].stdin.write(f"time {per_round}\n")  # type: ignore[union-attr]
+                    procs[a].stdin.flush()  # type: ignore[union-attr]
+                    rounds_ms[a].append(stats.median(_read(procs[a], a)))
+                process.append(g)
+            cpu1, own1 = _cpu_seconds(pids)
+            timed += time.monotonic() - w0
+            other += max(0.0, (cpu1 - cpu0) - (own1 - own0))
+        finally:
+            _stop(procs)
+        g += 1
+        if g < processes:
+            continue
+        ref = rounds_ms[artifacts[0]]
+        wide = [a for a in artifacts[1:] if not _narrow(rounds_ms[a], ref, process)]
+        if not wide or time.monotonic() - t0 > budget_s:
+            break
+        log(f"{runtime}: {len(wide)} ratio(s) wider than ±{TARGET:.0%} after {g} processes")
+    load["after"] = os.getloadavg()[0]
+    return Timing(
+        rounds_ms, precision, process, load=load, other_cpus=round(other / max(timed, 1e-9), 2),
+        seconds=round(time.monotonic() - t0, 1), complete=not wide,
+    )  # fmt: skip
 
 
-def _narrow(cand: list[float], ref: list[float]) -> bool:
-    est, lo, hi = stats.ratio_interval(cand, ref)
+def _narrow(cand: list[float], ref: list[float], process: list[int]) -> bool:
+    est, lo, hi = stats.ratio_interval(cand, ref, process)
     return (hi - lo) / 2 <= TARGET * est
 
 
