@@ -13,7 +13,6 @@ process timing.py's, the runtimes runtimes.py's.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import socket
@@ -30,7 +29,7 @@ from .._atomic import read_record, write_bytes, write_json
 from ..errors import OutputInUseError, RayUnavailableError
 from .candidates import Candidate, check_candidates, parse_candidates, reference, stock_note
 from .checks import DEMO_IMAGES, check_data, check_device, check_train_args, option
-from .measure import measure
+from .measure import measure, record_key
 from .runtimes import DEFAULT_RUNTIMES, check_runtimes, gpu
 from .train import MARKER, TO_NODE, folder_files, train_on_node, train_run
 
@@ -49,11 +48,6 @@ class Comparison:
     recommendation: str
     trained: list[str] = field(default_factory=list)
     timed: list[str] = field(default_factory=list)
-
-
-def _hash(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _say(log: Callable[[str], None] | None, msg: str) -> None:
@@ -120,7 +114,10 @@ def _ray(address: str | None, workers: int, device: str) -> Any:
     return ray
 
 
-def _gone(address: str | None, left: int, why: str) -> RayUnavailableError:
+def _gone(ray: Any, address: str | None, left: int, why: str) -> RayUnavailableError:
+    """effzoo's line on a cluster lost mid-run, Ray shut down first (so that Ray's own
+    lines on the lost tasks come before it, not after)."""
+    ray.shutdown()
     return RayUnavailableError(
         f"the Ray cluster at {address or 'started here'} failed mid-run ({why}; {left} runs "
         "not finished): start it again (or leave --ray out) and rerun the same command: "
@@ -139,8 +136,7 @@ def _wait(ray: Any, pending: list[Any], address: str | None, left: int) -> list[
         try:
             _reachable(gcs)
         except RayUnavailableError:
-            ray.shutdown()  # Ray's own lines on the lost tasks now, not after effzoo's
-            raise _gone(address, left, f"its head at {gcs} no longer answers") from None
+            raise _gone(ray, address, left, f"its head at {gcs} no longer answers") from None
 
 
 def _run_dir(job: dict[str, Any]) -> Path:
@@ -295,8 +291,7 @@ def _train_all(
             raise e.cause if isinstance(e.cause, Exception) else e from None
         except ray.exceptions.RayError as e:  # a raylet, node or worker (after retries) lost
             first = (str(e).splitlines() or [""])[0]
-            ray.shutdown()
-            raise _gone(address, left, f"{type(e).__name__}: {first}") from None
+            raise _gone(ray, address, left, f"{type(e).__name__}: {first}") from None
         record = _land(pending.pop(ready[0]), record)
         done[record["key"]] = record
         progress(record)
@@ -446,7 +441,7 @@ def compare(
     jobs = []
     for c in cands:
         for seed in range(seeds):
-            key = _hash([c.identity, data_id, budget, seed])
+            key = record_key([c.identity, data_id, budget, seed])
             jobs.append(
                 {
                     "key": key,

@@ -20,7 +20,8 @@ from .timing import METHOD, TARGET, time_artifacts
 from .train import export
 
 
-def _hash(obj: Any) -> str:
+def record_key(obj: Any) -> str:
+    """The key of a run or timing record: a short hash of what determines it."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -71,7 +72,7 @@ def measure(
             for c in cands:
                 exports.setdefault(c.name, {})[col] = export_all(first[c.name], rt, size, one, say)
             keys = [first[n]["key"] for n in order]
-            key = _hash([rt.name, keys, size, one, timing, METHOD])
+            key = record_key([rt.name, keys, size, one, timing, METHOD])
             path = root / "timing" / f"{rt.name}-{size}-{key}.json"
             record = read_record(path, say)
             if record is None or set(record.get("rounds_ms", {})) != set(order):

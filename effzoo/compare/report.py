@@ -472,7 +472,7 @@ def write_outputs(
         f"({sizes} px), from the first seed's `best.pt`; an INT8 artifact is validated the "
         "same way (`int8 change (seed 0)`: its mAP50-95 minus that of the `best.pt` it was "
         "made from, where exported at the training size).",
-        "- Latency: each artifact in a process of its own, opened with its runtime's own API "
+        "- Latency: each artifact in processes of its own, opened with its runtime's own API "
         "(an ONNX Runtime session, an OpenVINO model compiled with the latency hint; "
         "`best.pt` as Ultralytics' predictor runs it, through its AutoBackend) with the "
         "runtime's default threads: the raw forward, batch 1, no "

@@ -1,6 +1,6 @@
 """Weights files on disk: reading them, checking them, saying where they came from.
 
-A ``.safetensors`` file is validated from its header before any tensor is read;
+A ``.safetensors`` file is validated by the safetensors library before any tensor is read;
 a torch file is read with ``torch.load(weights_only=True)``, once, after checking
 what it may inflate to (``EFFZOO_MAX_PTH_BYTES``). Every error is a
 ``CorruptWeightsError`` or ``WeightsMismatchError`` errors_name_file the file and what to do
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import struct
@@ -43,12 +42,6 @@ META_SHA256, META_DATA_SHA256 = "effzoo.sha256", "effzoo.data_sha256"
 #: what a store copy is when not the Hub's file as served (a converted PyPI copy)
 META_NOTE = "effzoo.note"
 _HF_CACHE_DIR = re.compile(r"models--([^/\\]+)--([^/\\]+?)(?:[/\\]snapshots[/\\]([0-9a-f]{40}))?$")
-#: bytes per element of the safetensors dtypes torch can hold
-_DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
-}  # fmt: skip
-_MAX_HEADER = 100_000_000  # the safetensors library's own limit
 MAX_PTH_ENV = _env.MAX_PTH_BYTES
 #: a torch file may inflate to twice its size plus this (torch stores tensors uncompressed)
 PTH_SLACK = 64 << 20
@@ -98,81 +91,23 @@ def sha256_file(path: Path, start: int = 0) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _json_type(x: object) -> str:
-    names = {type(None): "null", bool: "boolean", int: "number", float: "number"}
-    return {**names, str: "string", list: "array", dict: "object"}.get(type(x), type(x).__name__)
-
-
-def _is_count(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
-
-def _entry_problem(entry: object) -> str:
-    """What is wrong with one tensor entry of a safetensors header ("" if nothing)."""
-    if not isinstance(entry, dict):
-        return f"its entry is a JSON {_json_type(entry)}, not an object"
-    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-        return f"its shape {shape!r} is not a list of sizes"
-    if not (
-        isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
-    ) or (offsets[0] > offsets[1]):
-        return f"its data_offsets {offsets!r} are not [begin, end]"
-    if dtype not in _DTYPE_BYTES:
-        return f"its dtype {dtype!r} is not one effzoo reads"
-    need = math.prod(shape) * _DTYPE_BYTES[dtype]
-    if offsets[1] - offsets[0] != need:
-        return f"its data_offsets span {offsets[1] - offsets[0]} bytes, {dtype}{shape} needs {need}"
-    return ""
-
-
 def read_header(path: Path) -> tuple[int, dict[str, Any]]:
-    """(data offset, header) of a safetensors file; ``CorruptWeightsError`` if broken."""
-    fix = "re-download it, or re-save it with safetensors.torch.save_file"
+    """(data offset, header) of a safetensors file, after the safetensors library itself
+    has validated it (offsets, dtypes, shapes, sizes, metadata, no padding);
+    ``CorruptWeightsError`` where it refuses the file."""
+    from safetensors import safe_open
+
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                raise ValueError(f"it has {size} bytes, fewer than a header needs: truncated?")
-            (n,) = struct.unpack("<Q", raw)
-            if n > size - 8:
-                raise ValueError(f"header length {n} exceeds the file: truncated?")
-            if n > _MAX_HEADER:
-                raise ValueError(f"header length {n} is over the {_MAX_HEADER}-byte limit")
-            header = json.loads(f.read(n))
-    except (OSError, ValueError, RecursionError) as e:
-        what = "nested too deeply" if isinstance(e, RecursionError) else e
+        with safe_open(str(path), framework="pt") as f:
+            f.metadata()
+        with open(path, "rb") as raw:
+            (n,) = struct.unpack("<Q", raw.read(8))
+            return 8 + n, json.loads(raw.read(n))
+    except Exception as e:  # safetensors' SafetensorError, OSError
         raise CorruptWeightsError(
-            f"{path} is not a readable safetensors file ({what}); {fix}"
+            f"{path} is not a readable safetensors file ({str(e)[:200]}); re-download it, or "
+            "re-save it with safetensors.torch.save_file"
         ) from e
-    if not isinstance(header, dict):
-        raise CorruptWeightsError(
-            f"{path} is not a safetensors file: its header is a JSON {_json_type(header)}, "
-            f"not an object; {fix}"
-        )
-    meta = header.get("__metadata__")
-    if meta is not None and not (
-        isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())
-    ):
-        raise CorruptWeightsError(
-            f"{path}: its safetensors __metadata__ must map strings to strings, got "
-            f"{str(meta)[:80]}; {fix}"
-        )
-    end = 0
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
-        problem = _entry_problem(entry)
-        if problem:
-            raise CorruptWeightsError(f"{path}: tensor {key[:80]!r} is malformed: {problem}; {fix}")
-        end = max(end, entry["data_offsets"][1])
-    if 8 + n + end != size:
-        raise CorruptWeightsError(
-            f"{path} is truncated or padded: its header describes {8 + n + end} bytes, the "
-            f"file has {size}"
-        )
-    return 8 + n, header
 
 
 def file_metadata(path: Path) -> dict[str, str]:
