@@ -42,6 +42,12 @@ META_SHA256, META_DATA_SHA256 = "effzoo.sha256", "effzoo.data_sha256"
 #: what a store copy is when not the Hub's file as served (a converted PyPI copy)
 META_NOTE = "effzoo.note"
 _HF_CACHE_DIR = re.compile(r"models--([^/\\]+)--([^/\\]+?)(?:[/\\]snapshots[/\\]([0-9a-f]{40}))?$")
+#: safetensors' own words for a file cut short (or padded), and what effzoo adds to them
+_CUT_SHORT = {
+    "header too small": ": truncated?",
+    "invalid header length": ": truncated?",
+    "not fully covered": ": truncated or padded?",
+}
 MAX_PTH_ENV = _env.MAX_PTH_BYTES
 #: a torch file may inflate to twice its size plus this (torch stores tensors uncompressed)
 PTH_SLACK = 64 << 20
@@ -104,8 +110,10 @@ def read_header(path: Path) -> tuple[int, dict[str, Any]]:
             (n,) = struct.unpack("<Q", raw.read(8))
             return 8 + n, json.loads(raw.read(n))
     except Exception as e:  # safetensors' SafetensorError, OSError
+        why = str(e)[:200]
+        hint = next((h for words, h in _CUT_SHORT.items() if words in why), "")
         raise CorruptWeightsError(
-            f"{path} is not a readable safetensors file ({str(e)[:200]}); re-download it, or "
+            f"{path} is not a readable safetensors file ({why}{hint}); re-download it, or "
             "re-save it with safetensors.torch.save_file"
         ) from e
 
