@@ -23,7 +23,7 @@ pytest.importorskip("skimage")
 
 #: one stock candidate, tiny settings, PyTorch timing only: the cheapest whole command
 BASE = ["--models", "yolo11n.yaml", "--imgsz", "64", "--batch", "4", "--rounds", "2",
-        "--runtime", "pytorch"]  # fmt: skip
+        "--processes", "1", "--runtime", "pytorch"]  # fmt: skip
 TRAIN = ["workers=0", "plots=False"]
 
 

@@ -26,7 +26,8 @@ from effzoo.errors import (
 )
 from effzoo.yolo import compare
 
-SMALL = dict(epochs=1, imgsz=64, batch=4, rounds=2, runtimes="pytorch", timing_budget=5.0)
+SMALL = dict(epochs=1, imgsz=64, batch=4, rounds=2, processes=1, runtimes="pytorch",
+             timing_budget=5.0)  # fmt: skip
 TRAIN = {"workers": 0, "plots": False}
 
 

@@ -26,8 +26,8 @@ from effzoo.yolo import compare
 #: stock YOLO11n (a name Ultralytics resolves on the node) and a Lite0 row (its yaml
 #: exists on the driver only, under --out/models)
 MODELS = "yolo11n.yaml,efficientnet_lite0:w0.25"
-ARGS = dict(epochs=1, imgsz=64, batch=4, runtimes="pytorch", rounds=2, timing_budget=10,
-            train_args={"workers": 0, "plots": False})  # fmt: skip
+ARGS = dict(epochs=1, imgsz=64, batch=4, runtimes="pytorch", rounds=2, processes=1,
+            timing_budget=10, train_args={"workers": 0, "plots": False})  # fmt: skip
 
 
 def _free_port() -> int:
