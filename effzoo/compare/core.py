@@ -465,9 +465,13 @@ def compare(
     # exports of each candidate's first seed, then timing: nothing else runs meanwhile
     first = {j["candidate"]: j for j in jobs if j["seed"] == 0}
     ref = reference(cands).name
-    timing = {"rounds": rounds, "processes": processes, "per_round": per_round}
-    timing["warmup"] = warmup
-    timing["budget_s"] = float(timing_budget)
+    timing = {
+        "rounds": rounds,
+        "processes": processes,
+        "per_round": per_round,
+        "warmup": warmup,
+        "budget_s": float(timing_budget),
+    }
     exports, times, timed = measure(
         cands, first, rts, sizes, ref, timing, root, str(device), lambda m: _say(log, m)
     )
