@@ -91,6 +91,18 @@ def test_without_per_image_matches_the_interval_is_over_seeds():
     assert intervals["b"] is None and draws == {}
 
 
+#: Student's t, 97.5% quantile, for the mean of n values (printed tables, n - 1 df)
+T_TABLE = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 10: 2.262, 13: 2.179, 15: 2.145}
+T_TABLE |= {21: 2.086, 31: 2.042, 61: 2.000, 121: 1.980}
+
+
+@pytest.mark.parametrize("n, t", T_TABLE.items())
+def test_the_t_quantile_is_student_s_for_any_number_of_processes(n, t):
+    """A timing with 15-60 processes gets the t of its own count, not a rounded one that
+    would make its interval too narrow."""
+    assert stats._t975(n) == pytest.approx(t, abs=1e-3)
+
+
 def test_a_latency_ratio_is_paired_by_round():
     """The machine's drift falls on the candidate and the reference of one round alike:
     the ratio is the median of the per-round ratios, and the drift cancels."""

@@ -37,9 +37,20 @@ def _rng() -> np.random.Generator:
 
 
 def _t975(n: int) -> float:
-    """The 97.5% quantile of Student's t for the mean of ``n`` values."""
-    t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306}
-    return t.get(n, 2.262 if n < 15 else 2.0)
+    """The 97.5% quantile of Student's t for the mean of ``n`` values (``n - 1`` degrees of
+    freedom): exact for 2-4 values, beyond that the Cornish-Fisher expansion around the
+    normal quantile (within 0.001 of the exact value from 5 values on)."""
+    v = n - 1
+    if v < 4:
+        return (12.706, 4.303, 3.182)[v - 1]
+    z = 1.959964
+    return (
+        z
+        + (z**3 + z) / (4 * v)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * v**4)
+    )
 
 
 def _by_process(x: np.ndarray, process: Sequence[int] | None) -> list[np.ndarray]:
