@@ -1,13 +1,11 @@
 """The candidates of ``effzoo compare``: what a name on the command line means, each one
 checked (and built once) before anything trains.
 
-A candidate is a model name Ultralytics or effzoo resolves (``yolo11n.yaml``,
-``yolo26n-efflite0.yaml``), a model yaml file, an effzoo row with its width, depth,
-start and head: ``VARIANT[:wWIDTH][:dDEPTH][:scratch|:pretrained][:FAMILY]``, in the
-scale-n head of FAMILY (default yolo11), or a checkpoint (``.pt``: a stock Ultralytics
-one such as yolo11n.pt in Ultralytics' weights_dir, or a run's ``best.pt``), fine-tuned
-with the same budget. A pretrained row below full width or depth starts from weights
-inherited from the full-size variant's (weight selection). Nothing is downloaded.
+A candidate is a model name Ultralytics or effzoo resolves, a model yaml file, an effzoo
+row ``VARIANT[:wWIDTH][:dDEPTH][:scratch|:pretrained][:FAMILY]`` (in the scale-n head of
+FAMILY, default yolo11; pretrained below full size: weights inherited), or a checkpoint
+(``.pt``, fine-tuned): docs/yolo.md, "Compare backbones on your data". Nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -113,8 +111,9 @@ def _row(text: str) -> Candidate:
     where = f"candidate {text!r}"
     seen: dict[str, str] = {}  # what an option sets -> the option
     for opt in opts:
+        scale = re.fullmatch(r"[wd]\d*\.?\d+", opt)
         sets = "start" if opt in ("scratch", "pretrained") else "family" if opt in FAMILIES else opt
-        sets = _ROW_SETS[opt[0]] if re.fullmatch(r"[wd]\d*\.?\d+", opt) else sets
+        sets = _ROW_SETS[opt[0]] if scale else sets
         if sets in seen:
             keep = ":".join([variant, *(o for o in opts if o != opt)])
             checks.fail(
@@ -126,9 +125,8 @@ def _row(text: str) -> Candidate:
             c = replace(c, pretrained=opt == "pretrained")
         elif opt in FAMILIES:
             c = replace(c, family=opt)
-        elif re.fullmatch(r"[wd]\d*\.?\d+", opt):
-            value = checks.multiplier(opt[0], float(opt[1:]), where=where)
-            c = replace(c, **{"width" if opt[0] == "w" else "depth": value})
+        elif scale:
+            c = replace(c, **{sets: checks.multiplier(opt[0], float(opt[1:]), where=where)})
         else:
             checks.fail(
                 f"unknown option {opt!r}: {_close(opt, ['scratch', 'pretrained', *FAMILIES])}"
@@ -153,20 +151,26 @@ def weights_dir() -> Path:
 def _default_grid() -> list[str]:
     """``DEFAULT_GRID`` less the stock models the installed Ultralytics does not ship
     (YOLO26 before 8.4) and the stock checkpoints not in its weights_dir."""
-    from ultralytics.nn.tasks import yaml_model_load
-
     grid = []
     for text in DEFAULT_GRID:
         if text.endswith(".pt") and not (weights_dir() / text).is_file():
             continue
-        if text.endswith(".yaml"):
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    yaml_model_load(text)
-            except (FileNotFoundError, OSError):
-                continue
+        if text.endswith(".yaml") and not _resolves(text):
+            continue
         grid.append(text)
     return grid
+
+
+def _resolves(name: str) -> bool:
+    """Whether Ultralytics (with effzoo registered) finds the model yaml ``name``."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yaml_model_load(name)
+    except (FileNotFoundError, OSError):
+        return False
+    return True
 
 
 def _comma_in_file_name(texts: str) -> None:
@@ -231,8 +235,6 @@ def _checkpoint(text: str) -> Candidate:
 
 def parse_candidates(models: Sequence[str] | str | None) -> list[Candidate]:
     """Every candidate named, resolved or refused with a close match (nothing built)."""
-    from ultralytics.nn.tasks import yaml_model_load
-
     from ..yolo.patches import register
     from ..yolo.templates import is_model_name, suggest_name
 
@@ -261,10 +263,7 @@ def parse_candidates(models: Sequence[str] | str | None) -> list[Candidate]:
             stem = re.sub(r"[^\w.\-]+", "_", path.stem)
             out.append(Candidate(text=text, name=stem, kind="yaml", cfg=str(path.resolve())))
             continue
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                yaml_model_load(text)
-        except (FileNotFoundError, OSError):
+        if not _resolves(text):
             hint = suggest_name(text)
             hint = f"did you mean {hint!r}? " if hint else _close(text, _known_names())
             raise UnknownModelError(
@@ -297,7 +296,7 @@ def _start(model: Any, c: Candidate) -> str:
         return "inherited" if prov.weights.inherited else "pretrained"
     reason = getattr(prov, "reason", "")
     if "pretrained: false" not in reason:
-        named = None if c.variant else _named(c)
+        named = _named(c)
         variant = c.variant or (str(named.row[3][0]) if named else "VARIANT")
         raise InvalidArgumentError(
             f"candidate {c.text!r} asks for ImageNet weights that cannot be had here "
@@ -424,12 +423,8 @@ def _check_checkpoint(c: Candidate, log: Callable[[str], None]) -> Candidate:
             f"candidate {c.text!r} is a {model.task} checkpoint; compare trains detectors: "
             "give a detection checkpoint (yolo11n.pt, a detection run's weights/best.pt)"
         )
-    ours = any(hasattr(m, "provenance") for m in model.model.model)
-    c = replace(
-        c,
-        kind="effzoo" if ours else "stock",
-        identity=[{"checkpoint": digest}, ultralytics.__version__],
-    )
+    kind = "effzoo" if any(hasattr(m, "provenance") for m in model.model.model) else "stock"
+    c = replace(c, kind=kind, identity=[{"checkpoint": digest}, ultralytics.__version__])
     log(f"candidate {c.name}: {c.kind} checkpoint, fine-tuned from {c.start}")
     return c
 

@@ -1,12 +1,8 @@
-"""Every input of ``effzoo compare`` checked before anything trains: the data (its yaml,
-each split's images and labels), the device, the train arguments; each failure one
-line naming the input and a fix (the candidates are candidates.py's).
-
-The checks are Ultralytics' own where it has one (``check_det_dataset``,
-``verify_image_label``, ``select_device``, ``check_dict_alignment``, ``check_cfg``, the
-trainer's optimizer builder), run on the inputs before the first epoch instead of
-after hours. A message names an option the way its caller typed it: ``--data`` on the
-command line (``command_line()``), ``data=`` from Python.
+"""Every input of ``effzoo compare`` checked before anything trains, with Ultralytics'
+own checks where it has one: the data (its yaml, each split's images and labels), the
+device, the train arguments (the candidates are candidates.py's). Each failure is one
+line naming the input and a fix, the option spelt as its caller typed it: ``--data`` on
+the command line (``command_line()``), ``data=`` from Python.
 """
 
 from __future__ import annotations

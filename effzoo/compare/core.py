@@ -5,13 +5,12 @@ Every candidate, the data and the runtimes are checked before anything trains. E
 run (a candidate and a seed) lives in a directory named by a hash of what determines
 it, with a record of what it gave: a rerun with the same arguments trains and times
 nothing again, a changed argument reruns only the runs and timings it changes, and an
-interrupted run continues with Ultralytics' resume. Candidates are candidates.py's;
-the table, report and plot are report.py's; the work on one run train.py's, the timing
-process timing.py's, the runtimes runtimes.py's.
+interrupted run continues with Ultralytics' resume.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -22,16 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .. import _checks as checks
-from .._atomic import read_record, write_bytes, write_json
+from .._atomic import read_record, write_json
 from ..errors import OutputInUseError, RayUnavailableError
 from .candidates import Candidate, check_candidates, parse_candidates, reference, stock_note
 from .checks import DEMO_IMAGES, check_data, check_device, check_train_args, option
 from .measure import measure, record_key
 from .runtimes import DEFAULT_RUNTIMES, check_runtimes, gpu
-from .train import MARKER, TO_NODE, folder_files, train_on_node, train_run
+from .train import MARKER, TO_NODE, folder_files, run_folder, train_on_node, train_run, write_files
 
 
 @dataclass
@@ -50,11 +49,11 @@ class Comparison:
     timed: list[str] = field(default_factory=list)
 
 
-def _say(log: Callable[[str], None] | None, msg: str) -> None:
+def _sayer(log: Callable[[str], None] | None) -> Callable[[str], None]:
+    """Where compare's lines go: ``log``, else stderr after ``[effzoo compare]``."""
     if log is not None:
-        log(msg)
-    else:
-        print(f"[effzoo compare] {msg}", file=sys.stderr, flush=True)
+        return log
+    return lambda msg: print(f"[effzoo compare] {msg}", file=sys.stderr, flush=True)
 
 
 def _demo_data(out: Path, imgsz: int) -> str:
@@ -139,19 +138,11 @@ def _wait(ray: Any, pending: list[Any], address: str | None, left: int) -> list[
             raise _gone(ray, address, left, f"its head at {gcs} no longer answers") from None
 
 
-def _run_dir(job: dict[str, Any]) -> Path:
-    return Path(job["project"]) / job["name"]
-
-
-def _best(job: dict[str, Any]) -> Path:
-    return _run_dir(job) / "weights" / "best.pt"
-
-
 #: the lock file in ``--out``: one ``compare`` writes into a folder at a time
 LOCK = ".effzoo-compare.lock"
 #: seconds a Ray head has to answer a connection
 RAY_CONNECT_S = 5.0
-_HELD: ContextVar[list[IO[str]]] = ContextVar("effzoo_compare_locks")
+_HELD: ContextVar[contextlib.ExitStack] = ContextVar("effzoo_compare_locks")
 
 
 def _holds_out_lock(fn: Callable[..., Comparison]) -> Callable[..., Comparison]:
@@ -160,14 +151,12 @@ def _holds_out_lock(fn: Callable[..., Comparison]) -> Callable[..., Comparison]:
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Comparison:
-        held: list[IO[str]] = []
-        token = _HELD.set(held)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _HELD.reset(token)
-            for f in held:
-                f.close()  # closing the file drops its lock
+        with contextlib.ExitStack() as held:  # closing the lock file drops its lock
+            token = _HELD.set(held)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _HELD.reset(token)
 
     return call
 
@@ -198,12 +187,7 @@ def _lock_out(root: Path) -> None:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n")
     f.flush()
-    _HELD.get().append(f)
-
-
-def _record(path: Path, log: Any) -> dict[str, Any] | None:
-    """The record at ``path`` (``_atomic.read_record``: a damaged one is set aside)."""
-    return read_record(path, lambda m: _say(log, m))
+    _HELD.get().enter_context(f)
 
 
 def _time_left(took: dict[str, list[float]], runs: list[str], workers: int) -> float:
@@ -216,35 +200,35 @@ def _time_left(took: dict[str, list[float]], runs: list[str], workers: int) -> f
 
 
 def _train_all(
-    jobs: list[dict[str, Any]], workers: int, address: str | None, log: Any
+    jobs: list[dict[str, Any]], workers: int, address: str | None, say: Callable[[str], None]
 ) -> dict[str, dict[str, Any]]:
     """Train every job not finished before (sequentially, or ``workers`` at a time on
     Ray, one GPU each where the device is one), with a progress line per run."""
     done: dict[str, dict[str, Any]] = {}
     todo = []
     for job in jobs:
-        marker = Path(job["project"]) / job["name"] / MARKER
-        record = _record(marker, log)
-        if record is not None:
-            if record.get("key") == job["key"]:  # where it is now (the folder may have moved)
-                record.update(run_dir=str(marker.parent), best=str(_best(job)))
-                done[job["key"]] = record
-                continue
-        todo.append(job)
-    _say(log, f"{len(jobs)} runs: {len(done)} finished before, {len(todo)} to train")
+        marker = run_folder(job) / MARKER
+        record = read_record(marker, say)  # a damaged one is set aside
+        if record is not None and record.get("key") == job["key"]:
+            run_dir = marker.parent  # where it is now (the folder may have moved)
+            record.update(run_dir=str(run_dir), best=str(run_dir / "weights" / "best.pt"))
+            done[job["key"]] = record
+        else:
+            todo.append(job)
+    say(f"{len(jobs)} runs: {len(done)} finished before, {len(todo)} to train")
     took: dict[str, list[float]] = {}  # seconds per finished run, by candidate
 
     def progress(record: dict[str, Any]) -> None:
+        done[record["key"]] = record
         for note in record.get("notes", []):
-            _say(log, note)
+            say(note)
         took.setdefault(record["candidate"], []).append(record.get("wall_s", record["train_s"]))
         finished = sum(map(len, took.values()))
         left = _time_left(took, [j["candidate"] for j in todo if j["key"] not in done], workers)
         how = {"unfinished": "resumed, ", "finished": "validated again, "}.get(
             record.get("state", ""), ""
         )
-        _say(
-            log,
+        say(
             f"[{finished}/{len(todo)}] {record['candidate']} seed {record['seed']}: "
             f"mAP50-95 {record['map50_95']:.3f} ({how}{record['train_s']:.0f} s of training)"
             + (f"; about {left / 60:.1f} min left" if finished < len(todo) else ""),
@@ -252,16 +236,12 @@ def _train_all(
 
     if not (workers > 1 or address is not None) or not todo:
         for i, job in enumerate(todo):
-            last = Path(job["project"]) / job["name"] / "weights" / "last.pt"
-            how = "resuming" if last.is_file() else "training"
-            _say(
-                log,
+            how = "resuming" if (run_folder(job) / "weights" / "last.pt").is_file() else "training"
+            say(
                 f"[{i + 1}/{len(todo)}] {how} {job['candidate']} seed {job['seed']} "
                 f"({job['epochs']} epochs)",
             )
-            record = train_run(job)
-            done[job["key"]] = record
-            progress(record)
+            progress(train_run(job))
         return done
     ray = _ray(address, workers, jobs[0]["device"])
     on_gpu = gpu(jobs[0]["device"])
@@ -276,12 +256,12 @@ def _train_all(
         while queue and len(pending) < workers:
             job = queue.pop(0)
             job = {**job, "device": "0" if on_gpu else job["device"]}  # Ray's GPU for the task
-            _say(log, f"starting {job['candidate']} seed {job['seed']} on Ray")
+            say(f"starting {job['candidate']} seed {job['seed']} on Ray")
             if not cluster:
                 pending[task.remote(job)] = job
                 continue
             root = Path(job["project"]).parent
-            files = folder_files(_run_dir(job), TO_NODE)
+            files = folder_files(run_folder(job), TO_NODE)
             pending[task.remote(job, (str(root / LOCK), _out_token(root)), files, _cfg(job))] = job
         left = len(queue) + len(pending)
         try:
@@ -292,9 +272,7 @@ def _train_all(
         except ray.exceptions.RayError as e:  # a raylet, node or worker (after retries) lost
             first = (str(e).splitlines() or [""])[0]
             raise _gone(ray, address, left, f"{type(e).__name__}: {first}") from None
-        record = _land(pending.pop(ready[0]), record)
-        done[record["key"]] = record
-        progress(record)
+        progress(_land(pending.pop(ready[0]), record))
     return done
 
 
@@ -321,15 +299,14 @@ def _land(job: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     files = record.pop("files", None)
     if files is None:
         return record
-    run_dir = _run_dir(job)
+    run_dir = run_folder(job)
     for rel in TO_NODE:
         if rel not in files:
             (run_dir / rel).unlink(missing_ok=True)
     marker = json.loads(files.pop(MARKER))
-    for rel, data in files.items():
-        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(run_dir / rel, data)
-    where = {"run_dir": str(run_dir), "best": str(_best(job)), "trained_on": record["trained_on"]}
+    write_files(run_dir, files)
+    best = run_dir / "weights" / "best.pt"
+    where = {"run_dir": str(run_dir), "best": str(best), "trained_on": record["trained_on"]}
     write_json(run_dir / MARKER, {**marker, **where}, indent=2)
     return {**record, **where}
 
@@ -396,13 +373,14 @@ def compare(
     training size). Timing: each artifact in ``processes`` fresh processes at least, each
     ``rounds`` rounds of ``per_round`` calls after ``warmup`` calls; more processes until
     every latency ratio is within about ±5% at 95%, for at most ``timing_budget`` seconds
-    per runtime and size. ``workers`` > 1
-    trains that many runs at a time on Ray (``ray_address``: a cluster; default a local
-    one). ``train_args``: more Ultralytics train arguments, the same for every candidate.
+    per runtime and size. ``workers`` > 1 trains that many runs at a time on Ray
+    (``ray_address``: a cluster; default a local one). ``train_args``: more Ultralytics
+    train arguments, the same for every candidate.
     """
     from ..paths import output_dir
     from .report import write_outputs
 
+    say = _sayer(log)
     for name, value in (  # named as the caller spells them (checks.option): --epochs, epochs
         ("epochs", epochs),
         ("batch", batch),
@@ -433,7 +411,7 @@ def compare(
         _ray(ray_address, workers, device)  # Ray present (and started) before any training
     root = output_dir("--out", out, example="./effzoo-compare").resolve()
     _lock_out(root)  # one compare per --out (released when this call ends)
-    cands = check_candidates(wanted, root / "models", log=lambda m: _say(log, m))
+    cands = check_candidates(wanted, root / "models", log=say)
     data_path = data_path or _demo_data(root, imgsz)
     os.environ.setdefault("YOLO_OFFLINE", "true")
 
@@ -452,14 +430,11 @@ def compare(
                     "device": str(device),
                     "project": str(root / "runs"),
                     "name": f"{c.name}-seed{seed}-{key[:8]}",
-                    "train_args": extra,
-                    "epochs": epochs,
-                    "imgsz": imgsz,
-                    "batch": batch,
+                    **budget,
                 }
             )
-    before = {j["key"] for j in jobs if _record(_run_dir(j) / MARKER, log) is not None}
-    records = _train_all(jobs, workers, ray_address, log)
+    before = {j["key"] for j in jobs if read_record(run_folder(j) / MARKER, say) is not None}
+    records = _train_all(jobs, workers, ray_address, say)
     trained = [j["key"] for j in jobs if j["key"] not in before]
 
     # exports of each candidate's first seed, then timing: nothing else runs meanwhile
@@ -472,9 +447,7 @@ def compare(
         "warmup": warmup,
         "budget_s": float(timing_budget),
     }
-    exports, times, timed = measure(
-        cands, first, rts, sizes, ref, timing, root, str(device), lambda m: _say(log, m)
-    )
+    exports, times, timed = measure(cands, first, rts, sizes, ref, timing, root, str(device), say)
 
     runs = {c.name: [records[j["key"]] for j in jobs if j["candidate"] == c.name] for c in cands}
     settings = {
@@ -495,17 +468,8 @@ def compare(
         "ray": ray_address,
     }
     result = write_outputs(root, cands, runs, exports, times, settings)
-    _say(log, f"wrote {result['csv']}, {result['report']}")
-    return Comparison(
-        table=result["table"],
-        out=root,
-        csv=result["csv"],
-        report=result["report"],
-        plot=result["plot"],
-        recommendation=result["recommendation"],
-        trained=trained,
-        timed=timed,
-    )
+    say(f"wrote {result['csv']}, {result['report']}")
+    return Comparison(out=root, trained=trained, timed=timed, **result)
 
 
 __all__ = ["DEFAULT_RUNTIMES", "Candidate", "Comparison", "compare"]

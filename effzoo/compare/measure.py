@@ -17,7 +17,7 @@ from typing import Any
 from .._atomic import read_record, write_json
 from .runtimes import Runtime
 from .timing import METHOD, TARGET, time_artifacts
-from .train import export
+from .train import export, run_folder
 
 
 def record_key(obj: Any) -> str:
@@ -30,7 +30,7 @@ def export_all(
 ) -> dict[str, Any]:
     """``job``'s ``best.pt`` exported for ``rt`` at ``size`` (kept in its own folder under
     the run, so sizes do not overwrite each other), with its record."""
-    run_dir = Path(job["project"]) / job["name"]
+    run_dir = run_folder(job)
     best = run_dir / "weights" / "best.pt"
     if not rt.format:
         return {"runtime": rt.name, "imgsz": size, "artifact": str(best)}
@@ -78,20 +78,12 @@ def measure(
             if record is None or set(record.get("rounds_ms", {})) != set(order):
                 say(f"timing {len(order)} artifacts in {rt.name} at {size} px, each in "
                     f"processes of its own, until every ratio is within ±{TARGET:.0%}")  # fmt: skip
+                artifacts = [exports[n][col]["artifact"] for n in order]
                 got = time_artifacts(
-                    [exports[n][col]["artifact"] for n in order],
-                    runtime=rt.name,
-                    imgsz=size,
-                    device=one,
-                    rounds=timing["rounds"],
-                    processes=timing["processes"],
-                    per_round=timing["per_round"],
-                    warmup=timing["warmup"],
-                    budget_s=timing["budget_s"],
-                    log=say,
+                    artifacts, runtime=rt.name, imgsz=size, device=one, log=say, **timing
                 )
                 record = asdict(got)
-                by_name = dict(zip([exports[n][col]["artifact"] for n in order], order))
+                by_name = dict(zip(artifacts, order))
                 record["rounds_ms"] = {by_name[a]: v for a, v in got.rounds_ms.items()}
                 record["precision"] = {by_name[a]: v for a, v in got.precision.items()}
                 record.update(runtime=rt.name, imgsz=size, order=order)

@@ -1,22 +1,19 @@
-"""The outputs of ``effzoo compare``: the table (CSV: every latency, ratio and mAP with its
-95% interval), the report (markdown: what to know first, the table, the recommendation
-and the dominance statements with their evidence, how it was measured, the machine) and
-the plot (PNG, a panel per runtime and size, where matplotlib is installed).
+"""The outputs of ``effzoo compare``: the table (CSV, every figure with its 95% interval),
+the report (markdown) and the plot (PNG, where matplotlib is installed).
 
 Every comparison is made by the intervals (``stats``): A is more accurate than B where
-the paired bootstrap of A's mAP minus B's over the same validation images (and seeds)
-lies above 0; A is faster than B where the interval of A's latency over B's, paired by
-timing round and replicated over fresh processes, lies below 1. No path in the report or
-CSV is absolute: paths are relative to ``--out``."""
+the paired bootstrap of A's mAP minus B's lies above 0, faster where the interval of A's
+latency over B's lies below 1. No path in the report or CSV is absolute: paths are
+relative to ``--out``."""
 
 from __future__ import annotations
 
 import csv
 import io
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from os.path import relpath
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +61,6 @@ class Evidence:
         return hi < 1 and not self.more_accurate(rows, b, a)
 
 
-def _rel(path: str | os.PathLike[str], root: Path) -> str:
-    return os.path.relpath(path, root)
-
-
 def table_rows(
     cands: Sequence[Candidate],
     runs: dict[str, list[dict[str, Any]]],
@@ -92,8 +85,8 @@ def table_rows(
     )
     rows = []
     for c in cands:
-        first = runs[c.name][0]
-        ci = intervals[c.name]
+        rs, m, ci = runs[c.name], maps[c.name], intervals[c.name]
+        first = rs[0]
         row: dict[str, Any] = {
             "name": c.name,
             "model": c.text,
@@ -101,24 +94,21 @@ def table_rows(
             "start": c.start,
             "params_M": round(first["params"] / 1e6, 3),
             "GFLOPs": first["gflops"],
-            "mAP50-95": round(statistics.mean(maps[c.name]), 4),
+            "mAP50-95": round(statistics.mean(m), 4),
             "mAP50-95 lo": None if ci is None else round(max(0.0, ci[0]), 4),
             "mAP50-95 hi": None if ci is None else round(ci[1], 4),
-            "mAP50": round(statistics.mean(r["map50"] for r in runs[c.name]), 4),
+            "mAP50": round(statistics.mean(r["map50"] for r in rs), 4),
             "epochs": settings["epochs"],
-            "seeds": len(maps[c.name]),
-            "seed_spread": round(max(maps[c.name]) - min(maps[c.name]), 4)
-            if len(maps[c.name]) > 1
-            else None,
-            "resumed": sum(bool(r.get("resumed")) for r in runs[c.name]),
+            "seeds": len(m),
+            "seed_spread": round(max(m) - min(m), 4) if len(m) > 1 else None,
+            "resumed": sum(bool(r.get("resumed")) for r in rs),
         }
         for col, t in times.items():
-            ms, lo, hi = stats.ms_interval(t["rounds_ms"][c.name], t.get("process"))
-            row.update({f"{col} ms": round(ms, 3), f"{col} ms lo": round(lo, 3)})
-            row[f"{col} ms hi"] = round(hi, 3)
-            x, lo, hi = evidence.ratio(col, c.name, ref)
-            row.update({f"{col} x": round(x, 3), f"{col} x lo": round(lo, 3)})
-            row[f"{col} x hi"] = round(hi, 3)
+            for key, (v, lo, hi) in (
+                (f"{col} ms", stats.ms_interval(t["rounds_ms"][c.name], t.get("process"))),
+                (f"{col} x", evidence.ratio(col, c.name, ref)),
+            ):
+                row.update({key: round(v, 3), f"{key} lo": round(lo, 3), f"{key} hi": round(hi, 3)})
             made = exports[c.name][col]
             if made.get("runtime") == "openvino-int8" and "map50_95" in made:
                 at = "" if col == "openvino-int8" else f" ({col})"
@@ -126,7 +116,7 @@ def table_rows(
                 if made.get("imgsz", settings["imgsz"]) == settings["imgsz"]:
                     change = made["map50_95"] - first["map50_95"]
                     row[f"int8 change (seed 0){at}"] = round(change, 4)
-        row["run_dir"] = _rel(first["run_dir"], root)
+        row["run_dir"] = relpath(first["run_dir"], root)
         rows.append(row)
     return rows, evidence
 
@@ -163,19 +153,13 @@ def recommend(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evid
     if beaten:
         text += f" More accurate than {', '.join(beaten)} by the 95% intervals."
     others = [n for n in top if n != pick]
-    how = (
-        "paired over the same validation images and seeds"
-        if ev.draws
-        else "by non-overlapping intervals"
-    )
+    paired = "paired over the same validation images and seeds"
+    how = paired if ev.draws else "by non-overlapping intervals"
+    text += f" No candidate is more accurate by the 95% intervals ({how})"
     if others:
-        text += (
-            f" No candidate is more accurate by the 95% intervals ({how}); "
-            f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} as accurate by them "
-            f"and slower in {col}."
-        )
-    else:
-        text += f" No candidate is more accurate by the 95% intervals ({how})."
+        verb = "is" if len(others) == 1 else "are"
+        text += f"; {', '.join(others)} {verb} as accurate by them and slower in {col}"
+    text += "."
     if all(x["mAP50-95 lo"] is None for x in rows):
         text += (
             " One seed and no per-image matches: the accuracy has no interval, so any "
@@ -194,14 +178,10 @@ def dominance(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evid
     for s in (r["name"] for r in rows if r["kind"] == "stock"):
         for col in settings["columns"]:
             found = [n for n in by if by[n]["kind"] != "stock" and ev.dominates(by, col, n, s)]
-            lines.append(
-                f"- {s} in {col}: "
-                + (
-                    f"dominated by {', '.join(found)}"
-                    if found
-                    else "no effzoo candidate dominates it"
-                )
+            verdict = (
+                f"dominated by {', '.join(found)}" if found else "no effzoo candidate dominates it"
             )
+            lines.append(f"- {s} in {col}: {verdict}")
     return lines
 
 
@@ -255,9 +235,7 @@ def resumed_runs(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def precisions(times: dict[str, dict[str, Any]]) -> list[str]:
-    """A line per runtime that chose its own precision (OpenVINO compiled for the CPU with
-    the latency hint: bf16 on a CPU with AVX512_BF16 or AMX, f32 otherwise): what its
-    column measured."""
+    """A line per runtime that chose its own precision (OpenVINO): what its column measured."""
     lines = []
     for col, record in times.items():
         seen = sorted({p for p in (record.get("precision") or {}).values()} - {None})
@@ -311,12 +289,6 @@ def _loads(times: dict[str, dict[str, Any]]) -> str:
     return f"{min(vals):.1f}-{max(vals):.1f}" if vals else "unknown"
 
 
-def _texts_overlap(fig: Any, texts: Sequence[Any]) -> bool:
-    r = fig.canvas.get_renderer()
-    boxes = [t.get_window_extent(r) for t in texts]
-    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
-
-
 def figure(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evidence) -> Any:
     """A panel per column: mAP50-95 against latency / the reference, both with their 95%
     intervals; stock rows as grey squares, effzoo rows as blue circles (legend); the
@@ -331,23 +303,15 @@ def figure(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evidenc
     top = max([r["mAP50-95 hi"] or r["mAP50-95"] for r in rows] + [0.05])
     for ax, col in zip(axes[0], cols):
         placed: list[Any] = []
-        for kind, style in (("stock", dict(fmt="s", color="0.45")), ("", dict(fmt="o"))):
-            group = [r for r in rows if (r["kind"] == "stock") == bool(kind)]
-            if not group:
-                continue
-            x = np.array([r[f"{col} x"] for r in group])
-            y = np.array([r["mAP50-95"] for r in group])
-            xerr = [x - [r[f"{col} x lo"] for r in group], [r[f"{col} x hi"] for r in group] - x]
-            yerr = [
-                y - [r["mAP50-95 lo"] if r["mAP50-95 lo"] is not None else v
-                     for r, v in zip(group, y)],
-                [r["mAP50-95 hi"] if r["mAP50-95 hi"] is not None else v
-                 for r, v in zip(group, y)] - y,
-            ]  # fmt: skip
-            ax.errorbar(
-                x, y, xerr=xerr, yerr=yerr, capsize=3, ms=6, lw=1,
-                label="stock Ultralytics" if kind else "effzoo backbone", **style,
-            )  # fmt: skip
+        for stock, label, style in (
+            (True, "stock Ultralytics", dict(fmt="s", color="0.45")),
+            (False, "effzoo backbone", dict(fmt="o")),
+        ):
+            group = [r for r in rows if (r["kind"] == "stock") == stock]
+            if group:
+                x, xerr = _with_errors(group, f"{col} x")
+                y, yerr = _with_errors(group, "mAP50-95")
+                ax.errorbar(x, y, xerr=xerr, yerr=yerr, capsize=3, ms=6, lw=1, label=label, **style)
         front = [next(r for r in rows if r["name"] == n) for n in pareto(rows, col, ev)]
         ax.plot([r[f"{col} x"] for r in front], [r["mAP50-95"] for r in front], "k--", lw=0.8)
         ax.set_ylim(0, top * 1.15)
@@ -361,6 +325,14 @@ def figure(rows: Sequence[dict[str, Any]], settings: dict[str, Any], ev: Evidenc
     fig.suptitle("effzoo compare: accuracy against latency; the front (dashed) by the intervals")
     fig.tight_layout()
     return fig
+
+
+def _with_errors(group: Sequence[dict[str, Any]], key: str) -> tuple[Any, list[Any]]:
+    """``key``'s values and their distances to the interval's ends (none without one)."""
+    v = np.array([r[key] for r in group])
+    lo = [r[f"{key} lo"] if r[f"{key} lo"] is not None else x for r, x in zip(group, v)]
+    hi = [r[f"{key} hi"] if r[f"{key} hi"] is not None else x for r, x in zip(group, v)]
+    return v, [v - lo, hi - v]
 
 
 #: offsets (points) tried in turn for a point's label
@@ -421,7 +393,7 @@ def write_outputs(
     ref = settings["reference"]
     png = plot(rows, settings, ev, root / "compare.png")
     rec = recommend(rows, settings, ev)
-    data = "the demo data (generated)" if settings["demo_data"] else _rel(settings["data"], root)
+    data = "the demo data (generated)" if settings["demo_data"] else relpath(settings["data"], root)
     t = settings["timing"]
     sizes = ", ".join(str(s) for s in settings["deploy_imgsz"])
     first = warnings_first(rows, times, settings)

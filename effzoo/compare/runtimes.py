@@ -72,9 +72,8 @@ def _open_openvino(artifact: str, device: str, x: Any) -> Opened:
 def _open_autobackend(artifact: str, device: str, x: Any) -> Opened:
     """Ultralytics' AutoBackend, its forward alone (no pre- or post-processing): for
     ``best.pt``, the model as ``YOLO(path).predict`` runs it (fused; channels-last on an
-    x86 CPU with oneDNN, AutoBackend's default there: the plain module in the default
-    memory format took 1.3-1.5x as long on this project's machine); for a TensorRT
-    engine, its bindings."""
+    x86 CPU with oneDNN, AutoBackend's default there: docs/yolo.md says why); for a
+    TensorRT engine, its bindings."""
     ultralytics_ready()  # effzoo's rows unpickle; offline, quiet
     import torch
     from ultralytics.nn.autobackend import AutoBackend

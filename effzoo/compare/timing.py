@@ -1,23 +1,16 @@
 """How ``effzoo compare`` times its artifacts: each one in processes of its own, the
 processes interleaved in rounds, until every ratio to the reference is known to about
-±5% (or the time budget ends).
+±5% (or the time budget ends); docs/yolo.md, "Timing that states its own precision",
+says why.
 
 A worker (``python -m effzoo.compare.timing worker ...``) opens one artifact with its
-runtime's own API (``runtimes.Runtime.open``: an ONNX Runtime session, an OpenVINO
-compiled model; ``best.pt`` through Ultralytics' AutoBackend, as its predictor runs it;
-each with the runtime's own defaults for threads,
-as a deployment runs it), warms it up, then answers "time N" on stdin with N timed calls
-of that raw forward (no Ultralytics pre- or post-processing) on stdout, each turn after
-``--warmup`` untimed calls (the other workers' turns leave caches and thread pools cold; a
-deployment's model runs warm). The driver (``time_artifacts``)
-starts one worker per artifact, then in each round asks every worker in turn, in a
-shuffled order: only one runs at a time, and drift of the machine falls on all alike.
-Between two workers it pauses briefly, so a runtime's spinning thread pool is idle
-before the next one starts. After ``rounds`` rounds the workers stop and fresh ones
-start: one process's timings differ from the next one's by as much as rounds differ
-(measured on a 2-vCPU machine: ONNX Runtime, the same file, 9.2 ms in one process,
-12 ms in the next), so the processes are the replicates the intervals are made of
-(``stats``), and the timer adds processes, not rounds, until the ratios are narrow.
+runtime's own API and default threads (``runtimes.Runtime.open``), says it is ready
+(with the precision the runtime chose), then answers "time N" on stdin with N timed
+calls of the raw forward, no pre- or post-processing (a JSON list of ms), on stdout,
+each turn after ``--warmup`` untimed calls. The driver (``time_artifacts``) asks the
+workers in turn, in a shuffled order per round, one at a time with a pause between
+(a runtime's spinning thread pool goes idle); after ``rounds`` rounds fresh workers
+start, since processes, not rounds, are the replicates the intervals are made of.
 """
 
 from __future__ import annotations
@@ -136,8 +129,7 @@ def _cpu_seconds(pids: Sequence[int]) -> tuple[float, float]:
     import psutil
 
     t = psutil.cpu_times()
-    busy = t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
-    busy += getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
+    busy = sum(getattr(t, k, 0.0) for k in ("user", "system", "nice", "irq", "softirq", "steal"))
     own = 0.0
     for pid in (os.getpid(), *pids):
         with contextlib.suppress(Exception):

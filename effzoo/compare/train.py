@@ -2,9 +2,7 @@
 and export to a runtime.
 
 ``train_run`` takes and returns plain data, so it runs the same in this process and as
-a Ray task. On a Ray cluster at an address, ``train_on_node`` runs it: in ``--out`` where
-the node sees it (a shared file system), else under the node's temp directory, the run
-folder's files going back to the driver with the record.
+a Ray task (``train_on_node`` on a cluster whose nodes may not see ``--out``).
 """
 
 from __future__ import annotations
@@ -39,8 +37,9 @@ NODE_DIR = "effzoo-compare"
 TO_NODE = ("weights/last.pt", "weights/best.pt", "results.csv", "args.yaml", "train.log", RESUMES)
 
 
-def _metrics(val: Any) -> dict[str, Any]:
-    return {"map50_95": float(val.box.map), "map50": float(val.box.map50)}
+def run_folder(job: dict[str, Any]) -> Path:
+    """The run's directory (Ultralytics' ``project/name``)."""
+    return Path(job["project"]) / job["name"]
 
 
 def validate(model_path: str, job: dict[str, Any], name: str) -> dict[str, Any]:
@@ -51,6 +50,7 @@ def validate(model_path: str, job: dict[str, Any], name: str) -> dict[str, Any]:
     model = YOLO(model_path, task="detect")
     seen: list[list[dict[str, Any]]] = []
     model.add_callback("on_val_batch_end", lambda v: seen.append(per_image_stats(v)))
+    run_dir = run_folder(job)
     with contextlib.redirect_stdout(io.StringIO()):
         val = model.val(
             data=job["data"],
@@ -59,13 +59,12 @@ def validate(model_path: str, job: dict[str, Any], name: str) -> dict[str, Any]:
             device=job["device"],
             plots=False,
             verbose=False,
-            project=str(Path(job["project"]) / job["name"]),  # inside the run's directory
+            project=str(run_dir),  # inside the run's directory
             name=name,
             exist_ok=True,
         )
-    found = _metrics(val)
+    found = {"map50_95": float(val.box.map), "map50": float(val.box.map50)}
     if seen and seen[-1]:  # the per-image matches: mAP intervals over validation images
-        run_dir = Path(job["project"]) / job["name"]
         Matches.from_stats(seen[-1]).save(run_dir / f"{name}-matches.npz")
         found["matches"] = f"{name}-matches.npz"
     return found
@@ -186,19 +185,16 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     missing; validate ``best.pt``; return and write the run's record. Ultralytics'
     output goes to the run's ``train.log``.
 
-    A resumed run does not give the uninterrupted run's numbers, and cannot be made to
-    on stock Ultralytics: ``last.pt`` holds the EMA weights and optimizer state in fp16,
-    not the live fp32 weights; no random state (augmentation, dataloader order, the
-    mosaic buffer, the workers' own); and the gradients its loop accumulates across an
-    epoch's end (``nbs / batch`` steps) hang on ``last_opt_step``, a local of
-    ``BaseTrainer._do_train``. Its record says so (``resumed``, and
-    ``epochs_run``: the epochs as run, a repeated one listed twice)."""
+    A resumed run cannot give the uninterrupted run's numbers on stock Ultralytics
+    (docs/yolo.md, "Crashes, kills": no random state in ``last.pt``, and the gradients
+    accumulated across an epoch's end hang on ``last_opt_step``, a local of
+    ``BaseTrainer._do_train``), so its record says so (``resumed``, ``epochs_run``)."""
     ultralytics_ready()
     import torch
     from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_flops
 
-    run_dir = Path(job["project"]) / job["name"]
+    run_dir = run_folder(job)
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     notes: list[str] = []
     state, done = _state(run_dir, job["epochs"], notes)
@@ -207,8 +203,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     with _to_log(run_dir / "train.log"):
         if state == "unfinished":  # an interrupted run: Ultralytics' own resume
             before = _csv_seconds(_results(run_dir))
-            previous = json.loads(resumes.read_text()) if resumes.is_file() else []
-            write_json(resumes, [*previous, {"after_epoch": done}])
+            write_json(resumes, [*_resumes(resumes), {"after_epoch": done}])
             YOLO(str(last)).train(
                 resume=True, data=job["data"], device=job["device"], save_dir=str(run_dir)
             )
@@ -239,9 +234,7 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "best": str(best),
         "resumed": resumes.is_file(),
-        "resumed_after": [r["after_epoch"] for r in json.loads(resumes.read_text())]
-        if resumes.is_file()
-        else [],
+        "resumed_after": [r["after_epoch"] for r in _resumes(resumes)],
         "epochs_run": [int(float(r["epoch"])) for r in rows],
         "train_s": round(seconds, 1),
         "wall_s": round(time.time() - t0, 1),
@@ -256,6 +249,11 @@ def train_run(job: dict[str, Any]) -> dict[str, Any]:
     return {**record, "notes": notes, "state": state}
 
 
+def _resumes(path: Path) -> list[dict[str, Any]]:
+    """The resumes ``path`` (``RESUMES``) lists, none where it is missing."""
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
 def folder_files(root: Path, names: Iterable[str] | None = None) -> dict[str, bytes]:
     """The files under ``root`` (only ``names`` where given), by their POSIX path
     relative to it."""
@@ -266,7 +264,8 @@ def folder_files(root: Path, names: Iterable[str] | None = None) -> dict[str, by
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in found if p.is_file()}
 
 
-def _write_files(root: Path, files: dict[str, bytes]) -> None:
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    """``files`` (as ``folder_files`` gives them) written under ``root``, each whole."""
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         write_bytes(root / rel, data)
@@ -284,11 +283,9 @@ def train_on_node(
     resolves). The record comes back with every file of the run's folder (``"files"``)
     and where it trained (``"trained_on"``); the folder is removed. The data yaml and its
     images must be at the same path on every node."""
-    try:
+    with contextlib.suppress(OSError):
         if Path(seen[0]).read_text(encoding="utf-8") == seen[1]:
             return train_run(job)
-    except OSError:
-        pass
     if not Path(job["data"]).is_file():
         raise DataNotFoundError(
             f"the data yaml {job['data']} is not on Ray node {socket.gethostname()}, which "
@@ -300,10 +297,10 @@ def train_on_node(
     local = Path(tempfile.gettempdir()) / NODE_DIR / where
     run_dir, local_job = local / job["name"], {**job, "project": str(local)}
     if not run_dir.exists():
-        _write_files(run_dir, files)
+        write_files(run_dir, files)
     if cfg[0]:  # the candidate's yaml or checkpoint, under its own name (its scale letter)
         model = local / "models" / job["name"] / cfg[0]
-        _write_files(model.parent, {model.name: cfg[1]})
+        write_files(model.parent, {model.name: cfg[1]})
         local_job["cfg"] = str(model)
     record = train_run(local_job)
     back = folder_files(run_dir)
@@ -313,23 +310,22 @@ def train_on_node(
 
 
 def export(best: str, runtime: str, job: dict[str, Any]) -> dict[str, Any]:
-    """``best.pt`` exported for ``runtime`` with Ultralytics' defaults at the comparison's
-    image size; an INT8 artifact is validated too (its mAP is not the PyTorch model's)."""
-    if runtime == "pytorch":
-        return {"runtime": runtime, "artifact": best}
+    """``best.pt`` exported for ``runtime`` (one with an export format) with Ultralytics'
+    defaults at the comparison's image size; an INT8 artifact is validated too (its mAP
+    is not the PyTorch model's)."""
     ultralytics_ready()
     from ultralytics import YOLO
 
     rt = RUNTIMES[runtime]
-    fmt, extra = rt.format, dict(rt.export_args)
-    if extra.get("int8"):
-        extra = {**extra, "data": job["data"]}  # the calibration images
+    extra = dict(rt.export_args)
+    if rt.int8:
+        extra["data"] = job["data"]  # the calibration images
     # Ultralytics' export output into the run's export.log, as training's into train.log
-    with _to_log(Path(job["project"]) / job["name"] / "export.log"):
+    with _to_log(run_folder(job) / "export.log"):
         path = YOLO(best, task="detect").export(
-            format=fmt, imgsz=job["imgsz"], device=job["device"], **extra
+            format=rt.format, imgsz=job["imgsz"], device=job["device"], **extra
         )
     record: dict[str, Any] = {"runtime": runtime, "artifact": str(path)}
-    if extra.get("int8"):
+    if rt.int8:
         record.update(validate(str(path), job, runtime))
     return record
