@@ -1,5 +1,5 @@
-"""``effzoo yaml`` (write a model yaml) and ``effzoo yolo`` (the Ultralytics CLI with
-effzoo registered)."""
+"""``effzoo yaml`` (write a model yaml), ``effzoo yolo`` (the Ultralytics CLI with
+effzoo registered) and ``effzoo compare``'s command line."""
 
 from __future__ import annotations
 
@@ -27,12 +27,6 @@ from ..yolo.templates import (
 )
 from . import plain, ultralytics_user_error
 
-#: the advice docs/which-backbone.md measures (``effzoo yaml --help``)
-WHICH_BACKBONE = (
-    "with ImageNet weights, a full-width backbone in the scale-n head (the default) "
-    "rather than a width-shrunk one; see docs/which-backbone.md"
-)
-
 
 def yaml_main(argv: Sequence[str] | None = None) -> int:
     """``effzoo yaml VARIANT [--family yolo26] [--p2] [--task detect] [-o FILE]``."""
@@ -41,8 +35,9 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         description="Write an Ultralytics model yaml with an effzoo backbone, made from the "
         "installed Ultralytics' own file of the family (YOLO11, YOLO12, YOLO26, RT-DETR).",
         epilog="Train it with: effzoo yolo train model=FILE data=...  (an RT-DETR file: "
-        "RTDETR(FILE) in Python; its name must start with rtdetr for the CLI).  "
-        f"Which backbone? {WHICH_BACKBONE}",
+        "RTDETR(FILE) in Python; its name must start with rtdetr for the CLI).  Which "
+        "backbone? with ImageNet weights, a full-width backbone in the scale-n head (the "
+        "default) rather than a width-shrunk one; see docs/which-backbone.md",
     )
     p.add_argument("variant", help="backbone variant or alias, e.g. efficientnet_v2_s")
     p.add_argument("--family", choices=tuple(FAMILIES), default="yolo11", help="detector family")
@@ -100,9 +95,9 @@ def yaml_main(argv: Sequence[str] | None = None) -> int:
         )
     if out is None:
         _write_stdout(text)
-        return 0
-    write_text("-o", out, text)
-    print(f"wrote {out}", file=sys.stderr)
+    else:
+        write_text("-o", out, text)
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -214,12 +209,10 @@ def _dataset_message(e: BaseException, argv: Sequence[str], *, outer: BaseExcept
         f"dataset {data!r} is not on disk and could not be downloaded ({text}). Fix: copy "
         f"it from a machine that has it into Ultralytics' datasets_dir "
         f"({SETTINGS['datasets_dir']}), or give data= a dataset yaml on disk (effzoo's demo "
-        f"data: {DEMO_DATA}) " + _OFFLINE_DOCS
+        f'data: {DEMO_DATA}) (docs/yolo.md, "Offline")'
     )
 
 
-#: where a dataset that cannot be had sends the user
-_OFFLINE_DOCS = '(docs/yolo.md, "Offline")'
 #: the one-liner that writes the demo's dataset (docs/yolo.md); needs the demo extra
 DEMO_DATA = (
     'python -c "from effzoo.demo.data import make_shapes_dataset as m; '

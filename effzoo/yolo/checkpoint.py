@@ -4,13 +4,11 @@ Ultralytics pickles the whole model into ``best.pt``. Pickled as they are, the e
 layers would name timm's private modules (``timm.models._efficientnet_blocks``,
 ``timm.layers.norm_act``, ...), and a checkpoint would stop loading the day timm moves
 one. So each layer pickles as ``effzoo.yolo.modules.rebuild(cls, held)``, where
-``held`` (``hold``) is plain data: the format and the versions that wrote it, how the
-backbone was built (the ``BackboneSpec`` row, multipliers, levels, input channels,
-padding, batch-norm eps), which stages the layer runs, the weights' record and
-preprocessing, the layer's own attributes (level, provenance, Ultralytics' ``i``/``f``)
-and its state dict. ``rebuild`` builds the same modules through timm on the meta device
-(nothing allocated), folds them if the saved layer was fused, and assigns the saved
-tensors (dtype, device and memory format as saved: Ultralytics saves float16).
+``held`` (``hold``) is plain data (the ``BackboneSpec`` row and how the backbone was
+built, the layer's own attributes and settings, the versions that wrote it) and the
+state dict. ``rebuild`` builds the same modules through timm on the meta device (nothing
+allocated), folds them if the saved layer was fused, and assigns the saved tensors
+(dtype, device and memory format as saved: Ultralytics saves float16).
 
 Formats: 1 is effzoo 0.1 (timm's classes pickled: loads while timm keeps those module
 paths); 2 is this one. The record is checked before it is rebuilt, by the rules every
@@ -30,7 +28,6 @@ from torch import nn
 from .._version import __version__
 from ..backbone import Backbone
 from ..errors import CheckpointFormatError
-from ..fuse import fuse_stages
 from ..weights import layer_record
 from ..weights.layer_record import FORMAT, digest
 
@@ -60,10 +57,6 @@ def _plain(module: nn.Module) -> dict[str, Any]:
     }
 
 
-def _is_effzoo(module: nn.Module) -> bool:
-    return type(module).__module__.startswith("effzoo.")
-
-
 def built_as(backbone: Backbone) -> dict[str, Any]:
     """How ``backbone`` was built: what ``Backbone(...)`` needs to build it again."""
     return {
@@ -79,7 +72,7 @@ def built_as(backbone: Backbone) -> dict[str, Any]:
 
 
 def hold(layer: nn.Module, build: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The data a layer pickles as (see the module's docstring)."""
+    """The data a layer pickles as; ``extra``: what its class adds (its stage count, ...)."""
     named = dict(layer.named_modules())
     return {
         "format": FORMAT,
@@ -92,19 +85,15 @@ def hold(layer: nn.Module, build: dict[str, Any], **extra: Any) -> dict[str, Any
             if isinstance(getattr(m, "drop_prob", None), float)
         },
         "attrs": {k: v for k, v in vars(layer).items() if k not in _MODULE_STATE},
-        "effzoo_modules": {n: _plain(m) for n, m in named.items() if n and _is_effzoo(m)},
+        "effzoo_modules": {
+            n: _plain(m) for n, m in named.items() if n and type(m).__module__.startswith("effzoo.")
+        },
         "eval": [n for n, m in named.items() if not m.training],
         "frozen": [n for n, p in layer.named_parameters() if not p.requires_grad],
         "tensors": (tensors := layer.state_dict()),
         "digest": digest(tensors),
         **extra,
     }
-
-
-def check_format(held: dict[str, Any], layer: str = "effzoo") -> None:
-    """``CheckpointFormatError`` for a record written by a newer effzoo, or damaged
-    (``layer_record.check``: the rules ``pretrained="best.pt"`` applies too)."""
-    layer_record.check(held, layer=layer)
 
 
 def backbone_from(held: dict[str, Any]) -> Backbone:
@@ -137,8 +126,7 @@ def restore(layer: nn.Module, held: dict[str, Any], *, fuse: Callable[[], None] 
             f"the checkpoint's {type(layer).__name__} layer does not hold {left[0]!r}: "
             "it was not written by this layer's code; load it with the effzoo that wrote it",
         )
-    attrs = held["attrs"]
-    layer.__dict__.update(attrs)
+    layer.__dict__.update(held["attrs"])
     evals = set(held["eval"])
     for name, m in layer.named_modules():
         m.training = name not in evals
@@ -147,26 +135,20 @@ def restore(layer: nn.Module, held: dict[str, Any], *, fuse: Callable[[], None] 
         p.requires_grad_(name not in frozen)
 
 
-def fuse_stages_like(stages: nn.Module, held: dict[str, Any]) -> Callable[[], None] | None:
-    """The fusion of a saved stages layer, when it was fused."""
-    if not held.get("fused"):
-        return None
-    return lambda: fuse_stages(stages.eval(), channels_last=held.get("channels_last"))
-
-
 def rebuilt(cls: type, held: dict[str, Any]) -> nn.Module:
-    """``cls._rebuilt(held)``; whatever stops it is one ``CheckpointFormatError`` naming
+    """``cls._rebuilt(held)``, once the record is checked (``layer_record.check``, the rules
+    ``pretrained="best.pt"`` applies too: ``CheckpointFormatError`` for a newer format or a
+    damaged record); whatever stops the rebuild is one ``CheckpointFormatError`` naming
     the effzoo and timm versions that wrote the checkpoint and those installed."""
+    layer_record.check(held, layer=cls.__name__)
     try:
         return cls._rebuilt(held)  # type: ignore[attr-defined, no-any-return]
     except CheckpointFormatError:
         raise
     except Exception as e:
         wrote, have = layer_record.wrote(held), versions()
-        if (wrote.get("effzoo"), wrote.get("timm")) in (
-            (have["effzoo"], have["timm"]),
-            (None, None),
-        ):
+        written = (wrote.get("effzoo"), wrote.get("timm"))
+        if written in ((have["effzoo"], have["timm"]), (None, None)):
             # the versions that wrote it are these (or unrecorded): they are not the cause
             raise layer_record.damaged(
                 f"its record does not fit its tensors: rebuilding its effzoo {cls.__name__} "

@@ -1,16 +1,12 @@
 """Workarounds for export converters' own bugs, active only while Ultralytics exports
-(the ``Exporter.__call__`` patch in ``patches`` enters them). Each says what it does in
-Ultralytics' log.
+(the ``Exporter.__call__`` patch in ``patches`` enters them); each says what it does in
+Ultralytics' log (docs/deploy.md tells each story).
 
-- **MNN runs pip.** MNN 3.x's converter (``MNN.tools.utils.log``, its usage logging)
-  runs ``os.system("pip install -U aliyun-log-python-sdk")`` when it is imported and
-  that package is missing: with whatever ``pip`` comes first on ``PATH`` (an activated
-  venv's, the system's), so ``export(format="mnn")`` installs packages into it, and
-  that SDK downgrades protobuf to 5.x, after which ``import onnx`` fails ("Detected
-  incompatible Protobuf Gencode/Runtime versions"). While an MNN export runs without
-  that SDK, an inert stand-in for ``aliyun.log`` is importable: nothing is installed,
-  and MNN sends no usage log (its converter still asks its own credential endpoint at
-  import when the machine is online: that request is MNN's, not the SDK's).
+- **MNN runs pip.** MNN 3.x's converter, imported without the Aliyun log SDK (its usage
+  logging), runs ``pip install -U aliyun-log-python-sdk`` with the first ``pip`` on
+  ``PATH``, which downgrades protobuf to 5.x and breaks ``import onnx``. While an MNN
+  export runs without that SDK, an inert stand-in for ``aliyun.log`` is importable:
+  nothing is installed and no usage log is sent.
 """
 
 from __future__ import annotations

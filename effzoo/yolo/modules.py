@@ -1,27 +1,20 @@
 """The layers an effzoo yaml row becomes inside an Ultralytics model.
 
-A row that outputs levels P1..P5 (or any ascending subset) occupies one layer index
-per level. Each layer is a plain tensor-in, tensor-out module, so every index is
-addressable from the head, ``freeze=N`` freezes whole stages, and Ultralytics'
-forward, EMA, DDP, export and pickling treat them like any other layer:
-
-- ``BackboneStem`` (first index) normalizes the 0..1 input with the weights'
-  mean/std, runs the stem and the stages up to the first output level;
-- ``BackboneStages`` (each further index) runs the stages up to the next level.
-
-The backbone is cut once, at build (``split_backbone``); folding for inference fuses
-each piece where it is (``fold_backbones``), nothing is glued back. The layers do not
-share one stage list: each stage belongs to exactly one layer, which is what makes
-``freeze=N``, each layer's parameter count in the model table and the state-dict keys
-of saved checkpoints (``model.1.stages...``) follow the layer index.
+A row occupies one layer index per output level (P1..P5, or an ascending subset): a
+``BackboneStem`` (the 0..1 input normalized with the weights' mean/std, the stem and the
+stages up to the first level), then a ``BackboneStages`` per further level: plain
+tensor-in, tensor-out modules that Ultralytics' forward, EMA, DDP and export treat like
+any other. Each stage belongs to exactly one layer, cut once at build (``split_backbone``)
+and folded where it is (``fold_backbones``), so every index is addressable from the head,
+``freeze=N`` freezes whole stages, and the model table's parameter counts and the
+state-dict keys (``model.1.stages...``) follow the layer index.
 
 Checkpoints (format 2, ``checkpoint``) pickle each layer as ``rebuild(cls, data)``:
-effzoo's data and the state dict, never timm's classes; unpickling builds the layer
-again through timm. They reference ``effzoo.yolo.modules.rebuild``,
-``BackboneStem``/``BackboneStages``/``Provenance``, ``effzoo.registry.BackboneSpec`` and
-``effzoo.weights.WeightsRecord`` by import path; effzoo 0.1 checkpoints (format 1) also
-``effzoo.backbone.Backbone`` and timm's modules: keep all those paths. Unpickling one
-imports ``effzoo.yolo`` and with it registers the yaml rows (nothing else runs).
+effzoo's data and the state dict, never timm's classes. The import paths they name stay
+put: ``rebuild``, ``BackboneStem``, ``BackboneStages`` and ``Provenance`` here,
+``effzoo.registry.BackboneSpec``, ``effzoo.weights.WeightsRecord``; effzoo 0.1
+checkpoints (format 1) also ``effzoo.backbone.Backbone`` and timm's modules. Unpickling
+one imports ``effzoo.yolo`` and with it registers the yaml rows (nothing else runs).
 """
 
 from __future__ import annotations
@@ -50,10 +43,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What an effzoo backbone in a YOLO model started from, as data (``str()`` is the
-    line of Ultralytics' build log). Saved with the model as the stem layer's
-    ``provenance``; older checkpoints hold the same line as a string (the first 0.1 ones
-    nothing): read it with ``str()`` either way."""
+    """What an effzoo backbone in a YOLO model started from (``str()``: the line of
+    Ultralytics' build log), saved as the stem layer's ``provenance``."""
 
     backbone: str  # the variant and its extra multipliers: "efficientnet_b0 width x0.5 depth x1"
     start: Literal["pretrained", "random", "checkpoint"]
@@ -100,15 +91,11 @@ def _channel_stats(values: Sequence[float], in_chans: int) -> torch.Tensor:
 
 
 class BackboneStem(nn.Module):
-    """Input normalization, stem and the stages up to the first output level.
+    """Input normalization, stem and the stages up to the first output level."""
 
-    ``provenance`` says what the backbone started from (weights and how they were
-    loaded, random init and why, or the checkpoint it was rebuilt from); it is saved
-    with the model, so ``YOLO("best.pt").model.model[0].provenance`` reads it back.
-    """
-
-    #: set by the row's build (class default: the first 0.1 checkpoints have none; older
-    #: ones hold the line as a string)
+    #: what the backbone started from, set by the row's build and saved with the model
+    #: (``YOLO("best.pt").model.model[0].provenance``); older checkpoints hold the line as
+    #: a string, the first 0.1 ones nothing (this default): read it with ``str()``
     provenance: Provenance | str = ""
 
     def __init__(self, backbone: Backbone, n_stages: int, *, level: int, row: str = "") -> None:
@@ -160,13 +147,11 @@ class BackboneStem(nn.Module):
         bb.weights = held["backbone"]["weights"]
         layer = cls(bb, held["n_stages"], level=held["attrs"]["level"])
         saved = held["effzoo_modules"].get("backbone", {})
-        fuse = None
-        if saved.get("fused"):
 
-            def fuse() -> None:
-                bb.eval().fuse(channels_last=saved.get("channels_last"))
+        def fuse() -> None:
+            bb.eval().fuse(channels_last=saved.get("channels_last"))
 
-        checkpoint.restore(layer, held, fuse=fuse)
+        checkpoint.restore(layer, held, fuse=fuse if saved.get("fused") else None)
         return layer
 
 
@@ -213,7 +198,11 @@ class BackboneStages(nn.Module):
         first, n = held["attrs"]["first"], held["n_stages"]
         blocks = list(checkpoint.backbone_from(held).blocks)[first : first + n]
         layer = cls(blocks, first=first, level=held["attrs"]["level"])
-        checkpoint.restore(layer, held, fuse=checkpoint.fuse_stages_like(layer.stages, held))
+
+        def fuse() -> None:
+            fuse_stages(layer.stages.eval(), channels_last=held.get("channels_last"))
+
+        checkpoint.restore(layer, held, fuse=fuse if held.get("fused") else None)
         layer.built = held["build"]  # also for a layer first saved by effzoo 0.1
         return layer
 
@@ -227,7 +216,6 @@ def rebuild(cls: type, held: dict) -> nn.Module:
     """Unpickle an effzoo layer of a checkpoint (format 2): build it again through timm
     and give it the saved tensors and settings (``checkpoint``). Its import path is part
     of the checkpoint format."""
-    checkpoint.check_format(held, cls.__name__)
     return checkpoint.rebuilt(cls, held)
 
 
@@ -256,9 +244,8 @@ def split_backbone(backbone: Backbone, *, row: str = "") -> list[nn.Module]:
 
 def fold_backbones(model: nn.Module) -> int:
     """Fold BatchNorm into the convolutions of every effzoo backbone in ``model``, each
-    layer where it is: a stem layer's backbone with ``Backbone.fuse()``, a stages layer
-    block by block (``fuse.fuse_stages``; it starts a fused segment of its own).
-    Returns the number of backbones (stem layers) folded."""
+    layer where it is (a stages layer starts a fused segment of its own); returns the
+    number of backbones (stem layers) folded."""
     folded = 0
     for layer in model.modules():
         if isinstance(layer, BackboneStem):

@@ -1,47 +1,13 @@
 """Every change effzoo makes to Ultralytics, in one place, applied by ``register()``.
 
-Wrapped at registration (each marked, so registering twice changes nothing):
+Which attributes are replaced, and by which ``_wrap_*`` of this module, is read from the
+one seam table (``seams.SEAMS``), where each seam is declared and checked. Every wrapper
+is marked, so registering twice changes nothing; what one knows reaches the code it calls
+through a context variable (the checkpoint a trainer rebuilds for) or a thread-local (the
+running exporter). Registering costs almost nothing (no timm import, nothing built).
 
-- ``tasks.parse_model``: an effzoo row becomes one ``Index`` placeholder row per
-  output level (its channel count computed from the registry), stock code builds
-  every other row, then the placeholders are swapped for the backbone layers and the
-  model table shows them. Every yaml build goes through it (also resume and
-  fine-tuning from a checkpoint's stored yaml).
-- ``tasks.BaseModel.fuse``: folds the effzoo backbones before Ultralytics folds its
-  own Conv/BN pairs (Ultralytics fuses before predict and val); inside an export, the
-  folded weights are made contiguous NCHW (``fuse.contiguous_weights``).
-- ``exporter.Exporter.__call__``: an export with ``dynamic=False`` (Ultralytics'
-  default) traces TF "same" padding as constants (``padding.static_sizes``), so no
-  simplifier or converter has to get shape-dependent asymmetric padding right
-  (onnxslim 0.1.98 does not: docs/deploy.md); an MNN export runs without MNN's
-  converter pip-installing its logging SDK (``converters.mnn_without_pip``).
-- ``tasks.check_yaml`` as ``yaml_model_load`` sees it: a model name effzoo provides
-  (``yolo11n-effv2s.yaml``, the recipe's ``yolo11-EfficientNetV1.yaml``) that is not
-  a file on disk resolves to a yaml generated from the installed Ultralytics files.
-- ``dist.generate_ddp_file``: the script Ultralytics writes for multi-GPU workers
-  imports ``effzoo.yolo`` first, so a worker has the rows registered.
-
-- ``get_model`` of every trainer class (``BaseTrainer`` and its subclasses, also those
-  defined later, through ``BaseTrainer.__init_subclass__``): while it runs, the
-  ``weights`` it was given are the checkpoint being rebuilt (a context variable).
-
-A checkpoint is its own start: when Ultralytics rebuilds a model to load a checkpoint
-into it (resume, ``YOLO("best.pt").train()``, ``pretrained=best.pt``: a trainer's
-``get_model(cfg, weights)``), ``checkpoint_start`` reads that checkpoint and the row
-is built without fetching ImageNet weights (Ultralytics transfers the checkpoint's).
-
-Each build of a model with an effzoo row logs one line through Ultralytics' LOGGER:
-the variant, its multipliers and what the backbone starts from (the same text is the
-first layer's ``provenance``, saved in the checkpoint). A trainer's rebuild of the model
-its user built (``Model.train``) does not repeat a line already said (one event, one line).
-
-Opt-in, for offline runs (``quiet_ultralytics()``, used by ``effzoo demo``):
-``check_font`` falls back to a font already on disk instead of downloading Arial,
-and this process sends no usage events.
-
-Registering costs almost nothing (no timm import, nothing built); the seams these
-patches rely on are declared and checked in ``seams`` (required or optional, at the
-first effzoo row a process builds, never while a checkpoint unpickles).
+Each build of a model with an effzoo row logs one line through Ultralytics' LOGGER: what
+the backbone starts from (the first layer's ``provenance``, saved in the checkpoint).
 """
 
 from __future__ import annotations
@@ -80,36 +46,44 @@ if TYPE_CHECKING:  # imported where used: ``import effzoo.yolo`` must not import
     from .modules import CheckpointStart
     from .rows import RowSpec
 
+
+def _marked(original: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``functools.wraps(original)``, and effzoo's mark (nothing is wrapped twice)."""
+
+    def decorate(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+        functools.update_wrapper(wrapper, original)
+        setattr(wrapper, _MARK, True)
+        return wrapper
+
+    return decorate
+
+
 # -- parse_model: effzoo rows -------------------------------------------------------
-
-
-class _TableRewrite(logging.Filter):
-    """Replace stock's model-table lines for the placeholder rows with the real layers."""
-
-    def __init__(self, lines: dict[int, str]) -> None:
-        super().__init__()
-        self.lines = lines
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        for i, line in self.lines.items():
-            if msg.startswith(_table_start(i)) and "Index" in msg:
-                record.msg, record.args = line, ()
-        return True
 
 
 @contextlib.contextmanager
 def _rewrite_table(logger: logging.Logger, lines: dict[int, str]) -> Iterator[None]:
-    filt = _TableRewrite(lines)
-    logger.addFilter(filt)
+    """Stock's model-table lines for the placeholder rows show the real layers instead."""
+
+    def rewrite(record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        for i, line in lines.items():
+            if msg.startswith(_table_start(i)) and "Index" in msg:
+                record.msg, record.args = line, ()
+        return True
+
+    logger.addFilter(rewrite)
     try:
         yield
     finally:
-        logger.removeFilter(filt)
+        logger.removeFilter(rewrite)
 
 
 def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
+    """An effzoo row becomes one ``Index`` placeholder per output level, stock code builds
+    the rest, then the placeholders are swapped for the backbone layers."""
+
+    @_marked(original)
     def parse_model(d: dict[str, Any], ch: int, *args: Any, **kwargs: Any) -> Any:
         from ..factory import count_params
         from ..weights.sources import say
@@ -136,11 +110,11 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
         chans = list(layers[0].backbone.out_channels)
         d = dict(d)
         d["backbone"] = [[-1, 1, "Index", [c, 0]] for c in chans] + list(d["backbone"][1:])
+        size = f" x{spec.width:g}/{spec.depth:g}" if (spec.width, spec.depth) != (1, 1) else ""
         lines = {}
         for i, (layer, c) in enumerate(zip(layers, chans)):
-            n_params = count_params(layer)
-            size = f" x{spec.width:g}/{spec.depth:g}" if (spec.width, spec.depth) != (1, 1) else ""
             info = f"{spec.variant}{size} P{layer.level} ({c} ch)"
+            n_params = count_params(layer)
             lines[i] = f"{_table_start(i)}{1:>3}{n_params:10.0f}  {_type_name(layer):<45}{info:<30}"
         with _rewrite_table(log, {} if "model table" in seams.DEGRADED else lines):
             model, save = original(d, ch, *args, **kwargs)
@@ -153,32 +127,10 @@ def _wrap_parse_model(original: Callable[..., Any]) -> Callable[..., Any]:
             model[i] = layer.eval()
         return model, save
 
-    setattr(parse_model, _MARK, True)
     return parse_model
 
 
-# -- BaseModel.fuse: fold effzoo backbones first -------------------------------------
-
-
-def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def fuse(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from ..fuse import contiguous_weights
-        from .modules import fold_backbones
-
-        fold_backbones(self)
-        exporter = getattr(_EXPORT, "exporter", None)
-        if exporter is not None:  # the exporter's own copy of the model
-            contiguous_weights(self)
-            if _needs_symmetric_pads(exporter):
-                _symmetric_pads(self, kwargs.get("imgsz", args[1] if len(args) > 1 else None))
-        return original(self, *args, **kwargs)
-
-    setattr(fuse, _MARK, True)
-    return fuse
-
-
-# -- Exporter.__call__: constant padding at a static size, NCHW weights -------------
+# -- BaseModel.fuse and Exporter.__call__: folded, NCHW, constant padding ------------
 
 #: per thread: the Ultralytics exporter running, if any
 _EXPORT = threading.local()
@@ -187,9 +139,24 @@ _EXPORT = threading.local()
 SYMMETRIC_PAD_FORMATS = frozenset({"paddle"})
 
 
-def _needs_symmetric_pads(exporter: Any) -> bool:
-    args = exporter.args
-    return str(args.format).lower() in SYMMETRIC_PAD_FORMATS and not args.dynamic
+def _wrap_fuse(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The effzoo backbones are folded first; inside an export, made contiguous NCHW."""
+
+    @_marked(original)
+    def fuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from ..fuse import contiguous_weights
+        from .modules import fold_backbones
+
+        fold_backbones(self)
+        exporter = getattr(_EXPORT, "exporter", None)
+        if exporter is not None:  # the exporter's own copy of the model
+            contiguous_weights(self)
+            fmt = str(exporter.args.format).lower()
+            if fmt in SYMMETRIC_PAD_FORMATS and not exporter.args.dynamic:
+                _symmetric_pads(self, kwargs.get("imgsz", args[1] if len(args) > 1 else None))
+        return original(self, *args, **kwargs)
+
+    return fuse
 
 
 def _symmetric_pads(model: Any, imgsz: Any) -> None:
@@ -205,7 +172,11 @@ def _symmetric_pads(model: Any, imgsz: Any) -> None:
 
 
 def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
+    """With ``dynamic=False`` (the default), TF "same" padding is traced as constants: no
+    simplifier or converter has to get shape-dependent asymmetric padding right (onnxslim
+    0.1.98 does not: docs/deploy.md); MNN's converter installs nothing (``converters``)."""
+
+    @_marked(original)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
         from ..padding import static_sizes
 
@@ -225,11 +196,16 @@ def _wrap_export_call(original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             _EXPORT.exporter = prev
 
-    setattr(__call__, _MARK, True)
     return __call__
 
 
-# -- check_yaml: effzoo's model names -----------------------------------------------
+# -- check_yaml, yaml_model_load, Model._load: effzoo's model names --------------------
+
+
+def _bare_name(file: Any) -> str | None:
+    """The name of ``file`` when it is a bare name (no folder) that is not on disk."""
+    path = Path(str(file))
+    return path.name if len(path.parts) == 1 and not path.exists() else None
 
 
 def _misnamed(file: Any) -> None:
@@ -237,13 +213,11 @@ def _misnamed(file: Any) -> None:
     (``.yaml`` missing, ``.yml``, another case): one effzoo error naming the right one."""
     from . import templates
 
-    path = Path(str(file))
-    if len(path.parts) != 1 or path.exists():
-        return
-    meant = templates.suggest_name(path.name)
+    name = _bare_name(file)
+    meant = None if name is None else templates.suggest_name(name)
     if meant is not None:
         raise InvalidArgumentError(
-            f"no model file {path.name!r}; did you mean effzoo's {meant!r}? (effzoo's model "
+            f"no model file {name!r}; did you mean effzoo's {meant!r}? (effzoo's model "
             "names end in .yaml; `effzoo yolo --help` lists them)"
         )
 
@@ -255,10 +229,10 @@ def _names_a_backbone(name: str) -> bool:
 
     from . import templates
 
-    path = Path(name)
-    if len(path.parts) != 1 or path.exists() or templates.is_model_name(path.name):
+    bare = _bare_name(name)
+    if bare is None or templates.is_model_name(bare):
         return False
-    return templates.suggest_name(path.name) is not None and not check_yaml(name, hard=False)
+    return templates.suggest_name(bare) is not None and not check_yaml(name, hard=False)
 
 
 def _wrap_yaml_model_load(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -266,31 +240,31 @@ def _wrap_yaml_model_load(original: Callable[..., Any]) -> Callable[..., Any]:
     (``yolo11nn-effb0.yaml`` would load as ``yolo11n-effb0.yaml``; 8.3.x tries the
     shorter name first): a name that means an effzoo model gets effzoo's error."""
 
-    @functools.wraps(original)
+    @_marked(original)
     def yaml_model_load(path: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(path, (str, Path)) and _names_a_backbone(str(path)):
             _misnamed(path)
         return original(path, *args, **kwargs)
 
-    setattr(yaml_model_load, _MARK, True)
     return yaml_model_load
 
 
 def _wrap_check_yaml(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
+    """An effzoo model name that is not a file on disk resolves to a generated yaml."""
+
+    @_marked(original)
     def check_yaml(file: Any, *args: Any, **kwargs: Any) -> Any:
         from . import templates
 
-        path = Path(str(file))
-        if len(path.parts) == 1 and not path.exists() and templates.is_model_name(path.name):
-            return str(templates.cfg_path(path.name))
+        name = _bare_name(file)
+        if name is not None and templates.is_model_name(name):
+            return str(templates.cfg_path(name))
         try:
             return original(file, *args, **kwargs)
         except FileNotFoundError:
             _misnamed(file)
             raise
 
-    setattr(check_yaml, _MARK, True)
     return check_yaml
 
 
@@ -298,14 +272,13 @@ def _wrap_model_load(original: Callable[..., Any]) -> Callable[..., Any]:
     """``YOLO("yolo11n-efflite0")`` (no suffix) is taken for a weights file to download;
     a name that means an effzoo model name gets the effzoo error instead."""
 
-    @functools.wraps(original)
+    @_marked(original)
     def _load(self: Any, weights: Any, *args: Any, **kwargs: Any) -> Any:
         degraded = "Model._load" in seams.DEGRADED
         if not degraded and isinstance(weights, str) and not Path(weights).suffix:
             _misnamed(weights)
         return original(self, weights, *args, **kwargs)
 
-    setattr(_load, _MARK, True)
     return _load
 
 
@@ -346,7 +319,7 @@ def _wrap_get_model(original: Callable[..., Any]) -> Callable[..., Any]:
 
     signature = inspect.signature(original)
 
-    @functools.wraps(original)
+    @_marked(original)
     def get_model(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             weights = signature.bind(self, *args, **kwargs).arguments.get("weights")
@@ -363,7 +336,6 @@ def _wrap_get_model(original: Callable[..., Any]) -> Callable[..., Any]:
             _UNASKED_RANDOM.reset(unasked)
             _REBUILDING.reset(token)
 
-    setattr(get_model, _MARK, True)
     return get_model
 
 
@@ -381,7 +353,8 @@ def _trainers(base: type) -> Iterator[type]:
 
 
 def _patch_trainers() -> None:
-    """Every trainer class, those defined later too (a user's own, a lazily imported task)."""
+    """Wrap ``get_model`` of every trainer class, also those defined later (a user's own, a
+    lazily imported task) through ``BaseTrainer.__init_subclass__``."""
     from ultralytics.engine.trainer import BaseTrainer
 
     for cls in (BaseTrainer, *_trainers(BaseTrainer)):
@@ -403,14 +376,11 @@ def _patch_trainers() -> None:
 
 
 def checkpoint_start(spec: RowSpec) -> CheckpointStart | None:
-    """The checkpoint whose backbone Ultralytics will transfer into the model being built.
-
-    Ultralytics rebuilds a model from its yaml for resume, fine-tuning and
-    ``pretrained=`` inside a trainer's ``get_model(cfg, weights)`` (wrapped, see
-    ``_patch_trainers``) and then loads ``weights`` into it. When ``weights`` holds an
-    effzoo backbone of the same row (variant, multipliers, levels), that backbone is the
-    start: nothing is fetched. Returns the checkpoint and what its backbone started from.
-    """
+    """The checkpoint whose backbone Ultralytics will transfer into the model being built:
+    for resume, fine-tuning and ``pretrained=``, a trainer's ``get_model(cfg, weights)``
+    rebuilds the model from its yaml, then loads ``weights`` into it. When they hold an
+    effzoo backbone of the same row (variant, multipliers, levels), that is the start:
+    nothing is fetched. Returns the checkpoint and what its backbone started from."""
     from .modules import BackboneStem, CheckpointStart
 
     weights = _REBUILDING.get()
@@ -420,24 +390,22 @@ def checkpoint_start(spec: RowSpec) -> CheckpointStart | None:
         (m for m in getattr(weights, "modules", list)() if isinstance(m, BackboneStem)), None
     )
     bb = getattr(stem, "backbone", None)
-    same = bb is not None and (bb.spec.name, bb.width_mult, bb.depth_mult) == (
-        spec.variant,
-        spec.width,
-        spec.depth,
-    )
-    if not same or tuple(bb.out_indices) != spec.out_indices:
+    if bb is None or getattr(bb, "fused", False):  # folded: Ultralytics could transfer few
         return None
-    if getattr(bb, "fused", False):  # folded weights: Ultralytics could transfer few of them
+    row = (spec.variant, spec.width, spec.depth, spec.out_indices)
+    if (bb.spec.name, bb.width_mult, bb.depth_mult, tuple(bb.out_indices)) != row:
         return None
     start = stem.provenance or "unrecorded (a checkpoint of effzoo 0.1)"  # type: ignore[union-attr]
     return CheckpointStart(str(getattr(weights, "pt_path", None) or "the loaded model"), start)
 
 
-# -- generate_ddp_file: workers import effzoo.yolo ------------------------------------
+# -- generate_ddp_file, and register() applying every patch --------------------------
 
 
 def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
+    """The script of multi-GPU workers imports ``effzoo.yolo``: they have the rows too."""
+
+    @_marked(original)
     def generate_ddp_file(*args: Any, **kwargs: Any) -> Any:
         file = original(*args, **kwargs)
         path = Path(file)
@@ -451,7 +419,6 @@ def _wrap_generate_ddp_file(original: Callable[..., Any]) -> Callable[..., Any]:
         path.write_text("".join(lines), encoding="utf-8")
         return file
 
-    setattr(generate_ddp_file, _MARK, True)
     return generate_ddp_file
 
 
@@ -468,22 +435,10 @@ def _patches() -> tuple[tuple[Any, str, Callable[..., Any], str], ...]:
     return tuple(out)
 
 
-def _patch_of(seam: str) -> tuple[Any, str]:
-    return next((owner, name) for owner, name, _, s in _patches() if s == seam)
-
-
-def _unpatch(owner: Any, name: str) -> None:
-    current = getattr(owner, name, None)
-    if getattr(current, _MARK, False):
-        setattr(owner, name, current.__wrapped__)  # type: ignore[union-attr]
-
-
 def register() -> None:
-    """Make effzoo rows usable in Ultralytics yamls (idempotent; cheap: nothing is built).
-    Checks the installed version, then patches what is there. The seams are checked when
-    first needed (``ensure_contract``: the first effzoo row built; ``check_contract()``
-    any time): a required seam that does not hold takes every patch back before the
-    ``UltralyticsContractError``, an optional one degrades with one warning."""
+    """Make effzoo rows usable in Ultralytics yamls (idempotent; cheap: nothing is built):
+    the installed version checked, then every patch applied (its seams are checked when
+    first needed: ``seams.ensure_contract``)."""
     check_version()
     if registered():
         return
@@ -499,7 +454,9 @@ def _unregister() -> None:
     from ultralytics.engine.trainer import BaseTrainer
 
     for owner, name, _, _ in _patches():
-        _unpatch(owner, name)
+        current = getattr(owner, name, None)
+        if getattr(current, _MARK, False):
+            setattr(owner, name, current.__wrapped__)  # type: ignore[union-attr]
     for cls in (BaseTrainer, *_trainers(BaseTrainer)):
         own = cls.__dict__.get("get_model")
         if getattr(own, _MARK, False):
@@ -527,25 +484,25 @@ def local_font() -> Path | None:
 
 
 def _wrap_check_font(original: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(original)
+    """A font on disk (the user's, a system one, else ``local_font()``), never a download."""
+
+    @_marked(original)
     def check_font(font: str = "Arial.ttf") -> Any:
         from matplotlib import font_manager
         from ultralytics.utils import USER_CONFIG_DIR
 
-        name = Path(font).name
-        if (USER_CONFIG_DIR / name).exists() or Path(font).is_file():
-            return original(font)
-        if any(font in f.fname for f in font_manager.fontManager.ttflist):
+        on_disk = (USER_CONFIG_DIR / Path(font).name).exists() or Path(font).is_file()
+        if on_disk or any(font in f.fname for f in font_manager.fontManager.ttflist):
             return original(font)
         return local_font()
 
-    setattr(check_font, _MARK, True)
     return check_font
 
 
 def quiet_ultralytics() -> None:
-    """Plots use a local font instead of downloading Arial (``check_font`` is patched where
-    it is imported), and this process sends no usage events; settings are not changed."""
+    """Opt-in, for offline runs (``effzoo demo``, ``effzoo compare``): plots use a local
+    font instead of downloading Arial (``check_font`` is patched where it is imported),
+    and this process sends no usage events; settings are not changed."""
     for where in (
         "ultralytics.utils.checks",
         "ultralytics.utils.plotting",

@@ -1,17 +1,14 @@
 """effzoo rows in Ultralytics model yamls: parsing, checking, building.
 
-Three module names are understood in the first backbone row of any model yaml:
-
-- ``EfficientNet`` (canonical): ``[variant, width, depth, pretrained, levels]``, all
-  but the variant optional, positionally or as a trailing mapping
-  ``{width: 1.0, depth: 1.0, pretrained: true, levels: [1, 2, 3, 4, 5], drop_path_rate: 0.0}``.
-  ``width``/``depth`` may be ``scale`` to follow the yaml's ``scales:`` entry.
-- ``efficient`` and ``efficientnet_v2`` (the forked-Ultralytics recipe):
-  ``[variant, width, depth]``, the same parser.
-
-The row occupies one layer index per output level (``levels``, P-numbers 1..5,
-default all five), so the recipe's head that refers to 2 (P3) and 3 (P4) runs
-unchanged. Output channels come from the registry, never from the yaml.
+The first backbone row of any model yaml may be an effzoo row (docs/yolo.md gives the
+syntax): ``EfficientNet`` (canonical: ``[variant, width, depth, pretrained, levels]``, all
+but the variant optional, positionally or as a trailing mapping that may also hold
+``drop_path_rate``; ``width``/``depth`` may be ``scale``, the yaml's ``scales:`` entry),
+or the forked-Ultralytics recipe's ``efficient`` and ``efficientnet_v2``
+(``[variant, width, depth]``, the same parser). The row occupies one layer index per
+output level (``levels``, P-numbers 1..5, default all five), so the recipe's head that
+refers to 2 (P3) and 3 (P4) runs unchanged. Output channels come from the registry,
+never from the yaml.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from torch import nn
 
@@ -108,9 +105,8 @@ def meant_module(module: Any) -> str | None:
     if plain in MODULE_NAMES:
         return plain
     lower = plain.lower()
-    recipe = next((n for n in RECIPE_NAMES if n == lower), None)
-    if recipe is not None:
-        return recipe
+    if lower in RECIPE_NAMES:
+        return lower
     folded = re.sub(r"[-_\s]", "", lower)
     if folded in _CANONICAL_FOLDS:
         return CANONICAL
@@ -149,8 +145,9 @@ def check_module_names(d: Mapping[str, Any], name: str) -> None:
             where = f"{name}, {section} row {index}"
             meant = meant_module(module)
             if meant is not None and not resolves_in_ultralytics(module):
-                shown = ascii(module) if _INVISIBLE.search(module) else checks.shown(module)
-                hidden = " (it holds invisible characters)" if _INVISIBLE.search(module) else ""
+                invisible = _INVISIBLE.search(module)
+                shown = ascii(module) if invisible else checks.shown(module)
+                hidden = " (it holds invisible characters)" if invisible else ""
                 checks.fail(
                     f"unknown module {shown}{hidden}; did you mean {meant!r}? effzoo's modules "
                     f"are {', '.join(MODULE_NAMES)} (the variant goes in the args, e.g. "
@@ -181,8 +178,7 @@ def _refuse_full_width_commas(args: Any, where: str) -> None:
         fixed = bad.replace(FULL_WIDTH_COMMA, ", ")
         checks.fail(
             f"{checks.shown(bad)} contains a full-width comma '{FULL_WIDTH_COMMA}' (U+FF0C), "
-            "so YAML reads "
-            f"it as one string; write it with an ASCII comma: {fixed}",
+            f"so YAML reads it as one string; write it with an ASCII comma: {fixed}",
             where=where,
         )
 
@@ -195,53 +191,41 @@ def parse_row(
     scale_depth: float = 1.0,
 ) -> RowSpec:
     """Check one effzoo row and return its spec; errors name ``where``."""
+
+    def fail(message: str) -> NoReturn:
+        checks.fail(message, where=where)
+
     frm, repeats, module, args = row
     _refuse_full_width_commas(args, where)
     if module not in MODULE_NAMES:
-        checks.fail(
-            f"{checks.shown(module)} is not an effzoo module ({', '.join(MODULE_NAMES)})",
-            where=where,
-        )
+        fail(f"{checks.shown(module)} is not an effzoo module ({', '.join(MODULE_NAMES)})")
     if frm != -1:
-        checks.fail(
-            f"an effzoo row reads the image: its 'from' must be -1, got {checks.shown(frm)}",
-            where=where,
-        )
+        fail(f"an effzoo row reads the image: its 'from' must be -1, got {checks.shown(frm)}")
     if repeats != 1:
-        checks.fail(
-            f"an effzoo row cannot repeat: its 'repeats' must be 1, got {checks.shown(repeats)}",
-            where=where,
-        )
+        fail(f"an effzoo row cannot repeat: its 'repeats' must be 1, got {checks.shown(repeats)}")
     if not isinstance(args, (list, tuple)) or not args:
-        checks.fail(
-            "args must be a list starting with the variant, e.g. [efficientnet_b0]", where=where
-        )
+        fail("args must be a list starting with the variant, e.g. [efficientnet_b0]")
     args = list(args)
     options: dict[str, Any] = {}
     if isinstance(args[-1], Mapping):
         options = dict(args.pop())
         unknown = sorted(map(checks.shown, set(options) - set(KEYS)))
         if unknown:
-            checks.fail(f"unknown option(s) {unknown}; options are {', '.join(KEYS)}", where=where)
+            fail(f"unknown option(s) {unknown}; options are {', '.join(KEYS)}")
     if not args:
-        checks.fail(
-            "args must start with the variant, e.g. [efficientnet_b0, {width: 0.5}]", where=where
-        )
+        fail("args must start with the variant, e.g. [efficientnet_b0, {width: 0.5}]")
     variant, *positional = args
     if len(positional) > len(KEYS) - 1:
-        checks.fail(
+        fail(
             f"too many args ({len(args)}): [variant, width, depth, pretrained, levels] "
-            "and an optional mapping of options",
-            where=where,
+            "and an optional mapping of options"
         )
     for key, value in zip(KEYS, positional):
         if key in options:
-            checks.fail(f"{key} is given twice (positionally and as an option)", where=where)
+            fail(f"{key} is given twice (positionally and as an option)")
         options[key] = value
     if not isinstance(variant, str):
-        checks.fail(
-            f"the first arg must be a variant name, got {checks.shown(variant)}", where=where
-        )
+        fail(f"the first arg must be a variant name, got {checks.shown(variant)}")
     try:
         spec = lookup(variant)
     except EffzooError as e:
@@ -263,21 +247,6 @@ def parse_row(
 
 #: variant -> why its pretrained weights could not be had in this process (warned once)
 _WARNED: dict[str, str] = {}
-
-
-def _warn_once(variant: str, reason: str, message: str) -> None:
-    if variant not in _WARNED:
-        _WARNED[variant] = reason
-        warnings.warn(message, PretrainedUnavailableWarning, stacklevel=3)
-
-
-def _size(spec: RowSpec) -> str:
-    extra = (
-        f" width x{spec.width:g} depth x{spec.depth:g}"
-        if (spec.width, spec.depth) != (1, 1)
-        else ""
-    )
-    return f"{spec.variant}{extra}"
 
 
 def width_note(spec: RowSpec, layers: Sequence[nn.Module]) -> str:
@@ -306,18 +275,15 @@ WIDTH_ADVICE = (
 def build_layers(
     spec: RowSpec, *, in_chans: int = 3, checkpoint: CheckpointStart | None = None
 ) -> list[nn.Module]:
-    """Build the backbone of a row and cut it into one layer per output level.
-
-    The first layer's ``provenance`` (a ``Provenance``) says what the backbone starts
-    from: the weights loaded (tag, where from, exact or inherited), random init and why,
-    or, with ``checkpoint``, the checkpoint whose weights Ultralytics transfers after the
-    build (nothing is fetched).
-    """
+    """Build the backbone of a row and cut it into one layer per output level; the first
+    layer's ``provenance`` says what it starts from (with ``checkpoint``: that checkpoint,
+    whose weights Ultralytics transfers after the build; nothing is fetched)."""
     in_chans = checks.positive_int("ch", in_chans, most=checks.MAX_IN_CHANS, where=spec.where)
     request = dataclasses.replace(spec.request, in_chans=in_chans)
-    size = _size(spec)
+    size = spec.variant
+    if (spec.width, spec.depth) != (1, 1):
+        size += f" width x{spec.width:g} depth x{spec.depth:g}"
     provenance = Provenance(size, "random", reason="`pretrained: false` in the row")
-    silence = "write `pretrained: false` in the row's options to start from random init silently"
     if checkpoint is not None:
         request = dataclasses.replace(request, pretrained=False)
         provenance = Provenance(
@@ -334,11 +300,14 @@ def build_layers(
             checks.fail(str(e), where=spec.where, error=type(e))
         reason = e.reason or type(e).__name__
         provenance = Provenance(size, "random", reason=_unavailable(reason))
-        _warn_once(
-            spec.variant,
-            reason,
-            f"{spec.where}: {e}\nUntil then the backbone starts from random init ({silence}).",
-        )
+        if spec.variant not in _WARNED:
+            _WARNED[spec.variant] = reason
+            warnings.warn(
+                f"{spec.where}: {e}\nUntil then the backbone starts from random init (write "
+                "`pretrained: false` in the row's options to start from random init silently).",
+                PretrainedUnavailableWarning,
+                stacklevel=2,
+            )
         backbone = build(dataclasses.replace(request, pretrained=False))
     except EffzooError as e:
         checks.fail(str(e), where=spec.where, error=type(e))
@@ -433,7 +402,7 @@ def find_row(d: dict[str, Any]) -> RowSpec | None:
     """The checked effzoo row of a model dict, or None; a misplaced row raises."""
     name = d.get("yaml_file") or "model yaml"
     check_module_names(d, name)
-    found: list[tuple[str, Sequence[Any]]] = []
+    found: tuple[str, str, Sequence[Any]] | None = None
     for section in ("backbone", "head"):
         for index, row in enumerate(d.get(section) or []):
             if not is_effzoo_row(row):
@@ -446,14 +415,14 @@ def find_row(d: dict[str, Any]) -> RowSpec | None:
                     "(it reads the image and occupies one index per output level)",
                     where=where,
                 )
-            found.append((where, place, row))
-    if not found:
+            found = (where, place, row)
+    if found is None:
         return None
     repair_scales(d, name)
     if "nc" in d:  # the head's class count: the bound `effzoo yaml --nc` has
         checks.positive_int("nc", d["nc"], where=name, most=checks.MAX_CLASSES)
     width, depth = _scale(d, name)
-    where, place, row = found[0]
+    where, place, row = found
     spec = parse_row(row, where=where, scale_width=width, scale_depth=depth)
     spec = dataclasses.replace(spec, place=place)
     check_references(d, spec, name)

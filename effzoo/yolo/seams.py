@@ -1,19 +1,12 @@
-"""The seams between effzoo and Ultralytics: what the patches (``patches``) rely on,
-each declared required or optional (``SEAMS``), and when and how it is checked.
-
-``check_version()`` runs at ``import effzoo.yolo``: an Ultralytics older than ``FLOOR``
-is refused with one ``UltralyticsContractError`` naming the installed and the required
-versions and the command that upgrades it. The seams are checked when first needed, at
-the first effzoo row a process builds (``ensure_contract``): the signatures and names
-every time (cheap), the behavioural probe (``_probe_rows``) once per Ultralytics
-version, its verdict cached in effzoo's cache directory (``yolo-seams.json``); never
-while a checkpoint unpickles. A required seam that no longer holds takes every patch
-back and raises one ``UltralyticsContractError`` naming the installed version and the
-supported range; an optional one degrades with one ``SeamDegradedWarning`` (``DEGRADED``
-says which, the patches read it). ``check_contract()`` checks every seam now, without
-the cache; ``seam_report()`` says the same in one line (``effzoo env``). (Every command
-a message suggests is quoted with double quotes: they work in cmd.exe, PowerShell and
-POSIX shells alike.)
+"""The seams between effzoo and Ultralytics: what the patches (``patches``) rely on, each
+declared required or optional in one table (``SEAMS``), and when it is checked: the
+version at ``import effzoo.yolo`` (``check_version``), the seams at the first effzoo row a
+process builds (``ensure_contract``: signatures and names every time, a behavioural probe
+once per Ultralytics version, cached in ``yolo-seams.json``), never while a checkpoint
+unpickles. A required seam that no longer holds takes every patch back and raises one
+``UltralyticsContractError``; an optional one degrades with one ``SeamDegradedWarning``
+(``DEGRADED`` says which; the patches read it). Commands in messages are double-quoted:
+they work in cmd.exe, PowerShell and POSIX shells.
 """
 
 from __future__ import annotations
@@ -21,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import json
 import logging
+import pkgutil
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -39,7 +34,7 @@ _MARK = "__effzoo__"
 FLOOR = "8.3.59"
 #: the Ultralytics releases the adapter supports (pyproject's ``yolo`` extra says the same)
 SUPPORTED = f">={FLOOR}"
-#: the smallest model with an effzoo row: built at ``register()`` through the patched
+#: the smallest model with an effzoo row: built by ``_probe_rows`` through the patched
 #: parser, on the meta device (nothing allocated), to check what the patches rely on
 _PROBE_ROW = ["efficientnet_lite0", {"pretrained": False, "levels": [5]}]
 _PROBE = {
@@ -108,13 +103,11 @@ def _swallowed(logger: logging.Logger, lines: list[str]) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Seam:
-    """One internal of Ultralytics that effzoo replaces or reads. A required one: effzoo
-    cannot build, train, fuse, export or run DDP right without it; an optional one (logs,
-    suggestions, what the applications read) degrades with one warning and everything
-    else works. ``owner``: where it lives (``module:attribute``); ``effzoo``: "replaces"
-    (``patch`` names the wrapper in patches.py, applied by ``register()``) or "reads";
-    ``check``: "" when it holds here, else what changed (signatures and the names its code
-    uses: cheap, nothing built)."""
+    """One internal of Ultralytics that effzoo replaces or reads: required (effzoo cannot
+    build, train, fuse, export or run DDP right without it) or optional (logs, suggestions,
+    what the applications read: it degrades with one warning). ``patch``: the wrapper in
+    patches.py of a "replaces" row; ``check``: "" when it holds here, else what changed
+    (signatures and the names its code uses: cheap, nothing built)."""
 
     name: str
     required: bool
@@ -127,16 +120,10 @@ class Seam:
 
 def _attr(owner: str) -> Any:
     """The object ``module:a.b`` names (None where it is gone)."""
-    import importlib
-
-    module, _, path = owner.partition(":")
     try:
-        obj: Any = importlib.import_module(module)
-    except ImportError:
+        return pkgutil.resolve_name(owner)
+    except (ImportError, AttributeError):
         return None
-    for part in path.split(".") if path else ():
-        obj = getattr(obj, part, None)
-    return obj
 
 
 def _has(*owners: str, what: str = "") -> Callable[[], str]:
@@ -301,11 +288,11 @@ def _static(*, reads: bool = True) -> list[Broken]:
     return [Broken(seam.name, what) for seam in wanted if (what := seam.check())]
 
 
-def _contract(*, probe: bool = True) -> list[Broken]:
+def _contract() -> list[Broken]:
     """The seams that do not hold (empty: all hold): the static checks, then, with the
     patches in place, ``_probe_rows`` checks the rest by doing it."""
     broken = _static()
-    if probe and not any(_SEAM[b.seam].required for b in broken) and registered():
+    if not any(_SEAM[b.seam].required for b in broken) and registered():
         broken += _probe_rows()
     return broken
 
@@ -335,11 +322,17 @@ def seam_report() -> str:
 def _settle(broken: list[Broken], *, take_back: Callable[[], None] | None) -> None:
     """Refuse on a required seam (``take_back`` first: every patch taken back); degrade,
     with one warning each, on optional ones."""
+    import ultralytics
+
     required = [b.what for b in broken if _SEAM[b.seam].required]
     if required:
         if take_back is not None and registered():
             take_back()
-        _refuse(required)
+        raise UltralyticsContractError(
+            f"effzoo.yolo does not support the installed Ultralytics {ultralytics.__version__}: "
+            f"{'; '.join(required)}. Supported: ultralytics{SUPPORTED}; install a supported "
+            f'release: pip install "ultralytics{SUPPORTED}"'
+        )
     for b in broken:
         _degrade(b)
 
@@ -367,17 +360,6 @@ def _degrade(b: Broken) -> None:
     )
 
 
-def _refuse(broken: list[str]) -> None:
-    import ultralytics
-
-    if broken:
-        raise UltralyticsContractError(
-            f"effzoo.yolo does not support the installed Ultralytics {ultralytics.__version__}: "
-            f"{'; '.join(broken)}. Supported: ultralytics{SUPPORTED}; install a supported "
-            f'release: pip install "ultralytics{SUPPORTED}"'
-        )
-
-
 # -- when the check runs: at the first effzoo row, once per Ultralytics version ------
 
 #: per process: the check has run (or is running: the probe builds an effzoo row too)
@@ -403,15 +385,21 @@ def _verdict_key() -> str:
     return f"ultralytics {ultralytics.__version__} at {where}; effzoo {__version__}"
 
 
+def _verdicts(path: Path) -> dict[str, Any]:
+    """The probe verdicts saved in ``path``, by ``_verdict_key()`` (empty if unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _cached_probe() -> list[Broken] | None:
     """The probe's verdict for this Ultralytics and effzoo, if an earlier process saved it."""
-    import json
-
     from ..weights.verified import cache_dir
 
     try:
-        data = json.loads((cache_dir() / VERDICT_NAME).read_text(encoding="utf-8"))
-        entry = data[_verdict_key()]
+        entry = _verdicts(cache_dir() / VERDICT_NAME)[_verdict_key()]
         return [Broken(seam, what) for seam, what in entry if seam in _SEAM]
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -419,8 +407,6 @@ def _cached_probe() -> list[Broken] | None:
 
 def _save_probe(broken: list[Broken]) -> None:
     """Keep the verdict (optional seams only: a required failure is never cached)."""
-    import json
-
     from .._atomic import write_json
     from ..weights.verified import cache_dir
 
@@ -428,11 +414,7 @@ def _save_probe(broken: list[Broken]) -> None:
     path = folder / VERDICT_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            data = data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            data = {}
+        data = _verdicts(path)
         data[_verdict_key()] = [list(b) for b in broken]
         write_json(path, data, indent=1)
     except OSError:  # a read-only cache: the probe runs again next time
@@ -440,9 +422,8 @@ def _save_probe(broken: list[Broken]) -> None:
 
 
 def ensure_contract(*, take_back: Callable[[], None]) -> None:
-    """The check, when first needed (the first effzoo row built in a process): the static
-    checks every time, the probe once per Ultralytics version (its verdict is cached in
-    effzoo's cache directory). Never on the checkpoint-loading path."""
+    """The check at the first effzoo row built in a process (never on the checkpoint-loading
+    path): the static checks every time, the probe once per Ultralytics version."""
     global _CHECKED
     if _CHECKED or getattr(_CHECK, "running", False):
         return

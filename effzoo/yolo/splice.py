@@ -1,14 +1,15 @@
 """Splicing an effzoo row into a parsed Ultralytics model yaml, and writing the result.
 
 The effzoo row replaces the stock stem and stages up to P5 and occupies indices 0-4
-(P1..P5); which stock row ends which level is read from the rows' strides; every later
-index is shifted so the head still reads the same layers (``templates`` says which file
-and row; this module only rewrites the parsed yaml and renders it as text).
+(P1..P5); every later index is shifted so the head still reads the same layers
+(``templates`` says which file and row; this module rewrites the parsed yaml and renders
+it as text).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from typing import Any
 
@@ -55,11 +56,11 @@ def _measured_stride(module: str, args_repr: str) -> int:
 def _shift(stock_backbone: list[list[Any]], source: str) -> tuple[int, dict[int, int]]:
     """(first kept row, old index -> new index of each P-level's last row).
 
-    The level of a row is the log2 of the stride so far, read from the rows' own
-    arguments (``_stride``); everything before SPPF/C2PSA (or the whole backbone where
-    there is neither: YOLO12, RT-DETR) up to P5 is what the effzoo row replaces. Rows
-    that go past P5 (a P6 variant's stride-2 ``Conv`` to P6/64 and its block) stay: they
-    build P6 from the row's P5, as they built it from the stock P5."""
+    A row's level is the log2 of the stride so far (each row's measured by ``_stride``);
+    everything before SPPF/C2PSA (or the whole backbone where there is neither: YOLO12,
+    RT-DETR) up to P5 is what the effzoo row replaces. Rows that go past P5 (a P6
+    variant's stride-2 ``Conv`` to P6/64 and its block) stay: they build P6 from the row's
+    P5, as they built it from the stock P5 (no EfficientNet has a stride-64 level)."""
     keep = next((i for i, r in enumerate(stock_backbone) if r[2] in _KEPT), len(stock_backbone))
     stride, ends = 1, {}
     for i, (_, _, module, args) in enumerate(stock_backbone[:keep]):
@@ -140,17 +141,11 @@ def render(d: dict[str, Any], *, header: list[str]) -> str:
             lines += [f"  {k}: {_flow(v)}" for k, v in value.items()]
         else:
             lines.append(f"{key}: {_flow(value)}")
-    index = 0
+    # each row's index: the effzoo row occupies 0-4, the rows after it one each
+    notes = itertools.chain(["0-4 P1/2, P2/4, P3/8, P4/16, P5/32"], itertools.count(LEVELS))
     for section in ("backbone", "head"):
         lines += ["", f"{section}:"]
         if section == "backbone":
             lines.append("  # [from, repeats, module, args]")
-        for row in d[section]:
-            if index == 0:
-                note = "0-4 P1/2, P2/4, P3/8, P4/16, P5/32"
-                index = LEVELS
-            else:
-                note = str(index)
-                index += 1
-            lines.append(f"  - {_flow(row)} # {note}")
+        lines += [f"  - {_flow(row)} # {next(notes)}" for row in d[section]]
     return "\n".join(lines) + "\n"

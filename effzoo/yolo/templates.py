@@ -1,16 +1,10 @@
 """Ultralytics model yamls with an effzoo backbone, made on the user's machine.
 
-effzoo ships no Ultralytics model file (they are AGPL-3.0). What it ships is the
-effzoo row and which Ultralytics file it goes into: a model yaml is generated from
-the *installed* Ultralytics' own file of a detector family (``FAMILIES``: YOLO11,
-YOLO12, YOLO26 with its P2 and P6 variants, RT-DETR; each task the family ships) with
-its stem and stage rows (everything before SPPF/C2PSA, or the whole backbone where
-there is neither) replaced by the effzoo row, which occupies indices 0-4 (P1..P5).
-Which stock row ends which P-level is read from the rows' strides, the same way for
-every family; every later index is shifted to match, so the head's references to P2,
-P3, P4 and its own layers still point at the same layers. A P6 variant's stock rows
-that build P6/64 from P5 stay after the effzoo row (no EfficientNet has a stride-64
-level of its own).
+effzoo ships no Ultralytics model file (they are AGPL-3.0), only the effzoo row and
+which file it goes into: a model yaml is generated from the *installed* Ultralytics' own
+file of a detector family (``FAMILIES``: YOLO11, YOLO12, YOLO26 with its P2 and P6
+variants, RT-DETR; each task the family ships), its stem and stages replaced by the
+effzoo row at indices 0-4 (P1..P5), the same way for every family (``splice``).
 
 ``effzoo yaml VARIANT`` writes one; every model name of ``PATTERN``
 (``yolo11n-effv2s.yaml``, ``yolo26s-p6-effb3.yaml``, ``yolo12m-effv2m-pose.yaml``;
@@ -39,6 +33,8 @@ from .splice import render, splice
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 _SUFFIX = {"detect": "", "segment": "-seg", "pose": "-pose", "obb": "-obb", "classify": "-cls"}
+#: the class count of a task's stock files (``nc``), where it is not 80
+_DEFAULT_NC = {"classify": 1000}
 
 
 @dataclass(frozen=True)
@@ -119,11 +115,7 @@ _DETECTORS = ("efficientnet_lite0", "efficientnet_b0", "efficientnet_v2_s")
 MODELS: dict[str, ModelName] = {
     m.name: m
     for m in (
-        _model("efficientnet_lite0"),
-        _model("efficientnet_b0"),
-        _model("efficientnet_b3"),
-        _model("efficientnet_v2_s"),
-        _model("efficientnet_v2_m"),
+        *(_model(f"efficientnet_{v}") for v in ("lite0", "b0", "b3", "v2_s", "v2_m")),
         _model("efficientnet_b0", "segment"),
         _model("efficientnet_b0", "pose"),
         _model("efficientnet_v2_s", "segment"),
@@ -264,22 +256,21 @@ def yaml_request(
         depth_mult=checks.multiplier(f"{flag}depth", depth),
         pretrained=checks.boolean("pretrained", pretrained),
     )
-    default_nc = 1000 if task == "classify" else 80
-    if nc is not None:
+    if nc is None:
+        nc = _DEFAULT_NC.get(task, 80)
+    else:
         nc = checks.positive_int(f"{flag}nc", nc, most=checks.MAX_CLASSES)
-    return YamlRequest(backbone, family, task, default_nc if nc is None else nc, level)
+    return YamlRequest(backbone, family, task, nc, level)
 
 
 def yaml_text(req: YamlRequest) -> str:
     """The text of the model yaml a checked request asks for."""
     backbone = req.backbone
-    default_nc = 1000 if req.task == "classify" else 80
     flags = "" if req.family == "yolo11" else f" --family {req.family}"
     flags += (f" --{req.level}" if req.level else "") + f" --task {req.task}"
-    flags += f" --nc {req.nc}" if req.nc != default_nc else ""
-    flags += (f" --width {backbone.width_mult}" if backbone.width_mult != 1.0 else "") + (
-        f" --depth {backbone.depth_mult}" if backbone.depth_mult != 1.0 else ""
-    )
+    flags += f" --nc {req.nc}" if req.nc != _DEFAULT_NC.get(req.task, 80) else ""
+    flags += f" --width {backbone.width_mult}" if backbone.width_mult != 1.0 else ""
+    flags += f" --depth {backbone.depth_mult}" if backbone.depth_mult != 1.0 else ""
     flags += "" if backbone.pretrained else " --scratch"
     note = f"Written by `effzoo yaml {backbone.spec.name}{flags}`."
     row = effzoo_row(backbone)
@@ -324,9 +315,8 @@ _NAME = re.compile(
 
 
 def list_cfgs() -> list[str]:
-    """Examples of effzoo's model names (``MODELS``; each resolves inside Ultralytics by
-    name). Every name of the pattern ``PATTERN`` resolves too: any family, scale, level
-    variant, backbone (``effzoo list``) and task."""
+    """Examples of effzoo's model names (``MODELS``); every name of ``PATTERN`` resolves
+    too (any family, scale, level variant, backbone of ``effzoo list`` and task)."""
     return sorted(MODELS)
 
 
@@ -355,6 +345,7 @@ def parse_name(name: str) -> ModelName | None:
 
 
 def _closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    """The choice closest to ``word`` (``word`` itself when it is one), else None."""
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
     return found[0] if found else None
 
@@ -365,9 +356,8 @@ def _repaired(lower: str) -> str | None:
     m = _NAME.fullmatch(lower)
     if m is None:
         return None
-    family = m["family"] if m["family"] in FAMILIES else _closest(m["family"], tuple(FAMILIES))
-    backbone = m["backbone"]
-    backbone = backbone if backbone in backbones() else _closest(backbone, list(backbones()))
+    family = _closest(m["family"], tuple(FAMILIES))  # itself where spelt right
+    backbone = _closest(m["backbone"], list(backbones()))
     task = _task_suffix(m["task"] or "")
     level = m["level"] or ""
     level = level if level in VARIANTS else _closest(level, [v for v in VARIANTS if v])
@@ -421,7 +411,7 @@ def _mentioned(lower: str) -> str | None:
     task = _task_suffix("".join(words[at + span :]))
     m = re.fullmatch(r"([a-z]+\d*)([a-z]*)", head[0]) if head else None
     family = m[1] if m else "yolo11"
-    family = family if family in FAMILIES else _closest(family, tuple(FAMILIES)) or "yolo11"
+    family = _closest(family, tuple(FAMILIES)) or "yolo11"
     scales = [m[2]] if m and m[2] else []
     scales += [w for w in head[1:] if len(w) == 1]
     scale = next((s[0] for s in scales if s[0] in "nslmx"), "n" if scales else "")
