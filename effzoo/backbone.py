@@ -59,43 +59,40 @@ def stages_for_level(stage_args: Sequence[Sequence[dict[str, Any]]], level: int)
     return needed
 
 
-def timm_kwargs(
-    spec: BackboneSpec,
-    *,
-    width_mult: float,
-    in_chans: int,
-    drop_path_rate: float,
-    padding: str,
-    bn_eps: float | None,
-    device: torch.device | str | None = None,
-) -> dict[str, Any]:
-    """Keyword arguments shared by timm's EfficientNet and EfficientNetFeatures."""
-    bn_args = {} if bn_eps is None else {"eps": bn_eps}
-    return dict(
-        in_chans=in_chans,
-        stem_size=spec.stem_size,
-        fix_stem=spec.fix_stem,
-        pad_type=padding,
-        act_layer=get_act_layer(spec.act),
-        norm_layer=partial(nn.BatchNorm2d, **bn_args),
-        round_chs_fn=round_fn(spec, width_mult),
-        drop_path_rate=drop_path_rate,
-        device=device,
-    )
-
-
 class _Variant:
-    """What Backbone and Classifier share: the spec and scaling they were built with,
-    and where their weights came from."""
+    """What Backbone and Classifier share: timm's constructor called for a spec row, and the
+    spec and scaling they were built with, and where their weights came from."""
 
-    def _built_as(
+    def _build(
         self,
         spec: BackboneSpec,
+        stage_args: list[list[dict[str, Any]]],
         width_mult: float,
         depth_mult: float,
-        padding: str,
+        in_chans: int,
+        drop_path_rate: float,
+        padding: str | None,
         bn_eps: float | None,
+        device: torch.device | str | None,
+        **timm_only: Any,
     ) -> None:
+        """timm's ``__init__`` (EfficientNetFeatures or EfficientNet) for ``spec``; padding
+        and BN epsilon default to the spec's."""
+        padding = spec.padding if padding is None else padding
+        bn_eps = spec.bn_eps if bn_eps is None else bn_eps
+        super().__init__(  # type: ignore[call-arg]
+            stage_args,
+            in_chans=in_chans,
+            stem_size=spec.stem_size,
+            fix_stem=spec.fix_stem,
+            pad_type=padding,
+            act_layer=get_act_layer(spec.act),
+            norm_layer=partial(nn.BatchNorm2d, **({} if bn_eps is None else {"eps": bn_eps})),
+            round_chs_fn=round_fn(spec, width_mult),
+            drop_path_rate=drop_path_rate,
+            device=device,
+            **timm_only,
+        )
         self.spec = spec
         self.width_mult = float(width_mult)
         self.depth_mult = float(depth_mult)
@@ -127,24 +124,10 @@ class Backbone(_Variant, EfficientNetFeatures):
         bn_eps: float | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        padding = spec.padding if padding is None else padding
-        bn_eps = spec.bn_eps if bn_eps is None else bn_eps
         args = block_args(spec, depth_mult)
         args = args[: stages_for_level(args, max(out_indices))]
-        super().__init__(
-            args,
-            out_indices=tuple(out_indices),
-            **timm_kwargs(
-                spec,
-                width_mult=width_mult,
-                in_chans=in_chans,
-                drop_path_rate=drop_path_rate,
-                padding=padding,
-                bn_eps=bn_eps,
-                device=device,
-            ),
-        )
-        self._built_as(spec, width_mult, depth_mult, padding, bn_eps)
+        options = (width_mult, depth_mult, in_chans, drop_path_rate, padding, bn_eps, device)
+        self._build(spec, args, *options, out_indices=tuple(out_indices))
         self.out_indices = tuple(out_indices)
         self.out_channels: list[int] = list(self.feature_info.channels())
         self.strides: list[int] = list(self.feature_info.reduction())
@@ -202,14 +185,13 @@ class Backbone(_Variant, EfficientNetFeatures):
         """Fold batch norms and fuse activations in place for inference; returns ``self``.
 
         The model must be in eval mode (``ExportError`` otherwise) and stays there:
-        ``train(True)`` raises ``ExportError``. ``channels_last``
-        (default: on) also switches the weights, the input and the outputs to the
-        channels-last memory format; the values are the same either way. The fused
-        model equals the unfused one in every mode (grad, no_grad, inference_mode,
-        float32/bfloat16/float16, autocast). See ``effzoo.fuse`` for what is fused and
-        docs/performance.md for the gains. ``reuse_buffers`` is accepted for effzoo 0.1
-        code and does nothing (the memory plan it switched was removed; a
-        ``FutureWarning`` says so).
+        ``train(True)`` raises ``ExportError``. ``channels_last`` (default: on) also switches
+        the weights, the input and the outputs to the channels-last memory format; the
+        values are the same either way. The fused model equals the unfused one in every mode
+        (grad, no_grad, inference_mode, float32/bfloat16/float16, autocast). See
+        ``effzoo.fuse`` for what is fused and docs/performance.md for the gains.
+        ``reuse_buffers`` is accepted for effzoo 0.1 code and does nothing (the memory plan
+        it switched was removed; a ``FutureWarning`` says so).
         """
         from . import _checks as checks
         from .fuse import fuse_model
@@ -303,21 +285,12 @@ class Classifier(_Variant, EfficientNet):
         num_classes: int = 1000,
         device: torch.device | str | None = None,
     ) -> None:
-        padding = spec.padding if padding is None else padding
-        bn_eps = spec.bn_eps if bn_eps is None else bn_eps
         rnd = round_fn(spec, width_mult)
-        super().__init__(
+        options = (width_mult, depth_mult, in_chans, drop_path_rate, padding, bn_eps, device)
+        self._build(
+            spec,
             block_args(spec, depth_mult),
+            *options,
             num_classes=num_classes,
             num_features=rnd(spec.num_features) if spec.round_num_features else spec.num_features,
-            **timm_kwargs(
-                spec,
-                width_mult=width_mult,
-                in_chans=in_chans,
-                drop_path_rate=drop_path_rate,
-                padding=padding,
-                bn_eps=bn_eps,
-                device=device,
-            ),
         )
-        self._built_as(spec, width_mult, depth_mult, padding, bn_eps)

@@ -1,18 +1,12 @@
-"""ONNX export with dynamic height and width, and an ONNX Runtime session helper.
+"""ONNX export with dynamic height and width (docs/deploy.md, "Outside Ultralytics"), and
+an ONNX Runtime session helper. ``onnx``/``onnxruntime`` are optional.
 
-TF "same" padding depends on the input size. With ``dynamic`` (the default) the
-exported copy pads with ``padding.pad_same``: integer ``x.size()`` arithmetic that
-stays symbolic under both exporters (the TorchScript tracer sees the sizes as
-tensors; the dynamo exporter as SymInts), in unfused (timm's ``Conv2dSame`` swapped
-for ``SymbolicConv2dSame``) and fused models alike, so one graph
-(``Shape -> ... -> Pad -> Conv``) serves every input size. With ``dynamic=False``
-the padding is constant (``padding.static_sizes``): the convolution's own pads when
-symmetric, a constant ``Pad`` otherwise, which simplifiers and converters read
-right. Fused weights are exported contiguous NCHW (``fuse.contiguous_weights``).
-``verify`` runs the exported graph in ONNX Runtime at sizes other than the traced
-one, odd ones included, and compares with PyTorch.
-
-``onnx``/``onnxruntime`` are optional: ``pip install onnx onnxruntime``.
+TF "same" padding depends on the input size. With ``dynamic`` (the default) the exported
+copy pads by integer ``x.size()`` arithmetic that both exporters keep symbolic, in unfused
+(timm's ``Conv2dSame`` swapped for ``SymbolicConv2dSame``) and fused models alike: one
+graph (``Shape -> ... -> Pad -> Conv``) for every size. With ``dynamic=False`` the pads are
+constants (``padding.static_sizes``) that simplifiers and converters read right. Fused
+weights go out contiguous NCHW (``fuse.contiguous_weights``).
 """
 
 from __future__ import annotations
@@ -77,13 +71,18 @@ def export_onnx(
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = _symbolic_same_padding(copy.deepcopy(model).eval().float().cpu())
+    model = copy.deepcopy(model).eval().float().cpu()
+    for m in model.modules():  # timm's same-padded convolutions: same parameters and values
+        if isinstance(m, (Conv2dSame, Conv2dSameExport)):
+            m.__class__ = SymbolicConv2dSame
     contiguous_weights(model)
-    in_chans = _in_chans(model)
-    x = torch.randn(batch_size, in_chans, *input_size)
+    x = torch.randn(batch_size, _in_chans(model), *input_size)
     names = output_names(model)
     kwargs: dict[str, Any] = dict(
-        input_names=["images"], output_names=names, opset_version=opset or (18 if dynamo else 17)
+        input_names=["images"],
+        output_names=names,
+        opset_version=opset or (18 if dynamo else 17),
+        dynamo=bool(dynamo),
     )
     axes = {
         **({2: "height", 3: "width"} if dynamic else {}),
@@ -92,11 +91,9 @@ def export_onnx(
     if dynamo:
         # from 64 px: past the stride-32 level, no size-1 special case becomes a guard
         dims = {k: torch.export.Dim(v, min=1 if k == 0 else 64) for k, v in axes.items()}
-        kwargs["dynamic_shapes"] = ({k: dims[k] for k in axes},) if axes else None
-        kwargs["dynamo"] = True
+        kwargs["dynamic_shapes"] = (dims,) if axes else None
     else:
         kwargs["dynamic_axes"] = {"images": axes, **{n: axes for n in names}} if axes else None
-        kwargs["dynamo"] = False
     with warnings.catch_warnings(), torch.no_grad(), static_sizes(not dynamic):
         warnings.simplefilter("ignore")
         try:
@@ -124,15 +121,6 @@ class SymbolicConv2dSame(Conv2dSame):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, pad = export_padding(x, self.weight.shape[-2:], self.stride, self.dilation)
         return F.conv2d(x, self.weight, self.bias, self.stride, pad, self.dilation, self.groups)
-
-
-def _symbolic_same_padding(model: nn.Module) -> nn.Module:
-    """Swap timm's same-padded convolutions for ``SymbolicConv2dSame`` (same
-    parameters, same values; size arithmetic the exporters keep symbolic cheaply)."""
-    for m in model.modules():
-        if isinstance(m, (Conv2dSame, Conv2dSameExport)):
-            m.__class__ = SymbolicConv2dSame
-    return model
 
 
 def _in_chans(model: nn.Module) -> int:

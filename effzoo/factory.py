@@ -6,7 +6,7 @@ import difflib
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -16,17 +16,6 @@ from . import weights
 from .backbone import Backbone, Classifier, round_fn
 from .errors import InvalidArgumentError
 from .registry import BackboneSpec, lookup
-
-_CREATE_OPTIONS = (
-    "out_indices",
-    "width_mult",
-    "depth_mult",
-    "in_chans",
-    "pretrained",
-    "drop_path_rate",
-    "features_only",
-    "weights_tag",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +33,10 @@ class BackboneRequest:
     drop_path_rate: float = 0.0
     features_only: bool = True
     weights_tag: str | None = None
+
+
+#: what create() takes besides the name (its error for an unknown option lists them)
+_CREATE_OPTIONS = tuple(f.name for f in fields(BackboneRequest) if f.name != "spec")
 
 
 def create(
@@ -77,21 +70,15 @@ def create(
         raise InvalidArgumentError(
             f"create() got an unknown option {key!r}.{hint} Options: {', '.join(_CREATE_OPTIONS)}"
         )
-    spec = lookup(name)
-    width_mult = checks.multiplier("width_mult", width_mult)
-    depth_mult = checks.multiplier("depth_mult", depth_mult)
-    in_chans = checks.positive_int("in_chans", in_chans, most=checks.MAX_IN_CHANS)
-    drop_path_rate = checks.drop_path_rate(drop_path_rate)
-    pretrained = checks.pretrained(pretrained)
     return build(
-        BackboneRequest(
-            spec=spec,
+        BackboneRequest(  # checked in this order: the first bad option is the one named
+            spec=lookup(name),
+            width_mult=checks.multiplier("width_mult", width_mult),
+            depth_mult=checks.multiplier("depth_mult", depth_mult),
+            in_chans=checks.positive_int("in_chans", in_chans, most=checks.MAX_IN_CHANS),
+            drop_path_rate=checks.drop_path_rate(drop_path_rate),
+            pretrained=checks.pretrained(pretrained) or False,  # None: not pretrained
             out_indices=checks.levels("out_indices", out_indices, first=0),
-            width_mult=width_mult,
-            depth_mult=depth_mult,
-            in_chans=in_chans,
-            pretrained=False if pretrained is None else pretrained,
-            drop_path_rate=drop_path_rate,
             features_only=checks.boolean("features_only", features_only),
             weights_tag=checks.optional_str("weights_tag", weights_tag),
         )
@@ -123,7 +110,7 @@ def build(req: BackboneRequest) -> Backbone | Classifier:
     model.pretrained_cfg = weights.preprocessing(spec, source, in_chans=req.in_chans)
     if source is None:
         model.pretrained_cfg["tag"] = None
-    if source is not None:
+    else:
         model.weights = weights.load_into(model, source)
     return model
 
@@ -153,8 +140,7 @@ def count_params(module: torch.nn.Module) -> int:
 
 def model_info(name: str | BackboneSpec) -> ModelInfo:
     """Describe a variant without allocating its weights (built on the meta device)."""
-    spec = lookup(name)
-    return _model_info(spec)
+    return _model_info(lookup(name))
 
 
 @functools.cache

@@ -67,7 +67,8 @@ V2_XL_ARCH = (
 
 TF = {"padding": "same", "bn_eps": 1e-3}
 
-# V1: (suffix, width, depth, resolution, paper params in millions, TF-ported default weights)
+# V1 and Lite: (suffix, width, depth, resolution, paper params in millions, TF-ported
+# default weights)
 _V1 = [
     ("b0", 1.0, 1.0, 224, 5.3, False),
     ("b1", 1.0, 1.1, 240, 7.8, False),
@@ -80,51 +81,37 @@ _V1 = [
     ("b8", 2.2, 3.6, 672, 87.4, True),
     ("l2", 4.3, 5.3, 800, 480.0, True),
 ]
-for _s, _w, _d, _r, _p, _tf in _V1:
-    register(
-        BackboneSpec(
-            name=f"efficientnet_{_s}",
-            family="v1",
-            arch=V1_ARCH,
-            width=_w,
-            depth=_d,
-            resolution=_r,
-            stem_size=32,
-            act="swish",
-            timm_arch=("tf_" if _tf else "") + f"efficientnet_{_s}",
-            paper_params_m=_p,
-            aliases=(f"efficientnet-{_s}", f"tf_efficientnet_{_s}", f"efficientnet{_s}"),
-            **(TF if _tf else {}),
-        )
-    )
-
 _LITE = [
-    ("lite0", 1.0, 1.0, 224, 4.7),
-    ("lite1", 1.0, 1.1, 240, 5.4),
-    ("lite2", 1.1, 1.2, 260, 6.1),
-    ("lite3", 1.2, 1.4, 280, 8.2),
-    ("lite4", 1.4, 1.8, 300, 13.0),
+    ("lite0", 1.0, 1.0, 224, 4.7, True),
+    ("lite1", 1.0, 1.1, 240, 5.4, True),
+    ("lite2", 1.1, 1.2, 260, 6.1, True),
+    ("lite3", 1.2, 1.4, 280, 8.2, True),
+    ("lite4", 1.4, 1.8, 300, 13.0, True),
 ]
-for _s, _w, _d, _r, _p in _LITE:
-    register(
-        BackboneSpec(
-            name=f"efficientnet_{_s}",
-            family="lite",
-            arch=LITE_ARCH,
-            width=_w,
-            depth=_d,
-            resolution=_r,
-            stem_size=32,
-            fix_stem=True,
-            round_num_features=False,
-            fix_first_last=True,
-            act="relu6",
-            timm_arch=f"tf_efficientnet_{_s}",
-            paper_params_m=_p,
-            aliases=(f"efficientnet-{_s}", f"tf_efficientnet_{_s}", f"efficientnet{_s}"),
-            **TF,
+#: what each family's rows share (Lite: no squeeze-excite, ReLU6, fixed stem and head)
+_V1_LIKE = {
+    "v1": dict(arch=V1_ARCH, act="swish"),
+    "lite": dict(
+        arch=LITE_ARCH, act="relu6", fix_stem=True, round_num_features=False, fix_first_last=True
+    ),
+}
+for _family, _rows in (("v1", _V1), ("lite", _LITE)):
+    for _s, _w, _d, _r, _p, _tf in _rows:
+        register(
+            BackboneSpec(
+                name=f"efficientnet_{_s}",
+                family=_family,  # type: ignore[arg-type]
+                width=_w,
+                depth=_d,
+                resolution=_r,
+                stem_size=32,
+                timm_arch=("tf_" if _tf else "") + f"efficientnet_{_s}",
+                paper_params_m=_p,
+                aliases=(f"efficientnet-{_s}", f"tf_efficientnet_{_s}", f"efficientnet{_s}"),
+                **_V1_LIKE[_family],  # type: ignore[arg-type]
+                **(TF if _tf else {}),
+            )
         )
-    )
 
 # V2: (suffix, arch, width, depth, resolution, stem, round head channels, round limit, params)
 _V2 = [

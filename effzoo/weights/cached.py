@@ -1,18 +1,12 @@
-"""What a Hugging Face cache copy of a tag's file is worth without the Hub, and its repair.
+"""What a Hugging Face cache copy of a tag's file is worth without the Hub, and its repair
+(docs/weights.md, "How files are verified").
 
-A copy effzoo verified before (its sha256 in effzoo's record, ``verified``) is the Hub's
-file. A copy effzoo never verified (a cache copied to an offline machine without the
-record, a cache filled by timm or transformers) is checked as far as it can be without
-the Hub: a blob huggingface_hub named by a sha256 (the Hub's ETag for LFS and Xet files)
-must hash to that name, the record's sha256 for the same commit (when there is one) must
-match, and its safetensors header must be sound (dtypes and shapes are checked against
-the architecture when it loads). It loads, with a note in the provenance and a WARNING
-saying it was not checked against the Hub; it is refused only on evidence of corruption.
-
-``evict`` removes a cache entry huggingface_hub did not replace (``force_download`` leaves
-a snapshot pointing at the old blob when the ETag changed under the same commit) through
-huggingface_hub's own cache API (``scan_cache_dir().delete_files``), so that the next
-download writes it anew.
+``check_cached``: a copy whose sha256 is in effzoo's record (``verified``) is the Hub's file.
+Any other (a cache copied without the record, or filled by timm) is checked as far as it
+can be: a blob named by a sha256 must hash to it, the record's sha256 for its commit must
+match, its safetensors header must be sound. It loads with a note and a WARNING, refused
+only on evidence of corruption. ``evict`` removes, through huggingface_hub's cache API, an
+entry ``force_download`` left pointing at the old blob (the ETag changed under one commit).
 """
 
 from __future__ import annotations
@@ -20,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from .._version import __version__
 from ..errors import CorruptWeightsError
 from . import verified
 from .catalogue import TagInfo
@@ -43,20 +38,24 @@ def blob_name(pointer: Path) -> str | None:
     return None
 
 
+def hub_kwargs(tag: TagInfo) -> dict[str, Any]:
+    """``hf_hub_download``'s arguments for a tag's file."""
+    return dict(
+        repo_id=tag.repo,
+        filename=tag.filename,
+        revision=tag.revision,
+        library_name="effzoo",
+        library_version=__version__,
+    )
+
+
 def locate_pointer(tag: TagInfo) -> Path | None:
     """The cached copy of a tag's file (huggingface_hub's own look-up, no network), or None."""
     import huggingface_hub as hf
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from .._version import __version__
-
     try:
-        return Path(
-            hf.hf_hub_download(
-                repo_id=tag.repo, filename=tag.filename, revision=tag.revision,
-                library_name="effzoo", library_version=__version__, local_files_only=True,
-            )
-        )  # fmt: skip
+        return Path(hf.hf_hub_download(**hub_kwargs(tag), local_files_only=True))
     except LocalEntryNotFoundError:
         return None
 

@@ -1,16 +1,10 @@
-"""State-dict layouts: detection and conversion to timm's keys.
+"""State-dict layouts: detection and conversion to timm's keys (docs/weights.md, "Local files").
 
-effzoo models keep timm's state-dict keys, so timm files load as they are. Two other
-layouts are converted once, on load:
-
-* ``torchvision``: ``torchvision.models.efficientnet_*`` (``features.N.M.block.J...``),
-* ``lukemelas``: EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N._depthwise_conv``...).
-
-Both list a variant's tensors in the same order as timm (stem, blocks in order, each
-block's convs and norms in forward order, head, classifier); only the names differ.
-Conversion therefore puts the source keys in that canonical order (with a rank table
-per layout, so a name-sorted safetensors file works too), then pairs them one to one
-with the keys of a reference timm model, checking every shape on the way.
+timm files load as they are. ``torchvision`` (``features.N.M.block.J...``) and
+``lukemelas`` EfficientNet-PyTorch (``_conv_stem``, ``_blocks.N._depthwise_conv``...) list
+a variant's tensors in timm's order under other names: their keys are sorted into that
+canonical order (a rank table per layout, so a name-sorted file works too) and paired one
+to one with a reference timm model's keys, every shape checked.
 """
 
 from __future__ import annotations
@@ -135,6 +129,14 @@ def check_shapes(shapes: Mapping[str, Sequence[int]], layout: Layout) -> None:
             f"malformed {layout} tensors: {', '.join(bad[:6])}{' ...' if len(bad) > 6 else ''}; "
             "the file is not an EfficientNet state dict"
         )
+
+
+def checked_layout(shapes: Mapping[str, Sequence[int]]) -> tuple[Layout, int | None]:
+    """A state dict's layout (from its key -> shape map, ``check_shapes`` passed) and its
+    classifier's number of classes (None without one)."""
+    layout = detect_layout(shapes)
+    check_shapes(shapes, layout)
+    return layout, classifier_classes(shapes, layout)
 
 
 def _component_rank(layout: Layout, parts: list[str], i: int) -> tuple[int, int | str]:

@@ -3,7 +3,7 @@
 A ``.safetensors`` file is validated by the safetensors library before any tensor is read;
 a torch file is read with ``torch.load(weights_only=True)``, once, after checking
 what it may inflate to (``EFFZOO_MAX_PTH_BYTES``). Every error is a
-``CorruptWeightsError`` or ``WeightsMismatchError`` errors_name_file the file and what to do
+``CorruptWeightsError`` or ``WeightsMismatchError`` naming the file and what to do
 (``InvalidArgumentError`` for an unknown suffix).
 """
 
@@ -66,7 +66,7 @@ class WeightsFile:
 
 
 def expand_path(raw: str | os.PathLike[str], what: str) -> Path:
-    """``raw`` with ``~`` expanded; ``WeightsNotFoundError`` errors_name_file it when ``~user`` is
+    """``raw`` with ``~`` expanded; ``WeightsNotFoundError`` naming it when ``~user`` is
     unknown here (``what`` says where the path came from)."""
     try:
         return Path(raw).expanduser()
@@ -88,6 +88,11 @@ def errors_name_file(path: Path) -> Iterator[None]:
         if str(path) in str(e):
             raise
         raise type(e)(f"{path}: {e}", reason=e.reason) from e
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, cut at ``limit`` characters."""
+    return (str(e).splitlines() or [""])[0][:limit]
 
 
 def sha256_file(path: Path, start: int = 0) -> str:
@@ -209,10 +214,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, a pickled class weights_only refuses
-        first = (str(e).splitlines() or [""])[0][:160]
         raise CorruptWeightsError(
             f"{path} could not be loaded with torch.load(weights_only=True) ({type(e).__name__}: "
-            f"{first}). Fix: copy it again if truncated, or save the weights alone, "
+            f"{first_line(e, 160)}). Fix: copy it again if truncated, or save the weights alone, "
             'torch.save(model.state_dict(), path) (docs/weights.md, "Local files")'
         ) from e
     with errors_name_file(path):

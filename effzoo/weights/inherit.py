@@ -1,20 +1,11 @@
-"""Weight selection: start a width/depth-scaled model from its full-size weights.
+"""Weight selection (Xu et al., "Initializing Models with Larger Ones", ICLR 2024): a
+width/depth-scaled model starts from its full-size weights; the rules and why residual
+sums still add matching channels are in (docs/weights.md, "Scaled variants: inheritance").
 
-Xu et al., "Initializing Models with Larger Ones" (ICLR 2024):
-
-* **layer selection**: a stage of the target keeps the *first* blocks of the same
-  stage of the source (``blocks.s.b`` from ``blocks.s.b``);
-* **element selection**: every dimension that shrinks from ``S`` to ``T`` channels
-  takes the same evenly spaced (uniform) subset ``floor(i * S / T)``. Because the
-  subset depends only on ``(S, T)``, a stage's residual stream (each block's input and
-  output, its BN and the next block's input) uses the same channels everywhere, so
-  residual sums still add matching channels.
-
-Selection runs only when asked for: ``load_into`` passes ``exact=True`` for a model at
-width and depth 1.0, where every tensor must have the file's shape (a mismatch is an
-error listing the tensors, never a silent slice). A target larger than the source in
-any dimension, or with more blocks in a stage, is an error: nothing is ever left
-randomly initialised.
+Each target stage keeps the *first* blocks of the same source stage (``blocks.s.b`` from
+``blocks.s.b``); every dimension that shrinks from ``S`` to ``T`` takes the channels
+``floor(i * S / T)``. ``exact=True`` (a model at width and depth 1.0) forbids selection; a
+target larger than its source anywhere is an error: nothing is left randomly initialised.
 """
 
 from __future__ import annotations
@@ -105,12 +96,12 @@ def inherit(
             f"the target is deeper than its weights ({'; '.join(deeper)}). Fix: use "
             "depth_mult <= 1.0 with these weights, or pretrained=False " + _DOCS
         )
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {_limit(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_limit(unexpected)}")
+    parts = [
+        f"{what} {_limit(keys)}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected))
+        if keys
+    ]
+    if parts:
         raise WeightsMismatchError(
             f"the weights do not fit the model: {'; '.join(parts)}. Check that the file is "
             "this variant's (effzoo info NAME lists its tags)"
@@ -137,17 +128,9 @@ def inherit(
             f"the target is wider than its weights: {_limit(larger, 4)}. Fix: use "
             "width_mult <= 1.0 with these weights, or pretrained=False " + _DOCS
         )
-    out: dict[str, torch.Tensor] = {}
-    sliced = 0
-    for k, v in target.items():
-        if k not in source:  # a BN counter the file does not carry: keep the model's
-            out[k] = v
-            continue
-        src = source[k]
-        if tuple(src.shape) != tuple(v.shape):
-            src = select(src, tuple(v.shape))
-            sliced += 1
-        out[k] = src
+    # a BN counter the file does not carry keeps the model's
+    out = {k: select(source[k], tuple(v.shape)) if k in source else v for k, v in target.items()}
+    sliced = sum(1 for k, v in target.items() if k in source and source[k].shape != v.shape)
     counted = sum(1 for k in target if not k.endswith(_COUNTER))
     used = tuple(src_depths[: len(tgt_depths)])
     return out, Selection(counted, sliced, tuple(tgt_depths), used)

@@ -1,10 +1,6 @@
 """The record an effzoo layer of a YOLO checkpoint pickles as (``effzoo.yolo.checkpoint``),
-checked by the same rules wherever it is read: ``YOLO("best.pt")`` rebuilding the layer and
-``pretrained="best.pt"`` taking the backbone out of it (``yolo_file``).
-
-``check`` refuses a record that is damaged (a format that is not one, a key missing, a
-build that no build of its variant has or that its tensors do not have, tensors that do
-not hash to their ``digest``) and one of a newer format, naming the effzoo that wrote it.
+and ``check``, the rules it meets wherever it is read: ``YOLO("best.pt")`` rebuilding the
+layer, ``pretrained="best.pt"`` taking the backbone out of it (``yolo_file``).
 """
 
 from __future__ import annotations

@@ -168,11 +168,8 @@ def timm_state_dict(spec: BackboneSpec, path: Path) -> dict[str, torch.Tensor]:
     copy of a converted PyPI copy holds)."""
     with errors_name_file(path):
         raw = read_state_dict(path)
-        layout = convert.detect_layout(raw)
-        shapes = {k: tuple(v.shape) for k, v in raw.items()}
-        convert.check_shapes(shapes, layout)
-        reference = _reference(spec, convert.classifier_classes(shapes, layout) or 1000)
-        return convert.to_timm(raw, layout, reference)
+        layout, nc = convert.checked_layout({k: tuple(v.shape) for k, v in raw.items()})
+        return convert.to_timm(raw, layout, _reference(spec, nc or 1000))
 
 
 def _fit(
@@ -184,10 +181,8 @@ def _fit(
     if source.path is not None and source.layout is not None:
         layout, nc = source.layout, source.num_classes  # resolve() checked this file
     else:  # a Hub file: its layout and classifier are read here, once
-        layout = convert.detect_layout(raw)
-        shapes = {k: tuple(v.shape) for k, v in raw.items()}
-        convert.check_shapes(shapes, layout)
-        nc = convert.classifier_classes(shapes, layout) or source.num_classes
+        layout, nc = convert.checked_layout({k: tuple(v.shape) for k, v in raw.items()})
+        nc = nc or source.num_classes
     reference = _reference(spec, nc)
     sd = convert.to_timm(raw, layout, reference)
     _adapt_stem(sd, int(model.conv_stem.weight.shape[1]))  # type: ignore[union-attr]

@@ -1,10 +1,8 @@
-"""``pretrained=`` resolution: decide how to build a model for its weights. Nothing is
-downloaded; a local safetensors file is read only as far as its header, a local torch
-file is unpickled (once: ``load_into`` takes its tensors from the source).
-
-``resolve`` turns ``pretrained`` (False/None, True, a tag, a file path) into a
-``WeightsSource``: which tag, which padding and BN epsilon, which preprocessing,
-and for a local file which layout it is in and how its tag was decided.
+"""``pretrained=`` (False/None, True, a tag, a file path) to a ``WeightsSource``: the tag,
+padding, BN epsilon and preprocessing to build for, and for a local file its layout and how
+its tag was decided (docs/weights.md, "Local files"). Nothing is downloaded; a safetensors
+file is read only as far as its header, a torch file unpickled once (``load_into`` takes
+its tensors from the source).
 """
 
 from __future__ import annotations
@@ -134,16 +132,13 @@ def _resolve_file(spec: BackboneSpec, path: Path, weights_tag: str | None) -> We
         else:
             tensors = read_state_dict(path)
         shapes = {k: tuple(v.shape) for k, v in tensors.items()}
-    layout = convert.detect_layout(shapes)
-    convert.check_shapes(shapes, layout)
-    nc = convert.classifier_classes(shapes, layout)
+    layout, nc = convert.checked_layout(shapes)
     if yolo is not None:
         return _from_checkpoint(spec, path, yolo, layout, weights_tag)
     meta = file_metadata(path) if path.suffix == ".safetensors" else {}
     cache = hf_cache_origin(path)
     by_name = path.name.split(".safetensors")[0] if path.suffix == ".safetensors" else path.stem
     infos = catalogue().tags
-    info: TagInfo | None = None
     if weights_tag is not None:
         info, how = tag_info(spec, weights_tag), "argument"
     elif META_TAG in meta:

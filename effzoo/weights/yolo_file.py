@@ -1,21 +1,18 @@
 """The backbone inside an Ultralytics checkpoint (``best.pt``), read without running it.
 
-An Ultralytics checkpoint pickles the whole model (Ultralytics' and effzoo's classes), so
-``torch.load(weights_only=True)`` refuses it, and unpickling it for real runs whatever
-the file names. Here it is unpickled by torch's own loader with an unpickler that gives
-every class and function the file names an inert stand-in (a record of its name, its
-arguments and its state); only torch's own allow-list of ``weights_only`` (tensor
+An Ultralytics checkpoint pickles the whole model, so ``torch.load(weights_only=True)``
+refuses it, and unpickling it for real runs whatever the file names. Here torch's own
+loader unpickles it with an inert stand-in (a record of its name, arguments and state) for
+every class and function the file names; only torch's ``weights_only`` allow-list (tensor
 rebuilding, dtypes, ``OrderedDict``) is real. Nothing of the file runs, and neither
-Ultralytics nor ``effzoo.yolo`` needs to be installed.
-
-From the stand-ins, the model's layers give their tensors as ``state_dict()`` would, and:
+Ultralytics nor ``effzoo.yolo`` needs to be installed. From the layers' tensors:
 
 * an effzoo backbone (a ``BackboneStem`` and the ``BackboneStages`` after it, pickled as
   modules by effzoo 0.1 or through ``effzoo.yolo.modules.rebuild`` later) becomes a timm
   state dict, with how it was built (variant, width, depth, padding, BN epsilon), the
   input normalization its stem applied, and the tag it started from;
-* a stock Ultralytics ``TorchVision`` layer holding a torchvision EfficientNet becomes a
-  torchvision state dict (Ultralytics feeds it 0..1 images, unnormalized).
+* a stock Ultralytics ``TorchVision`` EfficientNet layer becomes a torchvision state dict
+  (Ultralytics feeds it 0..1 images, unnormalized).
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ import torch
 
 from ..errors import CorruptWeightsError, WeightsMismatchError
 from . import layer_record
+from .files import first_line
 
 _EFFZOO_LAYERS = ("effzoo.yolo.modules.BackboneStem", "effzoo.yolo.modules.BackboneStages")
 _REBUILD = "effzoo.yolo.modules.rebuild"
@@ -140,11 +138,19 @@ def _where(obj: object) -> str:
     return getattr(type(obj), "where", type(obj).__name__)
 
 
+def _held(layer: Any) -> Any:
+    """The record an effzoo layer pickled through ``rebuild(cls, record)`` holds (format 2),
+    or None for a module pickled as such (effzoo 0.1, and every other layer)."""
+    if _where(layer) != _REBUILD:
+        return None
+    return layer._args[1] if len(layer._args) > 1 else {}
+
+
 def _state_dict(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
     """What ``obj.state_dict()`` would give, from a module's stand-in (or, for an effzoo
     layer pickled through ``rebuild``, the tensors it holds)."""
-    if _where(obj) == _REBUILD:
-        held = obj._args[1] if len(obj._args) > 1 else {}
+    held = _held(obj)
+    if held is not None:
         tensors = held.get("tensors") if isinstance(held, dict) else None
         return {prefix + k: v for k, v in (tensors or {}).items() if isinstance(v, torch.Tensor)}
     d = getattr(obj, "__dict__", {})
@@ -172,11 +178,11 @@ def _kind(layer: Any) -> str:
 
 def _attrs(layer: Any) -> dict[str, Any]:
     """A layer's own attributes (``first``, ``level``, ``backbone`` ...), either format."""
-    if _where(layer) == _REBUILD:
-        held = layer._args[1] if len(layer._args) > 1 else {}
-        own = held.get("attrs") if isinstance(held, dict) else None
-        return {**(own if isinstance(own, dict) else {}), "_held": held}
-    return dict(getattr(layer, "__dict__", {}))
+    held = _held(layer)
+    if held is None:
+        return dict(getattr(layer, "__dict__", {}))
+    own = held.get("attrs") if isinstance(held, dict) else None
+    return own if isinstance(own, dict) else {}
 
 
 def read(path: Path) -> YoloBackbone:
@@ -186,10 +192,9 @@ def read(path: Path) -> YoloBackbone:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE)
     except Exception as e:
-        first = (str(e).splitlines() or [""])[0][:160]
         raise CorruptWeightsError(
             f"{path} looks like an Ultralytics checkpoint but could not be read "
-            f"({type(e).__name__}: {first}); it is truncated or damaged"
+            f"({type(e).__name__}: {first_line(e, 160)}); it is truncated or damaged"
         ) from e
     which, model = "model", ckpt
     if isinstance(ckpt, dict):
@@ -219,18 +224,17 @@ def read(path: Path) -> YoloBackbone:
     )
 
 
-def _checked(attrs: dict[str, Any], layer: str) -> dict[str, Any]:
+def _checked(layer: Any, kind: str) -> dict[str, Any]:
     """A layer's record (format 2; none in effzoo 0.1's), checked as ``YOLO()`` checks it."""
-    held = attrs.get("_held")
+    held = _held(layer)
     if held is not None:
-        layer_record.check(held if isinstance(held, dict) else {}, layer=layer)
+        layer_record.check(held if isinstance(held, dict) else {}, layer=kind)
     return held or {}
 
 
 def _effzoo(layers: list[tuple[str, Any]], start: int, where: str) -> YoloBackbone:
     stem_name, stem = layers[start]
-    attrs = _attrs(stem)
-    held = _checked(attrs, "BackboneStem")
+    held = _checked(stem, "BackboneStem")
     sd = _state_dict(stem)
     tensors = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
     used = [f"{stem_name} (BackboneStem)"]
@@ -238,15 +242,15 @@ def _effzoo(layers: list[tuple[str, Any]], start: int, where: str) -> YoloBackbo
         if _kind(layer) != _EFFZOO_LAYERS[1]:
             break
         first = int(_attrs(layer).get("first", 0))
-        _checked(_attrs(layer), "BackboneStages")
+        _checked(layer, "BackboneStages")
         for k, v in _state_dict(layer).items():
             stage, _, rest = k.removeprefix("stages.").partition(".")
             tensors[f"blocks.{first + int(stage)}.{rest}"] = v
         used.append(f"{name} (BackboneStages)")
-    backbone = (attrs.get("_modules") or {}).get("backbone")
-    bb = dict(getattr(backbone, "__dict__", {})) if backbone is not None else {}
-    build = held.get("build") or {} if isinstance(held, dict) else {}
-    if isinstance(held, dict) and isinstance(held.get("backbone"), dict):
+    backbone = (_attrs(stem).get("_modules") or {}).get("backbone")
+    bb = dict(getattr(backbone, "__dict__", {}))  # effzoo 0.1: the pickled Backbone module
+    build = held.get("build") or {}
+    if isinstance(held.get("backbone"), dict):
         bb = {**bb, **held["backbone"]}
     spec = build.get("spec") or bb.get("spec")
     record = bb.get("weights")
@@ -263,7 +267,7 @@ def _effzoo(layers: list[tuple[str, Any]], start: int, where: str) -> YoloBackbo
         bn_eps=build.get("bn_eps", bb.get("bn_eps")),
         mean=mean,
         std=std,
-        tag=getattr(record, "tag", None) if record is not None else None,
+        tag=getattr(record, "tag", None),
     )
 
 
