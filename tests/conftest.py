@@ -37,38 +37,6 @@ def pytest_configure(config: pytest.Config) -> None:
     tempfile.tempdir = None
 
 
-#: the order modules are handed to the two workers in (``./dev test`` passes
-#: ``--no-loadscope-reorder``; pytest-xdist would otherwise hand out the modules with the
-#: most tests first, which put the three Ray modules, each with few but long tests, last,
-#: where they waited for each other while the other worker sat idle). The longest modules
-#: first (by the suite's ``--durations``), the module that runs alone first, the Ray
-#: modules spaced so that each finds the Ray lock free; the rest follow in file order.
-_ORDER = [
-    "test_weights_hub.py",  # runs alone (_BIG_TEMP): the other worker waits once, at the start
-    "test_yolo_compare.py",  # Ray, ~6 min
-    "test_yolo_families.py",
-    "test_weights_layouts.py",
-    "test_bad_inputs_more.py",
-    "test_core_create.py",
-    "test_compare_faults.py",  # Ray, ~3 min
-    "test_deploy.py",
-    "test_docs_blocks.py",
-    "test_cli_broken_env.py",
-    "test_export.py",
-    "test_compare_ray_nodes.py",  # Ray, ~1 min
-    "test_yolo_templates.py",
-    "test_yolo_checkpoint.py",
-    "test_secrets.py",
-    "test_truthful_runs.py",
-    "test_yolo_lifecycle.py",
-]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(_ORDER)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(_ORDER)))  # stable
-
-
 @pytest.fixture(scope="session")
 def test_root() -> str:
     """A temporary directory shared by the whole test session (under pytest's temp)."""
