@@ -174,6 +174,11 @@ def _failed_import(e: BaseException) -> tuple[str, str] | None:
     return found
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, cut at ``limit`` characters."""
+    return (str(e).splitlines() or [""])[0][:limit]
+
+
 def dependency_error(e: BaseException) -> DependencyError | None:
     """A ``DependencyError`` for ``e`` when it was raised while importing one of
     ``DEPENDENCIES`` (a broken install, a file that shadows the package, a package that is
@@ -191,7 +196,7 @@ def dependency_error(e: BaseException) -> DependencyError | None:
         version, home = dist.version, Path(str(dist.locate_file(pkg))).resolve()
     except metadata.PackageNotFoundError:
         version, home = None, None
-    first = (str(e).splitlines() or [""])[0][:200]
+    first = first_line(e)
     what = f"{type(e).__name__}{': ' + first if first else ''}"
     if version is None:
         fix = f"pip install {dist_name}"

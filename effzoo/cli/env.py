@@ -22,11 +22,10 @@ from pathlib import Path
 from .. import _env
 from .._redact import redact
 from .._version import __version__
-from ..errors import CorruptWeightsError, dependency_error
+from ..errors import CorruptWeightsError, dependency_error, first_line
 from ..weights import verified
 from ..weights.cached import check_cached
 from ..weights.catalogue import TagInfo, catalogue
-from ..weights.files import first_line
 from ..weights.sources import offline_mode
 from ..weights.store import store_dirs
 

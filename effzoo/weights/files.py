@@ -29,6 +29,7 @@ from ..errors import (
     InvalidArgumentError,
     WeightsMismatchError,
     WeightsNotFoundError,
+    first_line,
 )
 from .convert import unwrap, unwrap_keys
 
@@ -88,11 +89,6 @@ def errors_name_file(path: Path) -> Iterator[None]:
         if str(path) in str(e):
             raise
         raise type(e)(f"{path}: {e}", reason=e.reason) from e
-
-
-def first_line(e: BaseException, limit: int = 200) -> str:
-    """The first line of an error's message, cut at ``limit`` characters."""
-    return (str(e).splitlines() or [""])[0][:limit]
 
 
 def sha256_file(path: Path, start: int = 0) -> str:

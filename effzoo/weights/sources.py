@@ -36,11 +36,12 @@ from ..errors import (
     TamperedWeightsError,
     WeightsNotFoundError,
     WeightsUnavailableError,
+    first_line,
 )
 from . import verified
 from .cached import check_cached, evict, hub_kwargs, locate_pointer
 from .catalogue import OfflineCopy, TagInfo
-from .files import COMMIT_RE, SHA256_RE, WeightsFile, first_line, read_header, sha256_file
+from .files import COMMIT_RE, SHA256_RE, WeightsFile, read_header, sha256_file
 from .store import from_store
 
 log = logging.getLogger("effzoo")

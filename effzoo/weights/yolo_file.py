@@ -27,9 +27,8 @@ from typing import Any
 
 import torch
 
-from ..errors import CorruptWeightsError, WeightsMismatchError
+from ..errors import CorruptWeightsError, WeightsMismatchError, first_line
 from . import layer_record
-from .files import first_line
 
 _EFFZOO_LAYERS = ("effzoo.yolo.modules.BackboneStem", "effzoo.yolo.modules.BackboneStages")
 _REBUILD = "effzoo.yolo.modules.rebuild"
